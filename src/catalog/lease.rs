@@ -1,0 +1,150 @@
+//! Leases that keep `gc` and `push` from running over each other.
+//!
+//! A push may reuse a blob that no version references yet (left by an earlier, interrupted
+//! push, or by a deleted version), so gc must never delete while a push runs. Each side writes
+//! its lease first and looks for the other's second, so of any two that overlap at least one
+//! sees the other: a push waits until no gc lease is fresh; a gc gives up when it sees a push,
+//! and looks again before every batch of deletes. Leases are refreshed by a heartbeat; one not
+//! refreshed for [`LEASE_TTL`] (its holder crashed) is ignored. Freshness is judged against the
+//! store's own timestamp of our lease, so clocks that disagree between machines do not matter.
+
+use crate::catalog::unix_now;
+use crate::format::lease::Lease as LeaseInfo;
+use crate::store::{keys, Listed, Store, StoreError};
+use bytes::Bytes;
+use std::time::{Duration, SystemTime};
+
+/// A lease not refreshed for this long belongs to a process that is gone.
+pub const LEASE_TTL: Duration = Duration::from_secs(90);
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// What a lease protects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Push,
+    Gc,
+}
+
+impl Operation {
+    fn prefix(self) -> &'static str {
+        match self {
+            Operation::Push => "push-",
+            Operation::Gc => "gc-",
+        }
+    }
+}
+
+/// Another process's live lease, as shown to users.
+#[derive(Clone, Debug)]
+pub struct Holder {
+    pub info: Option<LeaseInfo>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.info {
+            Some(i) => write!(f, "{} by pid {} on {}", i.operation, i.pid, i.host),
+            None => f.write_str("an unreadable lease"),
+        }
+    }
+}
+
+/// A held lease; refreshed in the background until [`Lease::release`].
+pub struct Lease {
+    store: Store,
+    key: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Writes a lease for `op` and starts its heartbeat.
+    pub async fn acquire(store: &Store, op: Operation) -> Result<Lease, StoreError> {
+        let key = format!("{}{}{}", keys::LOCKS, op.prefix(), uuid::Uuid::new_v4());
+        let info = LeaseInfo {
+            operation: match op {
+                Operation::Push => "push".into(),
+                Operation::Gc => "gc".into(),
+            },
+            host: hostname(),
+            pid: std::process::id(),
+            started_unix: unix_now(),
+        };
+        let body = Bytes::from(info.encode());
+        store.put(&key, body.clone()).await?;
+        let (s, k) = (store.clone(), key.clone());
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                if let Err(e) = s.put(&k, body.clone()).await {
+                    tracing::warn!("could not refresh lease {k}: {e}");
+                }
+            }
+        });
+        Ok(Lease {
+            store: store.clone(),
+            key,
+            heartbeat,
+        })
+    }
+
+    /// Fresh leases of `op` held by others.
+    pub async fn others(&self, op: Operation) -> Result<Vec<Holder>, StoreError> {
+        let listed = self.store.list(keys::LOCKS).await?;
+        let now = listed
+            .iter()
+            .find(|l| l.key == self.key)
+            .map_or_else(SystemTime::now, |l| l.modified);
+        let prefix = format!("{}{}", keys::LOCKS, op.prefix());
+        let mut out = Vec::new();
+        for l in listed.iter().filter(|l| l.key.starts_with(&prefix) && l.key != self.key) {
+            if is_fresh(l, now) {
+                let info = match self.store.get(&l.key).await {
+                    Ok(b) => LeaseInfo::decode(&b).ok(),
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e),
+                };
+                out.push(Holder { info });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until no fresh lease of `op` remains, for at most `max_wait`; returns the holders
+    /// still there when it gives up.
+    pub async fn wait_for_none(
+        &self,
+        op: Operation,
+        max_wait: Duration,
+    ) -> Result<Vec<Holder>, StoreError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let holders = self.others(op).await?;
+            if holders.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(holders);
+            }
+            tracing::info!("waiting for {} to finish", holders[0]);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Stops the heartbeat and deletes the lease.
+    pub async fn release(self) {
+        self.heartbeat.abort();
+        if let Err(e) = self.store.delete(&self.key).await {
+            tracing::warn!("could not delete lease {}: {e}", self.key);
+        }
+    }
+}
+
+fn is_fresh(l: &Listed, now: SystemTime) -> bool {
+    match now.duration_since(l.modified) {
+        Ok(age) => age < LEASE_TTL,
+        Err(_) => true,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}

@@ -1,0 +1,382 @@
+//! The manifest of one version: every entry of the tree and where each byte of each file lives.
+//!
+//! Layout, chosen so that a mount needs no index building after decoding:
+//! - entries are in breadth-first order and the children of a directory are one contiguous run,
+//!   sorted by name bytes; entry 0 is the root. An entry's index is its inode number minus one,
+//!   a lookup is a binary search in the parent's run, and readdir is a slice.
+//! - names and symlink targets are raw bytes in one `strings` blob (lossless for any Unix name,
+//!   valid UTF-8 or not), so decoding allocates a handful of vectors, not one string per entry.
+//! - chunks are one flat table; a file owns a contiguous run of it, in file order.
+//!
+//! The big arrays are decoded element by element with capacity bounded by the input size, so
+//! no length field can make the decoder allocate more than the bytes it was given.
+
+use super::envelope::{self, Kind};
+use super::hash::Sha256;
+use super::FormatError;
+use bincode::config::{self, Configuration};
+use bincode::{Decode, Encode};
+
+/// The largest decompressed manifest body accepted (about 20 million entries).
+pub const MAX_MANIFEST_BODY: u64 = 4 << 30;
+/// Longest name component, as on Linux (NAME_MAX).
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest symlink target, as on Linux (PATH_MAX).
+pub const MAX_TARGET_LEN: usize = 4096;
+
+/// A byte range inside [`Manifest::strings`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+/// A run of consecutive indices in one of the manifest's tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Run {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Run {
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+}
+
+/// Seconds and nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+pub struct Timestamp {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+/// What an entry is, with what only that kind has.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum EntryKind {
+    /// A directory; `children` indexes [`Manifest::entries`].
+    Dir { children: Run },
+    /// A regular file; `chunks` indexes [`Manifest::chunks`], `sha256` is the whole file's digest.
+    File {
+        size: u64,
+        sha256: Sha256,
+        chunks: Run,
+    },
+    /// A symbolic link, stored and served as a link and never followed.
+    Symlink { target: Span },
+}
+
+/// One file, directory or symlink of the pushed tree.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Entry {
+    /// Index of the parent directory; the root is its own parent.
+    pub parent: u32,
+    pub name: Span,
+    /// Permission bits (`0o7777` at most); the kind gives the file type.
+    pub mode: u32,
+    pub mtime: Timestamp,
+    pub kind: EntryKind,
+}
+
+/// Where a chunk's bytes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Location {
+    /// Its own object, `blobs/<hash>`.
+    Blob,
+    /// A byte range of a pack object; `pack` indexes [`Manifest::packs`].
+    Pack { pack: u32, offset: u64 },
+}
+
+/// A piece of a file: its digest, its place in the file, and where to fetch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ChunkRef {
+    pub hash: Sha256,
+    /// Offset of the chunk's first byte in the file.
+    pub file_offset: u64,
+    pub len: u32,
+    pub location: Location,
+}
+
+/// A decoded, validated manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub entries: Vec<Entry>,
+    pub chunks: Vec<ChunkRef>,
+    pub packs: Vec<Sha256>,
+    pub strings: Vec<u8>,
+}
+
+/// A chunk as encoded: the hash is left out when it equals the digest of the single-chunk file
+/// that owns it (most files), which halves the size of manifests of small files.
+#[derive(Encode, Decode)]
+struct StoredChunk {
+    hash: Option<Sha256>,
+    file_offset: u64,
+    len: u32,
+    location: Location,
+}
+
+#[derive(Encode, Decode)]
+struct Counts {
+    entries: u64,
+    chunks: u64,
+    packs: u64,
+    strings: u64,
+}
+
+const CONFIG: Configuration = config::standard();
+
+impl Manifest {
+    /// The bytes of a name or symlink target.
+    pub fn string(&self, span: Span) -> &[u8] {
+        &self.strings[span.start as usize..span.start as usize + span.len as usize]
+    }
+
+    /// Serializes and compresses the manifest into the bytes that are stored.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.entries.len() * 48 + self.strings.len());
+        let counts = Counts {
+            entries: self.entries.len() as u64,
+            chunks: self.chunks.len() as u64,
+            packs: self.packs.len() as u64,
+            strings: self.strings.len() as u64,
+        };
+        bincode::encode_into_std_write(&counts, &mut body, CONFIG).expect("encode to memory");
+        body.extend_from_slice(&self.strings);
+        for p in &self.packs {
+            body.extend_from_slice(&p.0);
+        }
+        for e in &self.entries {
+            bincode::encode_into_std_write(e, &mut body, CONFIG).expect("encode to memory");
+        }
+        let mut implied = vec![false; self.chunks.len()];
+        for e in &self.entries {
+            if let EntryKind::File { sha256, chunks, .. } = &e.kind {
+                let i = chunks.start as usize;
+                if chunks.len == 1 && self.chunks.get(i).is_some_and(|c| c.hash == *sha256) {
+                    implied[i] = true;
+                }
+            }
+        }
+        for (c, implied) in self.chunks.iter().zip(implied) {
+            let stored = StoredChunk {
+                hash: (!implied).then_some(c.hash),
+                file_offset: c.file_offset,
+                len: c.len,
+                location: c.location,
+            };
+            bincode::encode_into_std_write(stored, &mut body, CONFIG).expect("encode to memory");
+        }
+        envelope::seal(Kind::Manifest, &body, true)
+    }
+
+    /// Decodes stored bytes and validates every invariant the mount relies on.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
+        let body = envelope::open(Kind::Manifest, bytes, MAX_MANIFEST_BODY)?;
+        let mut cur = Cursor { buf: &body, pos: 0 };
+        let counts: Counts = cur.item()?;
+        let strings = cur.bytes(counts.strings)?.to_vec();
+        let mut packs = Vec::with_capacity(cur.capacity(counts.packs, 32));
+        for _ in 0..counts.packs {
+            let raw = cur.bytes(32)?;
+            packs.push(Sha256(raw.try_into().expect("32 bytes")));
+        }
+        // The smallest encoded entry is 8 bytes, the smallest chunk 4.
+        let mut entries: Vec<Entry> = Vec::with_capacity(cur.capacity(counts.entries, 8));
+        for _ in 0..counts.entries {
+            entries.push(cur.item()?);
+        }
+        let mut stored: Vec<StoredChunk> = Vec::with_capacity(cur.capacity(counts.chunks, 4));
+        for _ in 0..counts.chunks {
+            stored.push(cur.item()?);
+        }
+        if cur.pos != body.len() {
+            return Err(corrupt("trailing bytes after the last chunk"));
+        }
+        let mut hashes: Vec<Option<Sha256>> = stored.iter().map(|c| c.hash).collect();
+        for e in &entries {
+            if let EntryKind::File { sha256, chunks, .. } = &e.kind {
+                if chunks.len == 1 {
+                    if let Some(h @ None) = hashes.get_mut(chunks.start as usize) {
+                        *h = Some(*sha256);
+                    }
+                }
+            }
+        }
+        let chunks = stored
+            .into_iter()
+            .zip(hashes)
+            .map(|(c, h)| {
+                Ok(ChunkRef {
+                    hash: h.ok_or_else(|| corrupt("a chunk has no hash"))?,
+                    file_offset: c.file_offset,
+                    len: c.len,
+                    location: c.location,
+                })
+            })
+            .collect::<Result<Vec<_>, FormatError>>()?;
+        let m = Manifest {
+            entries,
+            chunks,
+            packs,
+            strings,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks that the manifest is a well-formed tree that cannot name anything outside itself.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let n = self.entries.len();
+        if n == 0 || n > u32::MAX as usize {
+            return Err(corrupt("no root entry"));
+        }
+        let root = &self.entries[0];
+        if root.parent != 0 || root.name.len != 0 || !matches!(root.kind, EntryKind::Dir { .. }) {
+            return Err(corrupt("entry 0 is not the root directory"));
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            self.check_span(e.name)?;
+            if e.mode & !0o7777 != 0 {
+                return Err(corrupt(format!("entry {i} has mode bits outside 0o7777")));
+            }
+            if i > 0 {
+                let name = self.string(e.name);
+                check_name(name).map_err(|why| corrupt(format!("entry {i}: {why}")))?;
+                let p = e.parent as usize;
+                if p >= i {
+                    return Err(corrupt(format!("entry {i} comes before its parent")));
+                }
+                match &self.entries[p].kind {
+                    EntryKind::Dir { children } if children.range().contains(&i) => {}
+                    _ => return Err(corrupt(format!("entry {i} is not listed by its parent"))),
+                }
+            }
+            match &e.kind {
+                EntryKind::Dir { children } => self.check_children(i, *children)?,
+                EntryKind::File { size, chunks, .. } => self.check_chunks(i, *size, *chunks)?,
+                EntryKind::Symlink { target } => {
+                    self.check_span(*target)?;
+                    let t = self.string(*target);
+                    if t.is_empty() || t.len() > MAX_TARGET_LEN || t.contains(&0) {
+                        return Err(corrupt(format!("entry {i} has an invalid symlink target")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_span(&self, s: Span) -> Result<(), FormatError> {
+        match (s.start as usize).checked_add(s.len as usize) {
+            Some(end) if end <= self.strings.len() => Ok(()),
+            _ => Err(corrupt("a name points outside the string table")),
+        }
+    }
+
+    fn check_children(&self, dir: usize, run: Run) -> Result<(), FormatError> {
+        if run.len == 0 {
+            return Ok(());
+        }
+        let end = run.start as usize + run.len as usize;
+        if (run.start as usize) <= dir || end > self.entries.len() {
+            return Err(corrupt(format!("directory {dir} has children out of range")));
+        }
+        let mut prev: Option<&[u8]> = None;
+        for c in run.range() {
+            let child = &self.entries[c];
+            if child.parent as usize != dir {
+                return Err(corrupt(format!("entry {c} is listed by a directory that is not its parent")));
+            }
+            self.check_span(child.name)?;
+            let name = self.string(child.name);
+            if prev.is_some_and(|p| p >= name) {
+                return Err(corrupt(format!(
+                    "directory {dir} has duplicate or unsorted names"
+                )));
+            }
+            prev = Some(name);
+        }
+        Ok(())
+    }
+
+    fn check_chunks(&self, file: usize, size: u64, run: Run) -> Result<(), FormatError> {
+        let end = run.start as usize + run.len as usize;
+        if end > self.chunks.len() {
+            return Err(corrupt(format!("file {file} has chunks out of range")));
+        }
+        let mut offset = 0u64;
+        for c in &self.chunks[run.range()] {
+            if c.file_offset != offset || c.len == 0 {
+                return Err(corrupt(format!("file {file} has a gap or overlap in its chunks")));
+            }
+            if let Location::Pack { pack, offset: po } = c.location {
+                if pack as usize >= self.packs.len() || po.checked_add(c.len as u64).is_none() {
+                    return Err(corrupt(format!("file {file} points at a pack that does not exist")));
+                }
+            }
+            offset += c.len as u64;
+        }
+        if offset != size {
+            return Err(corrupt(format!(
+                "file {file} has chunks totalling {offset} bytes but a size of {size}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why a name component cannot appear in a tree; `Ok` for every name a Unix directory can hold.
+pub fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("empty name")
+    } else if name == b"." || name == b".." {
+        Err("name is '.' or '..'")
+    } else if name.contains(&b'/') {
+        Err("name contains '/'")
+    } else if name.contains(&0) {
+        Err("name contains NUL")
+    } else if name.len() > MAX_NAME_LEN {
+        Err("name longer than 255 bytes")
+    } else {
+        Ok(())
+    }
+}
+
+fn corrupt(why: impl Into<String>) -> FormatError {
+    FormatError::Corrupt("manifest", why.into())
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn item<T: Decode<()>>(&mut self) -> Result<T, FormatError> {
+        let (v, used) = bincode::decode_from_slice(&self.buf[self.pos..], CONFIG)
+            .map_err(|e| corrupt(e.to_string()))?;
+        self.pos += used;
+        Ok(v)
+    }
+
+    fn bytes(&mut self, n: u64) -> Result<&[u8], FormatError> {
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            return Err(FormatError::Truncated("manifest"));
+        }
+        let s = &self.buf[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+
+    /// A capacity for `count` items of at least `min_size` encoded bytes each that the
+    /// remaining input could actually hold.
+    fn capacity(&self, count: u64, min_size: usize) -> usize {
+        let left = (self.buf.len() - self.pos) / min_size;
+        count.min(left as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests;

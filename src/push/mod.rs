@@ -1,0 +1,365 @@
+//! `push`: turn a directory into a new version.
+//!
+//! Order of work, which is what makes a push safe to interrupt at any point:
+//! 1. scan the tree (nothing is written yet);
+//! 2. take a push lease, so gc cannot delete blobs this push is about to reuse;
+//! 3. read, chunk, pack and upload content, skipping every key the store already holds;
+//! 4. upload the manifest;
+//! 5. create the version ref with an atomic create-if-absent: only now is the version visible.
+//!
+//! A push killed before step 5 leaves only unreferenced content, which the next push of the
+//! same tree finds and skips (packs are content-defined, so they come out byte-identical), and
+//! which gc removes after its grace period if nobody pushes again.
+
+pub mod ingest;
+pub mod packer;
+pub mod upload;
+pub mod walk;
+
+use crate::catalog::lease::{Lease, Operation};
+use crate::catalog::{Catalog, CatalogError, NewVersion};
+use crate::format::manifest::Run;
+use crate::format::name::{check_dataset_name, NameError};
+use crate::format::{ChunkRef, EntryKind, Location, Manifest, Sha256, VersionRef};
+use crate::store::{keys, StoreError};
+use bytes::Bytes;
+use futures::StreamExt;
+use ingest::SMALL_FILE;
+use packer::{PackTable, Packer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use upload::{UploadStats, Uploader};
+use walk::{FileToRead, Scanned, Skipped};
+
+/// Why a push failed. Whatever the reason, no version was created.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("source directory {0} does not exist")]
+    SourceMissing(PathBuf),
+    #[error("source {0} is not a directory; push takes a directory")]
+    SourceNotDir(PathBuf),
+    #[error("cannot read {path}: {source}; fix its permissions or move it out of the tree")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} changed while it was being pushed; push again once nothing writes to the tree")]
+    Changed(PathBuf),
+    #[error("{0} vanished while it was being pushed; push again once nothing writes to the tree")]
+    Vanished(PathBuf),
+    #[error("{0}: {1}")]
+    BadName(PathBuf, &'static str),
+    #[error("{0} has more than 4 billion entries; push it as several datasets")]
+    TooManyEntries(PathBuf),
+    #[error("gc is running on this store ({0}); push again when it has finished")]
+    GcRunning(String),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PushError {
+    pub fn read(path: &Path, source: std::io::Error) -> PushError {
+        PushError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// How a push runs.
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    pub message: String,
+    /// Files read at once.
+    pub concurrency: usize,
+    /// Bytes of content held by uploads in flight, at most.
+    pub memory_budget: u64,
+    /// How long to wait for a running gc to yield before giving up.
+    pub gc_wait: Duration,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            message: String::new(),
+            concurrency: 16,
+            memory_budget: 256 << 20,
+            gc_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Progress, readable while a push runs (for progress bars).
+#[derive(Default, Debug)]
+pub struct PushProgress {
+    pub total_bytes: AtomicU64,
+    pub read_bytes: AtomicU64,
+    pub upload: Arc<UploadStats>,
+}
+
+/// What a push did.
+#[derive(Debug)]
+pub struct PushReport {
+    /// The new version, or the latest one if the tree was unchanged.
+    pub version: VersionRef,
+    /// True if the tree matched the latest version and no version was created.
+    pub unchanged: bool,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    pub uploaded_bytes: u64,
+    pub uploaded_objects: u64,
+    pub skipped: Vec<Skipped>,
+}
+
+impl PushReport {
+    /// Bytes of the tree that did not need uploading because the store already had them.
+    pub fn dedup_bytes(&self) -> u64 {
+        self.bytes.saturating_sub(self.uploaded_bytes)
+    }
+}
+
+/// Pushes `source` as the next version of `dataset`.
+pub async fn push(
+    catalog: &Catalog,
+    source: &Path,
+    dataset: &str,
+    opts: &PushOptions,
+    progress: Arc<PushProgress>,
+) -> Result<PushReport, PushError> {
+    check_dataset_name(dataset)?;
+    let src = source.to_path_buf();
+    let scanned = tokio::task::spawn_blocking(move || walk::scan(&src))
+        .await
+        .expect("scan does not panic")?;
+    progress
+        .total_bytes
+        .store(scanned.total_bytes, Ordering::Relaxed);
+
+    let lease = Lease::acquire(catalog.store(), Operation::Push).await?;
+    let result = async {
+        let gc = lease.wait_for_none(Operation::Gc, opts.gc_wait).await?;
+        if let Some(holder) = gc.first() {
+            return Err(PushError::GcRunning(holder.to_string()));
+        }
+        upload_and_commit(catalog, scanned, dataset, opts, &progress).await
+    }
+    .await;
+    lease.release().await;
+    result
+}
+
+async fn upload_and_commit(
+    catalog: &Catalog,
+    mut scanned: Scanned,
+    dataset: &str,
+    opts: &PushOptions,
+    progress: &PushProgress,
+) -> Result<PushReport, PushError> {
+    let store = catalog.store().clone();
+    let parent = catalog.latest(dataset).await?;
+    let uploader = Arc::new(Uploader::new(
+        store.clone(),
+        opts.memory_budget,
+        progress.upload.clone(),
+    ));
+    let mut state = Assembly::default();
+    if let Some(p) = &parent {
+        let m = catalog.manifest(p).await?;
+        state.learn_parent(&m, &uploader);
+    }
+
+    let files = std::mem::take(&mut scanned.files);
+    let file_count = files.len() as u64;
+    let mut results = futures::stream::iter(files)
+        .map(|f| read_file(f, uploader.clone()))
+        .buffered(opts.concurrency.max(1));
+    while let Some(done) = results.next().await {
+        let (f, content) = done?;
+        progress.read_bytes.fetch_add(f.stamp.size, Ordering::Relaxed);
+        state.place(&mut scanned, &f, content, &uploader).await?;
+    }
+    drop(results);
+    if let Some(pack) = state.packer.seal(&mut state.packs) {
+        uploader.upload(keys::pack(&pack.hash), pack.data.into()).await?;
+    }
+    uploader.finish().await?;
+
+    let manifest = Manifest {
+        entries: scanned.entries,
+        chunks: state.chunks,
+        packs: state.packs.hashes,
+        strings: scanned.strings,
+    };
+    debug_assert!(manifest.validate().is_ok());
+    let encoded = manifest.encode();
+    let hash = Sha256::of(&encoded);
+    let mut report = PushReport {
+        version: VersionRef {
+            dataset: dataset.into(),
+            version: 0,
+            manifest: hash,
+            manifest_size: encoded.len() as u64,
+            parent: None,
+            created_unix: 0,
+            files: file_count,
+            bytes: scanned.total_bytes,
+            message: opts.message.clone(),
+            state: crate::format::VersionState::Committed,
+        },
+        unchanged: false,
+        files: file_count,
+        dirs: scanned.dirs,
+        symlinks: scanned.symlinks,
+        bytes: scanned.total_bytes,
+        uploaded_bytes: 0,
+        uploaded_objects: 0,
+        skipped: scanned.skipped,
+    };
+    match parent {
+        Some(p) if p.manifest == hash => {
+            report.version = p;
+            report.unchanged = true;
+        }
+        parent => {
+            uploader
+                .upload(keys::manifest(&hash), Bytes::from(encoded))
+                .await?;
+            uploader.finish().await?;
+            let draft = NewVersion {
+                manifest: hash,
+                manifest_size: report.version.manifest_size,
+                parent: parent.map(|p| p.version),
+                files: file_count,
+                bytes: scanned.total_bytes,
+                message: opts.message.clone(),
+            };
+            report.version = catalog.commit(dataset, draft).await?;
+        }
+    }
+    report.uploaded_bytes = progress.upload.uploaded_bytes.load(Ordering::Relaxed);
+    report.uploaded_objects = progress.upload.uploaded_objects.load(Ordering::Relaxed);
+    Ok(report)
+}
+
+/// A file's content, read and hashed.
+enum Content {
+    Small { sha: Sha256, data: Vec<u8> },
+    Chunked { sha: Sha256, chunks: Vec<ChunkRef> },
+}
+
+async fn read_file(
+    f: FileToRead,
+    uploader: Arc<Uploader>,
+) -> Result<(FileToRead, Content), PushError> {
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let content = if f.stamp.size < SMALL_FILE {
+            let (sha, data) = ingest::read_small(&f)?;
+            Content::Small { sha, data }
+        } else {
+            let mut chunks = Vec::new();
+            let sha = ingest::read_chunked(&f, |c| {
+                chunks.push(ChunkRef {
+                    hash: c.hash,
+                    file_offset: c.file_offset,
+                    len: c.data.len() as u32,
+                    location: Location::Blob,
+                });
+                rt.block_on(uploader.upload(keys::blob(&c.hash), c.data.into()))?;
+                Ok(())
+            })?;
+            Content::Chunked { sha, chunks }
+        };
+        Ok((f, content))
+    })
+    .await
+    .expect("file reading does not panic")
+}
+
+/// The manifest's chunk and pack tables as files are placed, in entry order.
+#[derive(Default)]
+struct Assembly {
+    chunks: Vec<ChunkRef>,
+    packs: PackTable,
+    packer: Packer,
+    /// Where each small file already stored (by the parent or earlier in this push) lives.
+    small: HashMap<Sha256, (Sha256, u64)>,
+    /// Small files packed by this push, by pack slot, until their pack is sealed.
+    pending: HashMap<Sha256, (u32, u64)>,
+}
+
+impl Assembly {
+    fn learn_parent(&mut self, m: &Manifest, uploader: &Uploader) {
+        for c in &m.chunks {
+            if let Location::Pack { pack, offset } = c.location {
+                self.small.insert(c.hash, (m.packs[pack as usize], offset));
+            }
+        }
+        let blobs = m.chunks.iter().filter(|c| c.location == Location::Blob);
+        uploader.assume_present(blobs.map(|c| keys::blob(&c.hash)));
+        uploader.assume_present(m.packs.iter().map(keys::pack));
+    }
+
+    async fn place(
+        &mut self,
+        scanned: &mut Scanned,
+        f: &FileToRead,
+        content: Content,
+        uploader: &Uploader,
+    ) -> Result<(), PushError> {
+        let start = self.chunks.len() as u32;
+        let sha = match content {
+            Content::Chunked { sha, chunks } => {
+                self.chunks.extend(chunks);
+                sha
+            }
+            Content::Small { sha, data } if data.is_empty() => sha,
+            Content::Small { sha, data } => {
+                let len = data.len() as u32;
+                let (slot, offset) = if let Some(&(pack, offset)) = self.small.get(&sha) {
+                    (self.packs.intern(pack), offset)
+                } else if let Some(&(slot, offset)) = self.pending.get(&sha) {
+                    (slot, offset)
+                } else {
+                    let (slot, offset, sealed) = self.packer.add(&mut self.packs, &sha, &data);
+                    self.pending.insert(sha, (slot, offset));
+                    if let Some(pack) = sealed {
+                        uploader.upload(keys::pack(&pack.hash), pack.data.into()).await?;
+                    }
+                    (slot, offset)
+                };
+                self.chunks.push(ChunkRef {
+                    hash: sha,
+                    file_offset: 0,
+                    len,
+                    location: Location::Pack { pack: slot, offset },
+                });
+                sha
+            }
+        };
+        let run = Run {
+            start,
+            len: self.chunks.len() as u32 - start,
+        };
+        if let EntryKind::File {
+            sha256, chunks, ..
+        } = &mut scanned.entries[f.entry as usize].kind
+        {
+            *sha256 = sha;
+            *chunks = run;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+use crate::format::name::VersionSel;
+use crate::store::{Store, StoreOptions};
+use rand::{RngCore, SeedableRng};
+
+fn catalog() -> Catalog {
+    Catalog::new(Store::open("memory://", &StoreOptions::default()).unwrap())
+}
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::rngs::SmallRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+async fn run(c: &Catalog, dir: &Path) -> PushReport {
+    push(c, dir, "ds", &PushOptions::default(), Default::default()).await.unwrap()
+}
+
+#[tokio::test]
+async fn push_repush_and_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    std::fs::write(root.join("a/small.txt"), b"hello").unwrap();
+    std::fs::write(root.join("a/b/dup.txt"), b"hello").unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::write(root.join("big.bin"), random(20 << 20, 1)).unwrap();
+    std::os::unix::fs::symlink("../../etc/passwd", root.join("a/out")).unwrap();
+
+    let c = catalog();
+    let first = run(&c, root).await;
+    assert_eq!(first.version.version, 1);
+    assert_eq!((first.files, first.dirs, first.symlinks), (4, 2, 1));
+    assert!(first.uploaded_bytes >= (20 << 20) + 5);
+
+    let v = c.resolve("ds", VersionSel::Latest).await.unwrap();
+    let m = c.manifest(&v).await.unwrap();
+    assert_eq!(m.entries.len(), 1 + 3 + 3 + 1);
+    let chunk_count = m.chunks.len();
+    assert!(chunk_count >= 3, "20 MiB must be several chunks plus the packed files");
+
+    let again = run(&c, root).await;
+    assert!(again.unchanged);
+    assert_eq!((again.uploaded_bytes, again.version.version), (0, 1));
+
+    // One byte in the middle of the big file: only the chunks around it are uploaded.
+    let mut big = std::fs::read(root.join("big.bin")).unwrap();
+    big[10 << 20] ^= 0xff;
+    std::fs::write(root.join("big.bin"), &big).unwrap();
+    let edited = run(&c, root).await;
+    assert_eq!(edited.version.version, 2);
+    assert_eq!(edited.version.parent, Some(1));
+    assert!(edited.uploaded_bytes > 0 && edited.uploaded_bytes < (2 * 16 << 20) + (1 << 20));
+    assert!(edited.uploaded_bytes < (20 << 20) / 2 + (1 << 20), "{}", edited.uploaded_bytes);
+}
+
+#[tokio::test]
+async fn a_file_written_during_push_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("growing.bin");
+    std::fs::write(&path, random(64 << 20, 2)).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (stop.clone(), path.clone());
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                f.write_at(&[i as u8], (i * 4096) % (64 << 20)).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let c = catalog();
+    let err = push(&c, dir.path(), "ds", &PushOptions::default(), Default::default())
+        .await
+        .unwrap_err();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(matches!(err, PushError::Changed(_)), "{err}");
+    assert!(c.latest("ds").await.unwrap().is_none(), "no version may be created");
+}
+
+#[test]
+fn a_vanished_file_is_reported() {
+    let f = FileToRead {
+        entry: 1,
+        path: PathBuf::from("/nonexistent/datastore-test"),
+        stamp: walk::Stamp { size: 1, mtime: (0, 0), ctime: (0, 0), ino: 0, dev: 0 },
+    };
+    assert!(matches!(ingest::read_small(&f), Err(PushError::Vanished(_))));
+}
+
+#[tokio::test]
+async fn bad_sources_are_named() {
+    let c = catalog();
+    let err = push(&c, Path::new("/nonexistent/src"), "ds", &PushOptions::default(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/src does not exist"), "{err}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let err = push(&c, file.path(), "ds", &PushOptions::default(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    let err = push(&c, Path::new("/tmp"), "Bad Name", &PushOptions::default(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid dataset name"), "{err}");
+}

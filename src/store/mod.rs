@@ -1,0 +1,325 @@
+//! The object-store seam: the only module that knows about `object_store`, URLs and backends.
+//!
+//! Every operation is bounded by the configured timeout (retries included), so an unreachable
+//! or stalled store becomes an error in bounded time, never a hang.
+
+pub mod keys;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How a store is reached.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The longest one operation may take, retries included.
+    pub timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A failed store operation. Messages name the store, the operation and the key.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store URL '{0}': {1}")]
+    BadUrl(String, String),
+    #[error("{store}: {key} not found")]
+    NotFound { store: String, key: String },
+    #[error("{store}: {op} {key} timed out after {secs}s; check that the store is reachable (raise --timeout for slow links)")]
+    Timeout {
+        store: String,
+        op: &'static str,
+        key: String,
+        secs: u64,
+    },
+    #[error("{store}: {op} {key} failed: {detail}")]
+    Backend {
+        store: String,
+        op: &'static str,
+        key: String,
+        detail: String,
+    },
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// One listed object: its key relative to the store root, size and modification time.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// A store root: a backend and a key prefix inside it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    root: String,
+    url: String,
+    timeout: Duration,
+}
+
+impl Store {
+    /// Opens `s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`, a plain directory path, or
+    /// `memory://` (a store that lives as long as the process, for tests).
+    pub fn open(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let bad = |why: &str| StoreError::BadUrl(url.to_string(), why.to_string());
+        let (inner, root): (Arc<dyn ObjectStore>, String) = if url == "memory://" {
+            (Arc::new(InMemory::new()), String::new())
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket; use s3://BUCKET/PREFIX"));
+            }
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_client_options(client_options(opts))
+                .with_retry(retry_config(opts))
+                .build()
+                .map_err(|e| bad(&one_line(&e)))?;
+            (Arc::new(s3), prefix.trim_matches('/').to_string())
+        } else if url.starts_with("gs://") || url.starts_with("az://") || url.starts_with("abfs") {
+            let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+            let env: Vec<(String, String)> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            let (store, path) =
+                object_store::parse_url_opts(&parsed, env).map_err(|e| bad(&one_line(&e)))?;
+            (Arc::from(store), path.to_string())
+        } else {
+            let dir = match url.strip_prefix("file://") {
+                Some(p) => std::path::PathBuf::from(p),
+                None if url.contains("://") => {
+                    return Err(bad("unknown scheme; use s3://, gs://, az://, file:// or a directory path"))
+                }
+                None => std::path::PathBuf::from(url),
+            };
+            if dir.as_os_str().is_empty() {
+                return Err(bad("empty path"));
+            }
+            let dir = std::path::absolute(&dir).map_err(|e| bad(&e.to_string()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| bad(&format!("cannot create {}: {e}", dir.display())))?;
+            let local = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(&one_line(&e)))?;
+            (Arc::new(local), String::new())
+        };
+        Ok(Store {
+            inner,
+            root,
+            url: redact(url),
+            timeout: opts.timeout,
+        })
+    }
+
+    /// The store's URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.root.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.root))
+        }
+    }
+
+    fn relative(&self, p: &Path) -> String {
+        let s = p.as_ref();
+        if self.root.is_empty() {
+            s.to_string()
+        } else {
+            s.strip_prefix(&self.root)
+                .map(|r| r.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| s.to_string())
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        fut: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(StoreError::Timeout {
+                store: self.url.clone(),
+                op,
+                key: key.to_string(),
+                secs: self.timeout.as_secs(),
+            }),
+            Ok(Err(object_store::Error::NotFound { .. })) => Err(StoreError::NotFound {
+                store: self.url.clone(),
+                key: key.to_string(),
+            }),
+            Ok(Err(e)) => Err(StoreError::Backend {
+                store: self.url.clone(),
+                op,
+                key: key.to_string(),
+                detail: one_line(&e),
+            }),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
+    /// The whole object.
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(key);
+        self.bounded("GET", key, async {
+            self.inner.get(&path).await?.bytes().await
+        })
+        .await
+    }
+
+    /// A byte range of an object.
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let path = self.path(key);
+        self.bounded("GET", key, self.inner.get_range(&path, range)).await
+    }
+
+    /// Writes an object, replacing any previous one (content keys hold the same bytes anyway).
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key);
+        self.bounded("PUT", key, self.inner.put(&path, PutPayload::from_bytes(data)))
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes an object only if no object has the key; `Ok(false)` if one already did.
+    /// This is the store's atomic create (`If-None-Match: *` on S3, a hard link locally).
+    pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
+        let path = self.path(key);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.bounded("PUT", key, async {
+            match self.inner.put_opts(&path, PutPayload::from_bytes(data), opts).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let path = self.path(key);
+        match self.bounded("HEAD", key, self.inner.head(&path)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every object whose key starts with `prefix` (which should end in '/').
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        let path = self.path(prefix.trim_end_matches('/'));
+        let items: Vec<object_store::ObjectMeta> = self
+            .bounded("LIST", prefix, self.inner.list(Some(&path)).try_collect())
+            .await?;
+        Ok(items
+            .into_iter()
+            .map(|m| Listed {
+                key: self.relative(&m.location),
+                size: m.size,
+                modified: m.last_modified.into(),
+            })
+            .collect())
+    }
+
+    /// The names of the "directories" directly under `prefix` (which should end in '/').
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.path(prefix.trim_end_matches('/'));
+        let res = self
+            .bounded("LIST", prefix, self.inner.list_with_delimiter(Some(&path)))
+            .await?;
+        Ok(res
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Deletes an object; deleting one that is already gone is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key);
+        match self.bounded("DELETE", key, self.inner.delete(&path)).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+}
+
+fn client_options(opts: &StoreOptions) -> ClientOptions {
+    ClientOptions::new()
+        .with_timeout(opts.timeout)
+        .with_connect_timeout(opts.timeout.min(Duration::from_secs(5)))
+}
+
+fn retry_config(opts: &StoreOptions) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 5,
+        retry_timeout: opts.timeout,
+    }
+}
+
+/// An error and its sources on one line, the way users see every error.
+pub fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Drops any user:password part so credentials never reach messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,48 @@
+use super::*;
+
+#[tokio::test]
+async fn local_store_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), &StoreOptions::default()).unwrap();
+    exercise(&store).await;
+}
+
+#[tokio::test]
+async fn memory_store_operations() {
+    let store = Store::open("memory://", &StoreOptions::default()).unwrap();
+    exercise(&store).await;
+}
+
+async fn exercise(store: &Store) {
+    assert!(!store.exists("a/b").await.unwrap());
+    assert!(store.get("a/b").await.unwrap_err().is_not_found());
+    store.put("a/b", Bytes::from_static(b"hello")).await.unwrap();
+    assert!(store.exists("a/b").await.unwrap());
+    assert_eq!(store.get_range("a/b", 1..4).await.unwrap(), "ell");
+    assert!(store.put_if_absent("r/1", Bytes::from_static(b"x")).await.unwrap());
+    assert!(!store.put_if_absent("r/1", Bytes::from_static(b"y")).await.unwrap());
+    assert_eq!(store.get("r/1").await.unwrap(), "x");
+    store.put("r/2/x", Bytes::new()).await.unwrap();
+    let mut keys: Vec<String> = store.list("r/").await.unwrap().into_iter().map(|l| l.key).collect();
+    keys.sort();
+    assert_eq!(keys, ["r/1", "r/2/x"]);
+    assert_eq!(store.list_dirs("r/").await.unwrap(), ["2"]);
+    assert!(store.list("nothing/").await.unwrap().is_empty());
+    store.delete("a/b").await.unwrap();
+    store.delete("a/b").await.unwrap();
+    assert!(!store.exists("a/b").await.unwrap());
+}
+
+#[test]
+fn bad_urls_are_named() {
+    let err = Store::open("ftp://x", &StoreOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("ftp://x") && err.contains("unknown scheme"), "{err}");
+    let err = Store::open("s3://", &StoreOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("no bucket"), "{err}");
+}
+
+#[test]
+fn credentials_are_redacted() {
+    assert_eq!(redact("s3://key:secret@bucket/x"), "s3://bucket/x");
+    assert_eq!(redact("s3://bucket/x"), "s3://bucket/x");
+}
