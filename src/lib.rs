@@ -2,7 +2,11 @@
 //!
 //! Dependencies point one way: `cli → ops/push → catalog → format → store`.
 
-pub mod format;
-pub mod store;
 pub mod catalog;
+pub mod cli;
+pub mod content;
+pub mod format;
+pub mod manifest;
+pub mod ops;
 pub mod push;
+pub mod store;

@@ -87,16 +87,30 @@ impl Lease {
         })
     }
 
+    /// The store's idea of now: the time it gave our lease when last refreshed. Ages of objects
+    /// are judged against it, so a machine with a wrong clock cannot make young objects look old.
+    pub async fn store_now(&self) -> Result<SystemTime, StoreError> {
+        let listed = self.store.list(keys::LOCKS).await?;
+        Ok(Self::own_time(&listed, &self.key))
+    }
+
+    fn own_time(listed: &[Listed], key: &str) -> SystemTime {
+        listed
+            .iter()
+            .find(|l| l.key == key)
+            .map_or_else(SystemTime::now, |l| l.modified)
+    }
+
     /// Fresh leases of `op` held by others.
     pub async fn others(&self, op: Operation) -> Result<Vec<Holder>, StoreError> {
         let listed = self.store.list(keys::LOCKS).await?;
-        let now = listed
-            .iter()
-            .find(|l| l.key == self.key)
-            .map_or_else(SystemTime::now, |l| l.modified);
+        let now = Self::own_time(&listed, &self.key);
         let prefix = format!("{}{}", keys::LOCKS, op.prefix());
         let mut out = Vec::new();
-        for l in listed.iter().filter(|l| l.key.starts_with(&prefix) && l.key != self.key) {
+        for l in listed
+            .iter()
+            .filter(|l| l.key.starts_with(&prefix) && l.key != self.key)
+        {
             if is_fresh(l, now) {
                 let info = match self.store.get(&l.key).await {
                     Ok(b) => LeaseInfo::decode(&b).ok(),

@@ -21,7 +21,9 @@ pub enum CatalogError {
     UnknownVersion(String, u64),
     #[error("version {0}@v{1} was deleted; `datastore log {0}` lists the versions that remain")]
     DeletedVersion(String, u64),
-    #[error("ref of {0}@v{1} is unreadable ({2}); the store is damaged: run `datastore verify {0}`")]
+    #[error(
+        "ref of {0}@v{1} is unreadable ({2}); the store is damaged: run `datastore verify {0}`"
+    )]
     BadRef(String, u64, FormatError),
     #[error("manifest of {label} is unreadable ({source}); the store is damaged: run `datastore verify {dataset}`")]
     BadManifest {
@@ -29,7 +31,9 @@ pub enum CatalogError {
         dataset: String,
         source: FormatError,
     },
-    #[error("manifest of {0} does not match its hash; the store is damaged: run `datastore verify {1}`")]
+    #[error(
+        "manifest of {0} does not match its hash; the store is damaged: run `datastore verify {1}`"
+    )]
     ManifestHashMismatch(String, String),
     #[error("could not find a free version number for '{0}' after {1} attempts; too many concurrent pushes")]
     CommitContention(String, u32),
@@ -96,8 +100,8 @@ impl Catalog {
             }
             r => r?,
         };
-        let r = VersionRef::decode(&bytes)
-            .map_err(|e| CatalogError::BadRef(dataset.into(), n, e))?;
+        let r =
+            VersionRef::decode(&bytes).map_err(|e| CatalogError::BadRef(dataset.into(), n, e))?;
         if r.dataset != dataset || r.version != n {
             let why = FormatError::Corrupt("version ref", format!("it names {}", r.label()));
             return Err(CatalogError::BadRef(dataset.into(), n, why));
@@ -127,7 +131,11 @@ impl Catalog {
     }
 
     /// Resolves `NAME@VER` to a committed version.
-    pub async fn resolve(&self, dataset: &str, sel: VersionSel) -> Result<VersionRef, CatalogError> {
+    pub async fn resolve(
+        &self,
+        dataset: &str,
+        sel: VersionSel,
+    ) -> Result<VersionRef, CatalogError> {
         check_dataset_name(dataset)?;
         match sel {
             VersionSel::Latest => self
@@ -155,7 +163,10 @@ impl Catalog {
     pub async fn manifest(&self, v: &VersionRef) -> Result<Manifest, CatalogError> {
         let bytes = self.store.get(&keys::manifest(&v.manifest)).await?;
         if Sha256::of(&bytes) != v.manifest {
-            return Err(CatalogError::ManifestHashMismatch(v.label(), v.dataset.clone()));
+            return Err(CatalogError::ManifestHashMismatch(
+                v.label(),
+                v.dataset.clone(),
+            ));
         }
         // Decoding a large manifest takes a noticeable fraction of a second: keep it off the
         // async workers.
@@ -175,7 +186,11 @@ impl Catalog {
     pub async fn commit(&self, dataset: &str, v: NewVersion) -> Result<VersionRef, CatalogError> {
         check_dataset_name(dataset)?;
         const ATTEMPTS: u32 = 64;
-        let mut next = self.version_numbers(dataset).await?.last().map_or(1, |n| n + 1);
+        let mut next = self
+            .version_numbers(dataset)
+            .await?
+            .last()
+            .map_or(1, |n| n + 1);
         for _ in 0..ATTEMPTS {
             let r = VersionRef {
                 dataset: dataset.to_string(),
@@ -190,7 +205,11 @@ impl Catalog {
                 state: VersionState::Committed,
             };
             let key = keys::version_ref(dataset, next);
-            if self.store.put_if_absent(&key, Bytes::from(r.encode())).await? {
+            if self
+                .store
+                .put_if_absent(&key, Bytes::from(r.encode()))
+                .await?
+            {
                 return Ok(r);
             }
             next += 1;

@@ -26,9 +26,15 @@ async fn commit_resolve_delete() {
     ));
     assert_eq!(c.commit("ds", draft("one")).await.unwrap().version, 1);
     assert_eq!(c.commit("ds", draft("two")).await.unwrap().version, 2);
-    assert_eq!(c.resolve("ds", VersionSel::Latest).await.unwrap().message, "two");
+    assert_eq!(
+        c.resolve("ds", VersionSel::Latest).await.unwrap().message,
+        "two"
+    );
     c.delete("ds", 2).await.unwrap();
-    assert_eq!(c.resolve("ds", VersionSel::Latest).await.unwrap().version, 1);
+    assert_eq!(
+        c.resolve("ds", VersionSel::Latest).await.unwrap().version,
+        1
+    );
     assert!(matches!(
         c.resolve("ds", VersionSel::Number(2)).await,
         Err(CatalogError::DeletedVersion(..))
@@ -48,7 +54,12 @@ async fn concurrent_commits_get_distinct_numbers() {
     let c = catalog();
     let commits = (0..16).map(|i| {
         let c = c.clone();
-        tokio::spawn(async move { c.commit("ds", draft(&format!("m{i}"))).await.unwrap().version })
+        tokio::spawn(async move {
+            c.commit("ds", draft(&format!("m{i}")))
+                .await
+                .unwrap()
+                .version
+        })
     });
     let mut got: Vec<u64> = futures::future::join_all(commits)
         .await

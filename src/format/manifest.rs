@@ -280,13 +280,17 @@ impl Manifest {
         }
         let end = run.start as usize + run.len as usize;
         if (run.start as usize) <= dir || end > self.entries.len() {
-            return Err(corrupt(format!("directory {dir} has children out of range")));
+            return Err(corrupt(format!(
+                "directory {dir} has children out of range"
+            )));
         }
         let mut prev: Option<&[u8]> = None;
         for c in run.range() {
             let child = &self.entries[c];
             if child.parent as usize != dir {
-                return Err(corrupt(format!("entry {c} is listed by a directory that is not its parent")));
+                return Err(corrupt(format!(
+                    "entry {c} is listed by a directory that is not its parent"
+                )));
             }
             self.check_span(child.name)?;
             let name = self.string(child.name);
@@ -308,11 +312,15 @@ impl Manifest {
         let mut offset = 0u64;
         for c in &self.chunks[run.range()] {
             if c.file_offset != offset || c.len == 0 {
-                return Err(corrupt(format!("file {file} has a gap or overlap in its chunks")));
+                return Err(corrupt(format!(
+                    "file {file} has a gap or overlap in its chunks"
+                )));
             }
             if let Location::Pack { pack, offset: po } = c.location {
                 if pack as usize >= self.packs.len() || po.checked_add(c.len as u64).is_none() {
-                    return Err(corrupt(format!("file {file} points at a pack that does not exist")));
+                    return Err(corrupt(format!(
+                        "file {file} points at a pack that does not exist"
+                    )));
                 }
             }
             offset += c.len as u64;
@@ -379,4 +387,4 @@ impl Cursor<'_> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -114,7 +114,18 @@ mod tests {
         for ok in ["imagenet", "a", "0", "coco-2017_v1.2"] {
             assert!(check_dataset_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Imagenet", "-x", ".x", "a/b", "a b", "a\0b", "..", "é", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "Imagenet",
+            "-x",
+            ".x",
+            "a/b",
+            "a b",
+            "a\0b",
+            "..",
+            "é",
+            &"a".repeat(129),
+        ] {
             assert!(check_dataset_name(bad).is_err(), "{bad:?}");
         }
     }
@@ -134,7 +145,10 @@ mod tests {
         assert_eq!(parse_target("x/./a//b").unwrap().path, ["a", "b"]);
         assert!(matches!(parse_target("x/../etc"), Err(NameError::Path(..))));
         for bad in ["x@v0", "x@vv1", "x@", "x@-1", "x@+1", "x@v1.5"] {
-            assert!(matches!(parse_target(bad), Err(NameError::Version(_))), "{bad}");
+            assert!(
+                matches!(parse_target(bad), Err(NameError::Version(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(parse_target("X@v1"), Err(NameError::Dataset(_))));
     }

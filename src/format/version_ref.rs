@@ -16,7 +16,9 @@ const MAX_REF_BODY: u64 = 1 << 20;
 pub enum VersionState {
     Committed,
     /// Deleted by `rm`: kept as a tombstone so the number is never reused for other content.
-    Deleted { at_unix: i64 },
+    Deleted {
+        at_unix: i64,
+    },
 }
 
 /// Everything `log` shows about a version, and the hash of its manifest.

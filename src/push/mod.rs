@@ -184,12 +184,16 @@ async fn upload_and_commit(
         .buffered(opts.concurrency.max(1));
     while let Some(done) = results.next().await {
         let (f, content) = done?;
-        progress.read_bytes.fetch_add(f.stamp.size, Ordering::Relaxed);
+        progress
+            .read_bytes
+            .fetch_add(f.stamp.size, Ordering::Relaxed);
         state.place(&mut scanned, &f, content, &uploader).await?;
     }
     drop(results);
     if let Some(pack) = state.packer.seal(&mut state.packs) {
-        uploader.upload(keys::pack(&pack.hash), pack.data.into()).await?;
+        uploader
+            .upload(keys::pack(&pack.hash), pack.data.into())
+            .await?;
     }
     uploader.finish().await?;
 
@@ -333,7 +337,9 @@ impl Assembly {
                     let (slot, offset, sealed) = self.packer.add(&mut self.packs, &sha, &data);
                     self.pending.insert(sha, (slot, offset));
                     if let Some(pack) = sealed {
-                        uploader.upload(keys::pack(&pack.hash), pack.data.into()).await?;
+                        uploader
+                            .upload(keys::pack(&pack.hash), pack.data.into())
+                            .await?;
                     }
                     (slot, offset)
                 };
@@ -350,9 +356,7 @@ impl Assembly {
             start,
             len: self.chunks.len() as u32 - start,
         };
-        if let EntryKind::File {
-            sha256, chunks, ..
-        } = &mut scanned.entries[f.entry as usize].kind
+        if let EntryKind::File { sha256, chunks, .. } = &mut scanned.entries[f.entry as usize].kind
         {
             *sha256 = sha;
             *chunks = run;

@@ -121,7 +121,11 @@ mod tests {
         edited.insert(1000, vec![1u8; 1000]);
         let b = pack_all(&edited);
         let changed = a.iter().filter(|h| !b.contains(h)).count();
-        assert!(a.len() >= 6 && changed <= 2, "{changed} of {} packs changed", a.len());
+        assert!(
+            a.len() >= 6 && changed <= 2,
+            "{changed} of {} packs changed",
+            a.len()
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ fn random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 async fn run(c: &Catalog, dir: &Path) -> PushReport {
-    push(c, dir, "ds", &PushOptions::default(), Default::default()).await.unwrap()
+    push(c, dir, "ds", &PushOptions::default(), Default::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -38,7 +40,10 @@ async fn push_repush_and_edit() {
     let m = c.manifest(&v).await.unwrap();
     assert_eq!(m.entries.len(), 1 + 3 + 3 + 1);
     let chunk_count = m.chunks.len();
-    assert!(chunk_count >= 3, "20 MiB must be several chunks plus the packed files");
+    assert!(
+        chunk_count >= 3,
+        "20 MiB must be several chunks plus the packed files"
+    );
 
     let again = run(&c, root).await;
     assert!(again.unchanged);
@@ -51,8 +56,12 @@ async fn push_repush_and_edit() {
     let edited = run(&c, root).await;
     assert_eq!(edited.version.version, 2);
     assert_eq!(edited.version.parent, Some(1));
-    assert!(edited.uploaded_bytes > 0 && edited.uploaded_bytes < (2 * 16 << 20) + (1 << 20));
-    assert!(edited.uploaded_bytes < (20 << 20) / 2 + (1 << 20), "{}", edited.uploaded_bytes);
+    assert!(edited.uploaded_bytes > 0 && edited.uploaded_bytes < ((2 * 16) << 20) + (1 << 20));
+    assert!(
+        edited.uploaded_bytes < (20 << 20) / 2 + (1 << 20),
+        "{}",
+        edited.uploaded_bytes
+    );
 }
 
 #[tokio::test]
@@ -75,13 +84,22 @@ async fn a_file_written_during_push_fails_it() {
         })
     };
     let c = catalog();
-    let err = push(&c, dir.path(), "ds", &PushOptions::default(), Default::default())
-        .await
-        .unwrap_err();
+    let err = push(
+        &c,
+        dir.path(),
+        "ds",
+        &PushOptions::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     assert!(matches!(err, PushError::Changed(_)), "{err}");
-    assert!(c.latest("ds").await.unwrap().is_none(), "no version may be created");
+    assert!(
+        c.latest("ds").await.unwrap().is_none(),
+        "no version may be created"
+    );
 }
 
 #[test]
@@ -89,25 +107,55 @@ fn a_vanished_file_is_reported() {
     let f = FileToRead {
         entry: 1,
         path: PathBuf::from("/nonexistent/datastore-test"),
-        stamp: walk::Stamp { size: 1, mtime: (0, 0), ctime: (0, 0), ino: 0, dev: 0 },
+        stamp: walk::Stamp {
+            size: 1,
+            mtime: (0, 0),
+            ctime: (0, 0),
+            ino: 0,
+            dev: 0,
+        },
     };
-    assert!(matches!(ingest::read_small(&f), Err(PushError::Vanished(_))));
+    assert!(matches!(
+        ingest::read_small(&f),
+        Err(PushError::Vanished(_))
+    ));
 }
 
 #[tokio::test]
 async fn bad_sources_are_named() {
     let c = catalog();
-    let err = push(&c, Path::new("/nonexistent/src"), "ds", &PushOptions::default(), Default::default())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/src does not exist"), "{err}");
+    let err = push(
+        &c,
+        Path::new("/nonexistent/src"),
+        "ds",
+        &PushOptions::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/src does not exist"),
+        "{err}"
+    );
     let file = tempfile::NamedTempFile::new().unwrap();
-    let err = push(&c, file.path(), "ds", &PushOptions::default(), Default::default())
-        .await
-        .unwrap_err();
+    let err = push(
+        &c,
+        file.path(),
+        "ds",
+        &PushOptions::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("not a directory"), "{err}");
-    let err = push(&c, Path::new("/tmp"), "Bad Name", &PushOptions::default(), Default::default())
-        .await
-        .unwrap_err();
+    let err = push(
+        &c,
+        Path::new("/tmp"),
+        "Bad Name",
+        &PushOptions::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("invalid dataset name"), "{err}");
 }

@@ -113,7 +113,9 @@ impl Store {
             let dir = match url.strip_prefix("file://") {
                 Some(p) => std::path::PathBuf::from(p),
                 None if url.contains("://") => {
-                    return Err(bad("unknown scheme; use s3://, gs://, az://, file:// or a directory path"))
+                    return Err(bad(
+                        "unknown scheme; use s3://, gs://, az://, file:// or a directory path",
+                    ))
                 }
                 None => std::path::PathBuf::from(url),
             };
@@ -197,15 +199,20 @@ impl Store {
     /// A byte range of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = self.path(key);
-        self.bounded("GET", key, self.inner.get_range(&path, range)).await
+        self.bounded("GET", key, self.inner.get_range(&path, range))
+            .await
     }
 
     /// Writes an object, replacing any previous one (content keys hold the same bytes anyway).
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let path = self.path(key);
-        self.bounded("PUT", key, self.inner.put(&path, PutPayload::from_bytes(data)))
-            .await
-            .map(|_| ())
+        self.bounded(
+            "PUT",
+            key,
+            self.inner.put(&path, PutPayload::from_bytes(data)),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Writes an object only if no object has the key; `Ok(false)` if one already did.
@@ -217,7 +224,11 @@ impl Store {
             ..Default::default()
         };
         self.bounded("PUT", key, async {
-            match self.inner.put_opts(&path, PutPayload::from_bytes(data), opts).await {
+            match self
+                .inner
+                .put_opts(&path, PutPayload::from_bytes(data), opts)
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }) => Ok(false),

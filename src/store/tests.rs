@@ -16,14 +16,29 @@ async fn memory_store_operations() {
 async fn exercise(store: &Store) {
     assert!(!store.exists("a/b").await.unwrap());
     assert!(store.get("a/b").await.unwrap_err().is_not_found());
-    store.put("a/b", Bytes::from_static(b"hello")).await.unwrap();
+    store
+        .put("a/b", Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
     assert!(store.exists("a/b").await.unwrap());
     assert_eq!(store.get_range("a/b", 1..4).await.unwrap(), "ell");
-    assert!(store.put_if_absent("r/1", Bytes::from_static(b"x")).await.unwrap());
-    assert!(!store.put_if_absent("r/1", Bytes::from_static(b"y")).await.unwrap());
+    assert!(store
+        .put_if_absent("r/1", Bytes::from_static(b"x"))
+        .await
+        .unwrap());
+    assert!(!store
+        .put_if_absent("r/1", Bytes::from_static(b"y"))
+        .await
+        .unwrap());
     assert_eq!(store.get("r/1").await.unwrap(), "x");
     store.put("r/2/x", Bytes::new()).await.unwrap();
-    let mut keys: Vec<String> = store.list("r/").await.unwrap().into_iter().map(|l| l.key).collect();
+    let mut keys: Vec<String> = store
+        .list("r/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
     keys.sort();
     assert_eq!(keys, ["r/1", "r/2/x"]);
     assert_eq!(store.list_dirs("r/").await.unwrap(), ["2"]);
@@ -35,9 +50,16 @@ async fn exercise(store: &Store) {
 
 #[test]
 fn bad_urls_are_named() {
-    let err = Store::open("ftp://x", &StoreOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("ftp://x") && err.contains("unknown scheme"), "{err}");
-    let err = Store::open("s3://", &StoreOptions::default()).unwrap_err().to_string();
+    let err = Store::open("ftp://x", &StoreOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ftp://x") && err.contains("unknown scheme"),
+        "{err}"
+    );
+    let err = Store::open("s3://", &StoreOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no bucket"), "{err}");
 }
 

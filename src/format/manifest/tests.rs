@@ -21,7 +21,10 @@ pub(crate) fn build(paths: &[&str]) -> Manifest {
     }
     let mut m = Manifest::default();
     let push_str = |m: &mut Manifest, s: &[u8]| {
-        let span = Span { start: m.strings.len() as u32, len: s.len() as u32 };
+        let span = Span {
+            start: m.strings.len() as u32,
+            len: s.len() as u32,
+        };
         m.strings.extend_from_slice(s);
         span
     };
@@ -30,7 +33,9 @@ pub(crate) fn build(paths: &[&str]) -> Manifest {
         name: Span::default(),
         mode: 0o755,
         mtime: Timestamp::default(),
-        kind: EntryKind::Dir { children: Run::default() },
+        kind: EntryKind::Dir {
+            children: Run::default(),
+        },
     });
     let mut queue = std::collections::VecDeque::from([(0usize, &root)]);
     while let Some((idx, node)) = queue.pop_front() {
@@ -54,10 +59,15 @@ pub(crate) fn build(paths: &[&str]) -> Manifest {
                     EntryKind::File {
                         size,
                         sha256: Sha256::of(p.as_bytes()),
-                        chunks: Run { start: cstart, len: 1 },
+                        chunks: Run {
+                            start: cstart,
+                            len: 1,
+                        },
                     }
                 }
-                None => EntryKind::Dir { children: Run::default() },
+                None => EntryKind::Dir {
+                    children: Run::default(),
+                },
             };
             m.entries.push(Entry {
                 parent: idx as u32,
@@ -97,7 +107,10 @@ fn every_truncation_is_an_error() {
 }
 
 fn rename(m: &mut Manifest, entry: usize, name: &[u8]) {
-    let span = Span { start: m.strings.len() as u32, len: name.len() as u32 };
+    let span = Span {
+        start: m.strings.len() as u32,
+        len: name.len() as u32,
+    };
     m.strings.extend_from_slice(name);
     m.entries[entry].name = span;
 }
@@ -124,7 +137,9 @@ fn broken_structure_is_refused() {
     assert!(m.validate().is_err());
     // A child range pointing backwards, at the root.
     let mut m = build(&["a/b"]);
-    m.entries[1].kind = EntryKind::Dir { children: Run { start: 0, len: 1 } };
+    m.entries[1].kind = EntryKind::Dir {
+        children: Run { start: 0, len: 1 },
+    };
     assert!(m.validate().is_err());
     // Chunks that do not add up to the size.
     let mut m = build(&["f"]);
@@ -146,7 +161,12 @@ fn broken_structure_is_refused() {
 fn huge_counts_do_not_allocate() {
     // A header claiming 2^60 entries in a few bytes must fail fast, not abort on allocation.
     let mut body = Vec::new();
-    let counts = Counts { entries: 1 << 60, chunks: 1 << 60, packs: 0, strings: 0 };
+    let counts = Counts {
+        entries: 1 << 60,
+        chunks: 1 << 60,
+        packs: 0,
+        strings: 0,
+    };
     bincode::encode_into_std_write(&counts, &mut body, CONFIG).unwrap();
     let bytes = envelope::seal(Kind::Manifest, &body, true);
     assert!(Manifest::decode(&bytes).is_err());
@@ -156,7 +176,9 @@ fn huge_counts_do_not_allocate() {
 /// doc/FORMAT.md quotes (release build: `cargo test --release -- --nocapture million`).
 #[test]
 fn million_entries_decode() {
-    let names: Vec<String> = (0..1_000_000).map(|i| format!("d{:03}/f{i:07}.jpg", i % 1000)).collect();
+    let names: Vec<String> = (0..1_000_000)
+        .map(|i| format!("d{:03}/f{i:07}.jpg", i % 1000))
+        .collect();
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
     let m = build(&refs);
     let bytes = m.encode();

@@ -1,0 +1,49 @@
+use super::output::path;
+use super::Ctx;
+use crate::format::name::parse_target;
+use crate::ops::diff::{diff, Change};
+use anyhow::{bail, Result};
+use std::process::ExitCode;
+
+/// Show paths added (A), removed (D) and changed (M) between two versions.
+///
+/// A change is a different content, kind, symlink target or mode; a new mtime alone is not.
+///
+/// Example: datastore diff imagenet@v2 imagenet@v3
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// NAME@A
+    from: String,
+    /// NAME@B
+    to: String,
+}
+
+pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let (ta, tb) = (parse_target(&a.from)?, parse_target(&a.to)?);
+    if !ta.path.is_empty() || !tb.path.is_empty() {
+        bail!("diff compares whole versions: give NAME@A NAME@B without a path");
+    }
+    let va = ctx.catalog.resolve(&ta.dataset, ta.version).await?;
+    let vb = ctx.catalog.resolve(&tb.dataset, tb.version).await?;
+    let (ma, mb) = futures::try_join!(ctx.catalog.manifest(&va), ctx.catalog.manifest(&vb))?;
+    let changes = diff(&ma, &mb);
+    let mut counts = [0u64; 3];
+    for (c, p) in &changes {
+        let (tag, i) = match c {
+            Change::Added => ('A', 0),
+            Change::Removed => ('D', 1),
+            Change::Changed => ('M', 2),
+        };
+        counts[i] += 1;
+        println!("{tag}\t{}", path(p));
+    }
+    eprintln!(
+        "{} → {}: {} added, {} removed, {} changed",
+        va.label(),
+        vb.label(),
+        counts[0],
+        counts[1],
+        counts[2]
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,36 @@
+use super::output::bytes;
+use super::Ctx;
+use crate::format::name::parse_target;
+use crate::ops::{du::usage, open};
+use anyhow::Result;
+use std::process::ExitCode;
+
+/// Show the size of a version or of a path in it.
+///
+/// Example: datastore du imagenet@v3/train
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// NAME[@VER][/PATH].
+    target: String,
+    /// Exact byte counts.
+    #[arg(short, long)]
+    bytes: bool,
+}
+
+pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let t = parse_target(&a.target)?;
+    let o = open(&ctx.catalog, &t).await?;
+    let u = usage(&o.manifest, o.entry);
+    let fmt = |n: u64| if a.bytes { n.to_string() } else { bytes(n) };
+    println!(
+        "{}\t{} files\t{} dirs\t{} symlinks\tunique content {}\t{}{}",
+        fmt(u.bytes),
+        u.files,
+        u.dirs,
+        u.symlinks,
+        fmt(u.unique_bytes),
+        o.version.label(),
+        t.path_display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

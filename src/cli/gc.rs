@@ -1,0 +1,37 @@
+use super::output::bytes;
+use super::Ctx;
+use crate::ops::gc::gc;
+use anyhow::Result;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Delete blobs, packs and manifests that no version references.
+///
+/// Safe to run while pushes run: gc waits for none, stops itself when a push starts, and
+/// never deletes objects younger than the grace period.
+///
+/// Example: datastore gc --dry-run
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Report what would be deleted, delete nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Keep unreferenced objects younger than this (e.g. 30m, 1h, 2days).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    grace: Duration,
+}
+
+pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let r = gc(&ctx.catalog, a.grace, a.dry_run).await?;
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    println!(
+        "{} live versions, {} live objects; {verb} {} objects ({}); kept {} unreferenced objects younger than {}",
+        r.live_versions,
+        r.live_objects,
+        r.deleted_objects,
+        bytes(r.deleted_bytes),
+        r.young_objects,
+        humantime::format_duration(a.grace)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,146 @@
+use super::output::{self, bytes, path, table, time};
+use super::Ctx;
+use crate::format::name::parse_target;
+use crate::format::{EntryKind, Manifest};
+use crate::ops::open;
+use anyhow::Result;
+use std::process::ExitCode;
+
+/// List datasets, the versions of a dataset, or the files of a version.
+///
+/// Examples:
+///   datastore ls                       # datasets
+///   datastore ls imagenet              # versions of imagenet
+///   datastore ls imagenet@v3/train -l  # files in a directory of v3
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// NAME, NAME@VER or NAME[@VER]/PATH (VER: latest, vN or N).
+    target: Option<String>,
+    /// Long format: mode, size, modification time, SHA-256.
+    #[arg(short, long)]
+    long: bool,
+    /// List subdirectories recursively.
+    #[arg(short = 'R', long)]
+    recursive: bool,
+}
+
+pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let Some(target) = a.target else {
+        return datasets(ctx).await;
+    };
+    let t = parse_target(&target)?;
+    if !t.version_given && t.path.is_empty() {
+        return versions(ctx, &t.dataset).await;
+    }
+    let o = open(&ctx.catalog, &t).await?;
+    let m = &o.manifest;
+    let entries: Vec<(usize, Vec<u8>)> = match (&m.entries[o.entry].kind, a.recursive) {
+        (EntryKind::Dir { .. }, true) => o.manifest.walk(o.entry).into_iter().skip(1).collect(),
+        (EntryKind::Dir { .. }, false) => m
+            .children(o.entry)
+            .map(|c| (c, m.name(&m.entries[c]).to_vec()))
+            .collect(),
+        _ => vec![(o.entry, m.name(&m.entries[o.entry]).to_vec())],
+    };
+    if a.long {
+        let rows: Vec<Vec<String>> = entries.iter().map(|(i, p)| long_row(m, *i, p)).collect();
+        table(&rows);
+    } else {
+        for (i, p) in &entries {
+            let slash = if matches!(m.entries[*i].kind, EntryKind::Dir { .. }) {
+                "/"
+            } else {
+                ""
+            };
+            println!("{}{slash}", path(p));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn long_row(m: &Manifest, i: usize, p: &[u8]) -> Vec<String> {
+    let e = &m.entries[i];
+    let (kind, size, extra) = match &e.kind {
+        EntryKind::Dir { .. } => ('d', String::from("-"), String::new()),
+        EntryKind::File { size, sha256, .. } => {
+            ('-', size.to_string(), sha256.to_hex()[..16].to_string())
+        }
+        EntryKind::Symlink { target } => {
+            ('l', "-".into(), format!("-> {}", path(m.string(*target))))
+        }
+    };
+    vec![
+        format!("{kind}{}", mode_string(e.mode)),
+        size,
+        time(e.mtime.secs),
+        path(p),
+        extra,
+    ]
+}
+
+fn mode_string(mode: u32) -> String {
+    let mut s = String::new();
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+async fn datasets(ctx: &Ctx) -> Result<ExitCode> {
+    let mut rows = vec![vec![
+        "NAME".into(),
+        "LATEST".into(),
+        "VERSIONS".into(),
+        "FILES".into(),
+        "SIZE".into(),
+        "UPDATED".into(),
+    ]];
+    for name in ctx.catalog.dataset_names().await? {
+        let live: Vec<_> = ctx
+            .catalog
+            .versions(&name)
+            .await?
+            .into_iter()
+            .filter(|v| v.is_committed())
+            .collect();
+        if let Some(latest) = live.first() {
+            rows.push(vec![
+                name.clone(),
+                format!("v{}", latest.version),
+                live.len().to_string(),
+                latest.files.to_string(),
+                bytes(latest.bytes),
+                time(latest.created_unix),
+            ]);
+        }
+    }
+    table(&rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn versions(ctx: &Ctx, name: &str) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    for v in ctx
+        .catalog
+        .versions(name)
+        .await?
+        .into_iter()
+        .filter(|v| v.is_committed())
+    {
+        rows.push(vec![
+            v.label(),
+            time(v.created_unix),
+            format!("{} files", v.files),
+            bytes(v.bytes),
+            output::path(v.message.as_bytes()),
+        ]);
+    }
+    if rows.is_empty() {
+        anyhow::bail!("dataset '{name}' has no versions left (all were deleted)");
+    }
+    table(&rows);
+    Ok(ExitCode::SUCCESS)
+}
