@@ -12,7 +12,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     RetryConfig,
 };
 use std::future::Future;
@@ -287,8 +287,19 @@ impl Store {
     }
 }
 
+/// HTTP client settings: those of the environment (`AWS_ALLOW_HTTP`, `AWS_PROXY_URL`…, which
+/// `with_client_options` would otherwise discard), then our bounded timeouts on top.
 fn client_options(opts: &StoreOptions) -> ClientOptions {
-    ClientOptions::new()
+    let mut options = ClientOptions::new();
+    for (k, v) in std::env::vars() {
+        let Some(name) = k.strip_prefix("AWS_") else {
+            continue;
+        };
+        if let Ok(key) = name.to_ascii_lowercase().parse::<ClientConfigKey>() {
+            options = options.with_config(key, v);
+        }
+    }
+    options
         .with_timeout(opts.timeout)
         .with_connect_timeout(opts.timeout.min(Duration::from_secs(5)))
 }
