@@ -1,0 +1,387 @@
+//! Test harness: runs the real `datastore` binary against a local directory store or a
+//! moto S3 server on 127.0.0.1 that this harness starts, and tears everything down.
+//!
+//! The S3 server is started once per test binary from a thread that lives as long as the
+//! process, with PR_SET_PDEATHSIG, so it dies with the tests even when they fail or abort.
+//! A missing moto_server is a test failure, never a skip.
+
+#![allow(dead_code)]
+
+pub mod tree;
+
+use datastore::store::{Store, StoreOptions};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_datastore");
+
+/// The longest any one command of a test may run before the test fails.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Which store a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Local,
+    S3,
+}
+
+/// One store for one test: its URL, the environment that reaches it, and a scratch directory
+/// (also used as HOME, so no user or system configuration leaks in).
+pub struct Env {
+    pub kind: Kind,
+    pub url: String,
+    pub scratch: TempDir,
+    vars: Vec<(String, String)>,
+}
+
+/// What a finished command left behind.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Env {
+    pub fn new(kind: Kind) -> Env {
+        let scratch = tempfile::Builder::new()
+            .prefix("datastore-test-")
+            .tempdir()
+            .expect("create a scratch directory");
+        let mut vars = vec![];
+        let url = match kind {
+            Kind::Local => scratch.path().join("store").display().to_string(),
+            Kind::S3 => {
+                let port = moto_port();
+                let bucket = new_bucket(port);
+                vars = s3_vars(port);
+                format!("s3://{bucket}/root")
+            }
+        };
+        Env {
+            kind,
+            url,
+            scratch,
+            vars,
+        }
+    }
+
+    /// Both backends, for tests that must hold on each.
+    pub fn both() -> [Env; 2] {
+        [Env::new(Kind::Local), Env::new(Kind::S3)]
+    }
+
+    /// A fresh directory inside the scratch area.
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let p = self.scratch.path().join(name);
+        std::fs::create_dir_all(&p).expect("create test directory");
+        p
+    }
+
+    /// The command line, with the store and a clean environment, not yet started.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.scratch.path())
+            .env("XDG_CONFIG_HOME", self.scratch.path().join("config"))
+            .env("XDG_DATA_HOME", self.scratch.path().join("data"))
+            .env("RUST_BACKTRACE", "1")
+            .env("DATASTORE_STORE", &self.url)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = self.command(args);
+        let desc = format!("{c:?}");
+        let child = c.spawn().expect("start datastore");
+        wait(child, COMMAND_DEADLINE).unwrap_or_else(|e| panic!("{desc}: {e}"))
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "[{:?}] datastore {:?} failed ({}):\n{}",
+            self.kind,
+            args,
+            out.status,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// Runs a command that must fail cleanly: exit code 1, a one-line `datastore: …` error that
+    /// contains `expect`, and no panic. Returns that line.
+    pub fn fails<I, S>(&self, args: I, expect: &str) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+        let out = self.run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "[{:?}] datastore {:?} should fail with 1: {out:?}",
+            self.kind,
+            args
+        );
+        assert!(!out.stderr.contains("panicked"), "panic: {}", out.stderr);
+        let errors: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("datastore: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "one error line expected: {}", out.stderr);
+        assert!(
+            errors[0].contains(expect),
+            "[{:?}] error of {:?} should mention {expect:?}: {}",
+            self.kind,
+            args,
+            errors[0]
+        );
+        errors[0].to_string()
+    }
+
+    /// Pushes and returns the JSON report.
+    pub fn push(&self, dir: &Path, name: &str) -> serde_json::Value {
+        let out = self.ok([
+            OsStr::new("push"),
+            dir.as_os_str(),
+            OsStr::new(name),
+            OsStr::new("--json"),
+        ]);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("push --json: {e}: {out}"))
+    }
+
+    /// A handle on the same store through the library, for inspecting and damaging objects.
+    pub fn store(&self) -> Store {
+        for (k, v) in &self.vars {
+            // Every S3 test uses the same server and credentials, so this is idempotent.
+            std::env::set_var(k, v);
+        }
+        Store::open(&self.url, &StoreOptions::default()).expect("open store")
+    }
+
+    /// Every object key under the given prefixes, with its size.
+    pub fn objects(&self, prefixes: &[&str]) -> Vec<(String, u64)> {
+        let store = self.store();
+        block_on(async {
+            let mut all = vec![];
+            for p in prefixes {
+                for o in store.list(p).await.expect("list store") {
+                    all.push((o.key, o.size));
+                }
+            }
+            all.sort();
+            all
+        })
+    }
+
+    /// Content objects: blobs and packs.
+    pub fn content_keys(&self) -> Vec<String> {
+        self.objects(&["blobs/", "packs/"])
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    pub fn put_object(&self, key: &str, data: Vec<u8>) {
+        let store = self.store();
+        block_on(store.put(key, data.into())).expect("put object");
+    }
+
+    pub fn get_object(&self, key: &str) -> Vec<u8> {
+        let store = self.store();
+        block_on(store.get(key)).expect("get object").to_vec()
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+/// Waits for a child, killing it (by its PID, which we started) if it outlives `deadline`.
+pub fn wait(mut child: Child, deadline: Duration) -> Result<Output, String> {
+    let start = Instant::now();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    // Drain pipes on threads so a chatty child never blocks on a full pipe.
+    let out_t = std::thread::spawn(move || read_all(stdout.as_mut()));
+    let err_t = std::thread::spawn(move || read_all(stderr.as_mut()));
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("still running after {deadline:?}; killed"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+        elapsed: start.elapsed(),
+    })
+}
+
+fn read_all<R: Read>(r: Option<&mut R>) -> String {
+    let mut v = vec![];
+    if let Some(r) = r {
+        let _ = r.read_to_end(&mut v);
+    }
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+fn s3_vars(port: u16) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Where moto_server is: $DATASTORE_TEST_MOTO, the project's .venv, or PATH.
+fn moto_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("DATASTORE_TEST_MOTO") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("moto_server");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "moto_server not found (in .venv/bin, PATH or $DATASTORE_TEST_MOTO): \
+         run ./scripts/test, which installs it"
+    );
+}
+
+/// The port of this process's moto server, started on first use.
+pub fn moto_port() -> u16 {
+    static PORT: OnceLock<Result<u16, String>> = OnceLock::new();
+    PORT.get_or_init(start_moto).clone().expect("moto_server")
+}
+
+fn start_moto() -> Result<u16, String> {
+    let bin = moto_binary();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let log = std::env::temp_dir().join(format!("datastore-moto-{}.log", std::process::id()));
+    let (tx, rx) = mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        let logf = match std::fs::File::create(&log2) {
+            Ok(f) => f,
+            Err(e) => return tx.send(Err(e.to_string())).unwrap_or(()),
+        };
+        let mut c = Command::new(&bin);
+        c.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("dup log"))
+            .stderr(logf);
+        // SAFETY: prctl is async-signal-safe; the server dies when this thread's process does.
+        unsafe {
+            c.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        match c.spawn() {
+            Ok(mut child) => {
+                tx.send(Ok(child.id())).unwrap_or(());
+                // This thread must outlive the tests (PDEATHSIG fires when it exits).
+                let _ = child.wait();
+            }
+            Err(e) => tx.send(Err(format!("{}: {e}", bin.display()))).unwrap_or(()),
+        }
+    });
+    rx.recv().map_err(|e| e.to_string())??;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if http(port, "GET", "/").is_ok() {
+            return Ok(port);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "moto_server did not answer on 127.0.0.1:{port} within 60s; see {}",
+        log.display()
+    ))
+}
+
+/// A fresh bucket on the moto server.
+fn new_bucket(port: u16) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let status = http(port, "PUT", &format!("/{name}")).expect("create bucket");
+    assert!(status.contains(" 200 "), "create bucket: {status}");
+    name
+}
+
+/// One bare HTTP request; returns the status line.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp.lines().next().unwrap_or_default().to_string())
+}
