@@ -119,6 +119,21 @@ impl Catalog {
         futures::future::try_join_all(fetches).await
     }
 
+    /// The committed versions of `dataset`, newest first. A dataset whose versions were all
+    /// deleted is unknown to users, though its numbers stay taken.
+    pub async fn committed(&self, dataset: &str) -> Result<Vec<VersionRef>, CatalogError> {
+        let live: Vec<VersionRef> = self
+            .versions(dataset)
+            .await?
+            .into_iter()
+            .filter(VersionRef::is_committed)
+            .collect();
+        if live.is_empty() {
+            return Err(CatalogError::UnknownDataset(dataset.into()));
+        }
+        Ok(live)
+    }
+
     /// The newest committed version, or `None` if the dataset has none.
     pub async fn latest(&self, dataset: &str) -> Result<Option<VersionRef>, CatalogError> {
         for n in self.version_numbers(dataset).await?.into_iter().rev() {

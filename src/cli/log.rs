@@ -20,13 +20,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let mut rows = vec![["VERSION", "CREATED", "FILES", "SIZE", "PARENT", "MESSAGE"]
         .map(String::from)
         .to_vec()];
-    for v in ctx
-        .catalog
-        .versions(&a.name)
-        .await?
-        .into_iter()
-        .filter(|v| v.is_committed())
-    {
+    for v in ctx.catalog.committed(&a.name).await? {
         rows.push(vec![
             format!("v{}", v.version),
             time(v.created_unix),

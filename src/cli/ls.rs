@@ -1,5 +1,6 @@
 use super::output::{self, bytes, path, table, time};
 use super::Ctx;
+use crate::catalog::CatalogError;
 use crate::format::name::parse_target;
 use crate::format::{EntryKind, Manifest};
 use crate::ops::open;
@@ -99,48 +100,44 @@ async fn datasets(ctx: &Ctx) -> Result<ExitCode> {
         "UPDATED".into(),
     ]];
     for name in ctx.catalog.dataset_names().await? {
-        let live: Vec<_> = ctx
-            .catalog
-            .versions(&name)
-            .await?
-            .into_iter()
-            .filter(|v| v.is_committed())
-            .collect();
-        if let Some(latest) = live.first() {
-            rows.push(vec![
-                name.clone(),
-                format!("v{}", latest.version),
-                live.len().to_string(),
-                latest.files.to_string(),
-                bytes(latest.bytes),
-                time(latest.created_unix),
-            ]);
-        }
+        let live = match ctx.catalog.committed(&name).await {
+            Ok(live) => live,
+            Err(CatalogError::UnknownDataset(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let latest = &live[0];
+        rows.push(vec![
+            name.clone(),
+            format!("v{}", latest.version),
+            live.len().to_string(),
+            latest.files.to_string(),
+            bytes(latest.bytes),
+            time(latest.created_unix),
+        ]);
     }
-    table(&rows);
+    // An empty store prints nothing, so scripts can test for it.
+    if rows.len() > 1 {
+        table(&rows);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn versions(ctx: &Ctx, name: &str) -> Result<ExitCode> {
-    let mut rows = Vec::new();
-    for v in ctx
+    let rows: Vec<Vec<String>> = ctx
         .catalog
-        .versions(name)
+        .committed(name)
         .await?
         .into_iter()
-        .filter(|v| v.is_committed())
-    {
-        rows.push(vec![
-            v.label(),
-            time(v.created_unix),
-            format!("{} files", v.files),
-            bytes(v.bytes),
-            output::path(v.message.as_bytes()),
-        ]);
-    }
-    if rows.is_empty() {
-        anyhow::bail!("dataset '{name}' has no versions left (all were deleted)");
-    }
+        .map(|v| {
+            vec![
+                v.label(),
+                time(v.created_unix),
+                format!("{} files", v.files),
+                bytes(v.bytes),
+                output::path(v.message.as_bytes()),
+            ]
+        })
+        .collect();
     table(&rows);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,261 @@
+//! The life of a dataset: re-pushes, edits, interrupted and concurrent pushes, deletion and gc.
+//! Each test runs against the local store and a moto S3 server.
+
+mod common;
+
+use common::{tree, Env, Kind};
+use rand::{RngCore, SeedableRng};
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn rng(seed: u64) -> rand::rngs::SmallRng {
+    rand::rngs::SmallRng::seed_from_u64(seed)
+}
+
+fn get(env: &Env, target: &str, dest: &Path) {
+    env.ok([OsStr::new("get"), OsStr::new(target), dest.as_os_str()]);
+}
+
+fn versions(env: &Env, name: &str) -> usize {
+    env.ok(["log", name]).lines().count() - 1
+}
+
+#[test]
+fn re_push_of_an_unchanged_tree_uploads_nothing() {
+    for env in Env::both() {
+        let src = env.scratch.path().join("src");
+        tree::random(&src, 11, 80, 4, true);
+        let first = env.push(&src, "ds");
+        assert!(first["uploaded_bytes"].as_u64().unwrap() > 0);
+        let objects = env.objects(&["blobs/", "packs/", "manifests/"]);
+
+        let again = env.push(&src, "ds");
+        assert_eq!(again["unchanged"], true, "{again}");
+        assert_eq!(again["uploaded_bytes"], 0, "{again}");
+        assert_eq!(again["version"], "ds@v1");
+        assert_eq!(versions(&env, "ds"), 1);
+        assert_eq!(env.objects(&["blobs/", "packs/", "manifests/"]), objects);
+
+        // The same content under another name shares every content object.
+        let other = env.push(&src, "copy");
+        assert_eq!(other["version"], "copy@v1");
+        assert_eq!(other["uploaded_objects"], 0, "the manifest is content-addressed too: {other}");
+        assert_eq!(other["dedup_bytes"], other["bytes"]);
+    }
+}
+
+#[test]
+fn a_one_byte_edit_re_uploads_only_the_touched_chunks() {
+    const SIZE: usize = 64 << 20;
+    for env in Env::both() {
+        let src = env.dir("src");
+        let mut data = vec![0u8; SIZE];
+        rng(3).fill_bytes(&mut data);
+        std::fs::write(src.join("big.bin"), &data).unwrap();
+        std::fs::write(src.join("small.txt"), b"unchanged").unwrap();
+        env.push(&src, "ds");
+        let before: BTreeSet<_> = env.objects(&["blobs/", "packs/"]).into_iter().collect();
+
+        data[SIZE / 2] ^= 0xff;
+        std::fs::write(src.join("big.bin"), &data).unwrap();
+        let r = env.push(&src, "ds");
+        assert_eq!(r["version"], "ds@v2");
+        let after: BTreeSet<_> = env.objects(&["blobs/", "packs/"]).into_iter().collect();
+        let new: Vec<_> = after.difference(&before).collect();
+        let new_bytes: u64 = new.iter().map(|(_, size)| size).sum();
+        // One chunk holds the byte; a cut point just after it may move, touching a second.
+        assert!(
+            (1..=2).contains(&new.len()),
+            "[{:?}] new objects: {new:?}",
+            env.kind
+        );
+        assert!(new_bytes <= 2 * (16 << 20) && new_bytes < SIZE as u64 / 4);
+        let uploaded = r["uploaded_bytes"].as_u64().unwrap();
+        assert!(uploaded < new_bytes + (64 << 10), "{r}");
+        assert!(r["dedup_bytes"].as_u64().unwrap() > SIZE as u64 / 2, "{r}");
+
+        let dest = env.scratch.path().join("dest");
+        get(&env, "ds@v2", &dest);
+        tree::assert_same(&src, &dest);
+        let out = env.ok(["diff", "ds@1", "ds@2"]);
+        assert_eq!(out.lines().next(), Some("M\tbig.bin"), "{out}");
+    }
+}
+
+/// Starts a push and SIGKILLs it once it has stored some content.
+fn kill_push_midway(env: &Env, src: &Path) {
+    let mut child = env
+        .command([OsStr::new("push"), src.as_os_str(), OsStr::new("ds")])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "push finished before it could be killed; make the tree larger"
+        );
+        if env.content_keys().len() >= 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "push stored nothing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn kill_9_during_push_leaves_no_version_and_the_re_push_resumes() {
+    for env in Env::both() {
+        let src = env.dir("src");
+        let mut r = rng(5);
+        for i in 0..100 {
+            tree::write_random(&src.join(format!("f{i:03}.bin")), 3 << 20, &mut r);
+        }
+        kill_push_midway(&env, &src);
+        env.fails(["log", "ds"], "dataset 'ds' not found");
+        assert_eq!(env.ok(["ls"]).lines().count(), 0);
+        let stored_before = env.content_keys().len();
+        assert!(stored_before >= 3);
+
+        let r = env.push(&src, "ds");
+        assert_eq!(r["version"], "ds@v1");
+        let total_chunks = env.content_keys().len();
+        assert_eq!(
+            r["uploaded_objects"].as_u64().unwrap() as usize,
+            total_chunks - stored_before + 1,
+            "the re-push must skip what the killed one stored: {r}"
+        );
+        let dest = env.scratch.path().join("dest");
+        get(&env, "ds", &dest);
+        tree::assert_same(&src, &dest);
+    }
+}
+
+#[test]
+fn concurrent_pushes_get_distinct_versions() {
+    for env in Env::both() {
+        let dirs: Vec<_> = (0..4)
+            .map(|i| {
+                let d = env.dir(&format!("src{i}"));
+                tree::random(&d, 100 + i, 30, 3, false);
+                std::fs::write(d.join("which"), format!("{i}")).unwrap();
+                d
+            })
+            .collect();
+        let children: Vec<_> = dirs
+            .iter()
+            .map(|d| {
+                env.command([
+                    OsStr::new("push"),
+                    d.as_os_str(),
+                    OsStr::new("conc"),
+                    OsStr::new("--json"),
+                ])
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        let mut numbers = BTreeSet::new();
+        for c in children {
+            let out = common::wait(c, Duration::from_secs(300)).unwrap();
+            assert!(out.status.success(), "{}", out.stderr);
+            let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+            numbers.insert(j["number"].as_u64().unwrap());
+        }
+        assert_eq!(numbers, BTreeSet::from([1, 2, 3, 4]), "[{:?}]", env.kind);
+        // Each version holds exactly one of the trees.
+        let mut seen = BTreeSet::new();
+        for v in 1..=4 {
+            let dest = env.scratch.path().join(format!("dest{v}"));
+            get(&env, &format!("conc@v{v}"), &dest);
+            let which: usize = std::fs::read_to_string(dest.join("which"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            tree::assert_same(&dirs[which], &dest);
+            seen.insert(which);
+        }
+        assert_eq!(seen.len(), 4);
+    }
+}
+
+#[test]
+fn gc_keeps_every_referenced_object_and_deletes_the_rest() {
+    for env in Env::both() {
+        let (a, b) = (env.dir("a"), env.dir("b"));
+        let mut r = rng(9);
+        let shared = {
+            let mut v = vec![0u8; 3 << 20];
+            r.fill_bytes(&mut v);
+            v
+        };
+        for d in [&a, &b] {
+            std::fs::write(d.join("shared.bin"), &shared).unwrap();
+            std::fs::write(d.join("small.txt"), b"small and shared").unwrap();
+        }
+        tree::write_random(&a.join("only-a.bin"), 3 << 20, &mut r);
+        tree::write_random(&b.join("only-b.bin"), 3 << 20, &mut r);
+        env.push(&a, "ds");
+        env.push(&b, "ds");
+        env.ok(["rm", "ds@v1"]);
+        let all = env.objects(&["blobs/", "packs/", "manifests/"]);
+
+        // Within the grace period, and in a dry run, nothing goes.
+        let out = env.ok(["gc"]);
+        assert!(out.contains("deleted 0 objects"), "{out}");
+        let out = env.ok(["gc", "--dry-run", "--grace", "0s"]);
+        assert!(out.contains("would delete"), "{out}");
+        assert_eq!(env.objects(&["blobs/", "packs/", "manifests/"]), all);
+
+        env.ok(["gc", "--grace", "0s"]);
+        let kept = env.objects(&["blobs/", "packs/", "manifests/"]);
+        assert!(kept.len() < all.len());
+
+        // What is left is exactly what a store holding only v2 would hold.
+        let fresh = Env::new(env.kind);
+        fresh.push(&b, "ds");
+        assert_eq!(kept, fresh.objects(&["blobs/", "packs/", "manifests/"]));
+        env.ok(["verify", "ds", "--all"]);
+        let dest = env.scratch.path().join("dest");
+        get(&env, "ds", &dest);
+        tree::assert_same(&b, &dest);
+
+        // Removing the dataset frees everything.
+        env.ok(["rm", "-r", "ds"]);
+        env.ok(["gc", "--grace", "0s"]);
+        assert_eq!(env.objects(&["blobs/", "packs/", "manifests/"]), vec![]);
+        env.fails(["log", "ds"], "not found");
+    }
+}
+
+#[test]
+fn gc_refuses_to_run_during_a_push() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    let mut r = rng(21);
+    for i in 0..60 {
+        tree::write_random(&src.join(format!("f{i:03}.bin")), 3 << 20, &mut r);
+    }
+    let push = env
+        .command([OsStr::new("push"), src.as_os_str(), OsStr::new("ds")])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while env.objects(&["locks/"]).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no push lease");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let gc = env.run(["gc", "--grace", "0s"]);
+    let out = common::wait(push, Duration::from_secs(300)).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!gc.status.success(), "gc ran during a push: {}", gc.stdout);
+    assert!(gc.stderr.contains("a push is running"), "{}", gc.stderr);
+    env.ok(["verify", "ds"]);
+    // Once the push is done, gc runs and keeps everything the new version needs.
+    env.ok(["gc", "--grace", "0s"]);
+    env.ok(["verify", "ds"]);
+    assert!(env.objects(&["locks/"]).is_empty());
+}
