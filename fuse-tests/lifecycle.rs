@@ -41,7 +41,10 @@ fn re_push_of_an_unchanged_tree_uploads_nothing() {
         // The same content under another name shares every content object.
         let other = env.push(&src, "copy");
         assert_eq!(other["version"], "copy@v1");
-        assert_eq!(other["uploaded_objects"], 0, "the manifest is content-addressed too: {other}");
+        assert_eq!(
+            other["uploaded_objects"], 0,
+            "the manifest is content-addressed too: {other}"
+        );
         assert_eq!(other["dedup_bytes"], other["bytes"]);
     }
 }
@@ -99,7 +102,10 @@ fn kill_push_midway(env: &Env, src: &Path) {
         if env.content_keys().len() >= 3 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "push stored nothing");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "push stored nothing"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();

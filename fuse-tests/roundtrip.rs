@@ -28,9 +28,9 @@ fn round_trip(kind: Kind, seed: u64) {
     tree::assert_same(&src, &dest);
 
     // A subdirectory on its own.
-    let sub = snapshot.keys().find(|k| {
-        std::str::from_utf8(k).is_ok() && src.join(OsStr::from_bytes(k)).is_dir()
-    });
+    let sub = snapshot
+        .keys()
+        .find(|k| std::str::from_utf8(k).is_ok() && src.join(OsStr::from_bytes(k)).is_dir());
     if let Some(sub) = sub {
         let sub = std::str::from_utf8(sub).unwrap();
         let dest = env.scratch.path().join("sub");

@@ -343,7 +343,9 @@ fn start_moto() -> Result<u16, String> {
                 // This thread must outlive the tests (PDEATHSIG fires when it exits).
                 let _ = child.wait();
             }
-            Err(e) => tx.send(Err(format!("{}: {e}", bin.display()))).unwrap_or(()),
+            Err(e) => tx
+                .send(Err(format!("{}: {e}", bin.display())))
+                .unwrap_or(()),
         }
     });
     rx.recv().map_err(|e| e.to_string())??;

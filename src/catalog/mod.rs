@@ -22,7 +22,7 @@ pub enum CatalogError {
     #[error("version {0}@v{1} was deleted; `datastore log {0}` lists the versions that remain")]
     DeletedVersion(String, u64),
     #[error(
-        "ref of {0}@v{1} is unreadable ({2}); the store is damaged: run `datastore verify {0}`"
+        "ref of {0}@v{1} (refs/{0}/{1}) is unreadable ({2}); the store is damaged: restore that object from a backup"
     )]
     BadRef(String, u64, FormatError),
     #[error("manifest of {label} is unreadable ({source}); the store is damaged: run `datastore verify {dataset}`")]

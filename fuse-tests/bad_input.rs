@@ -1,0 +1,339 @@
+//! Bad input: each case gets a one-line error naming what is at fault, a non-zero exit, no
+//! panic, and leaves nothing behind (no version, no partial download).
+
+mod common;
+
+use common::{tree, Env, Kind};
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn no_versions(env: &Env) {
+    assert!(env.objects(&["refs/"]).is_empty(), "a version was created");
+}
+
+/// A tree of one large file, read first, and many small files after it.
+fn slow_tree(env: &Env) -> std::path::PathBuf {
+    use rand::SeedableRng;
+    let src = env.dir("src");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+    tree::write_random(&src.join("a.bin"), 96 << 20, &mut rng);
+    for i in 0..40 {
+        std::fs::write(src.join(format!("f{i:03}")), format!("{i}")).unwrap();
+    }
+    src
+}
+
+/// Runs a push and calls `meddle` once the push has `a.bin` open (the scan is then over, and
+/// the small files after it are not read until `a.bin` is done).
+fn push_while(env: &Env, src: &Path, meddle: impl Fn()) -> common::Output {
+    let child = env
+        .command([OsStr::new("push"), src.as_os_str(), OsStr::new("ds")])
+        .spawn()
+        .unwrap();
+    let fds = format!("/proc/{}/fd", child.id());
+    let big = src.join("a.bin");
+    let start = Instant::now();
+    'wait: loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "a.bin never opened"
+        );
+        if let Ok(dir) = std::fs::read_dir(&fds) {
+            for fd in dir.flatten() {
+                if std::fs::read_link(fd.path()).is_ok_and(|t| t == big) {
+                    break 'wait;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    meddle();
+    common::wait(child, Duration::from_secs(300)).unwrap()
+}
+
+fn assert_failed(out: &common::Output, expect: &str) {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains(expect), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn missing_or_unusable_source_directory() {
+    let env = Env::new(Kind::Local);
+    let missing = env.scratch.path().join("missing");
+    env.fails(
+        [OsStr::new("push"), missing.as_os_str(), OsStr::new("ds")],
+        "does not exist",
+    );
+    let file = env.scratch.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    env.fails(
+        [OsStr::new("push"), file.as_os_str(), OsStr::new("ds")],
+        "not a directory",
+    );
+    no_versions(&env);
+}
+
+/// Root reads everything, so unreadable trees are pushed as the unprivileged `nobody`.
+#[test]
+fn unreadable_source_directory() {
+    let env = Env::new(Kind::Local);
+    let root = unsafe { libc::geteuid() } == 0;
+    let open = |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777));
+    open(env.scratch.path()).unwrap();
+    open(&env.dir("store")).unwrap();
+    let src = env.dir("src");
+    open(&src).unwrap();
+    std::fs::write(src.join("ok.txt"), b"ok").unwrap();
+    let secret = env.dir("src/secret");
+    std::fs::write(secret.join("inside"), b"x").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let locked = env.dir("locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    let as_user = |dir: &Path| {
+        let mut c = env.command([OsStr::new("push"), dir.as_os_str(), OsStr::new("ds")]);
+        if root {
+            let prog = c.get_program().to_owned();
+            let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+            let envs: Vec<_> = c
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+                .collect();
+            c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(prog)
+                .args(args)
+                .env_clear()
+                .envs(envs)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+        }
+        common::wait(c.spawn().expect("setpriv"), Duration::from_secs(60)).unwrap()
+    };
+    let out = as_user(&src);
+    assert_failed(&out, "cannot read");
+    assert!(out.stderr.contains("secret"), "{}", out.stderr);
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    let out = as_user(&locked);
+    assert_failed(&out, "locked");
+    no_versions(&env);
+}
+
+#[test]
+fn a_file_that_changes_while_pushed_fails_the_push() {
+    let env = Env::new(Kind::Local);
+    let src = slow_tree(&env);
+    let big = src.join("a.bin");
+    let out = push_while(&env, &src, || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&big).unwrap();
+        f.write_all(b"more").unwrap();
+    });
+    assert_failed(&out, "changed while it was being pushed");
+    assert!(out.stderr.contains("a.bin"), "{}", out.stderr);
+    no_versions(&env);
+}
+
+#[test]
+fn a_file_that_vanishes_while_pushed_fails_the_push() {
+    let env = Env::new(Kind::Local);
+    let src = slow_tree(&env);
+    let victim = src.join("f039");
+    let out = push_while(&env, &src, || std::fs::remove_file(&victim).unwrap());
+    assert_failed(&out, "vanished while it was being pushed");
+    assert!(out.stderr.contains("f039"), "{}", out.stderr);
+    no_versions(&env);
+    // Once the tree holds still, the push goes through.
+    assert_eq!(env.push(&src, "ds")["files"], 40);
+}
+
+#[test]
+fn special_files_are_skipped_with_a_warning() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("file"), b"kept").unwrap();
+    let fifo = std::ffi::CString::new(src.join("fifo").as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let _socket = std::os::unix::net::UnixListener::bind(src.join("socket")).unwrap();
+    let dev = std::ffi::CString::new(src.join("null-device").as_os_str().as_bytes()).unwrap();
+    let made = unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 3)) };
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(!root || made == 0, "root could not mknod");
+
+    let out = env.run([OsStr::new("push"), src.as_os_str(), OsStr::new("ds")]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("skipped fifo"), "{}", out.stderr);
+    assert!(out.stderr.contains("skipped socket"), "{}", out.stderr);
+    if made == 0 {
+        assert!(
+            out.stderr.contains("skipped character device"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(env.ok(["ls", "ds@1"]), "file\n");
+}
+
+#[test]
+fn bad_names_are_refused() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"x").unwrap();
+    for bad in [
+        "Upper", "../up", "a/b", ".hidden", "_under", "sp ace", "x\u{e9}", "",
+    ] {
+        env.fails(
+            [OsStr::new("push"), src.as_os_str(), OsStr::new(bad)],
+            "invalid dataset name",
+        );
+    }
+    no_versions(&env);
+    env.push(&src, "ds");
+    env.fails(["ls", "ds/../../etc"], "'..' is not allowed");
+    env.fails(["ls", "ds@v1x"], "invalid version");
+    env.fails(["ls", "ds@-1"], "invalid version");
+    // Arguments that are not UTF-8 are refused by the parser (usage error, exit 2).
+    let out = env.run([OsStr::new("ls"), OsStr::from_bytes(b"ds\xff")]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("invalid UTF-8"), "{}", out.stderr);
+}
+
+#[test]
+fn unknown_datasets_versions_and_paths() {
+    for env in Env::both() {
+        let src = env.dir("src");
+        std::fs::write(src.join("f"), b"x").unwrap();
+        env.push(&src, "ds");
+        let dest = env.scratch.path().join("dest");
+        let d = dest.as_os_str();
+        env.fails(["ls", "nope"], "dataset 'nope' not found");
+        env.fails(["log", "nope"], "dataset 'nope' not found");
+        env.fails(["du", "nope@v1"], "dataset 'nope' not found");
+        env.fails(["ls", "ds@v9"], "ds@v9 not found");
+        env.fails(["diff", "ds@1", "ds@9"], "ds@v9 not found");
+        env.fails(["rm", "ds@v9"], "ds@v9 not found");
+        env.fails(["verify", "ds@v2"], "ds@v2 not found");
+        env.fails(["ls", "ds/no/such/path"], "no entry");
+        env.fails([OsStr::new("get"), OsStr::new("nope"), d], "not found");
+        env.fails([OsStr::new("get"), OsStr::new("ds/missing"), d], "no entry");
+        assert!(!dest.exists(), "a failed get left {}", dest.display());
+        env.ok(["rm", "ds@v1"]);
+        env.fails(["ls", "ds@v1"], "was deleted");
+        env.fails(["ls", "ds"], "dataset 'ds' not found");
+    }
+}
+
+#[test]
+fn corrupt_or_truncated_manifests_and_refs_are_errors() {
+    for env in Env::both() {
+        let src = env.dir("src");
+        std::fs::write(src.join("f"), b"content").unwrap();
+        env.push(&src, "ds");
+        env.push(&src, "other");
+        let manifest = env.objects(&["manifests/"])[0].0.clone();
+        let good = env.get_object(&manifest);
+        let dest = env.scratch.path().join("dest");
+        for damaged in [good[..good.len() / 2].to_vec(), vec![], b"garbage".to_vec()] {
+            env.put_object(&manifest, damaged);
+            env.fails(["ls", "ds@1"], "manifest of ds@v1");
+            env.fails(
+                [OsStr::new("get"), OsStr::new("ds"), dest.as_os_str()],
+                "manifest of ds@v1",
+            );
+            assert!(!dest.exists());
+            let out = env.run(["verify", "ds"]);
+            assert_eq!(out.status.code(), Some(1), "{out:?}");
+            assert!(!out.stderr.contains("panicked"));
+        }
+        env.put_object(&manifest, good);
+        env.ok(["verify", "ds"]);
+
+        let ref_key = "refs/ds/1";
+        let good = env.get_object(ref_key);
+        for damaged in [good[..good.len() / 2].to_vec(), vec![], vec![0xff; 64]] {
+            env.put_object(ref_key, damaged);
+            env.fails(["log", "ds"], "refs/ds/1");
+            env.fails(["ls", "ds"], "refs/ds/1");
+            // Other datasets stay readable.
+            env.ok(["ls", "other@1"]);
+        }
+        env.put_object(ref_key, good);
+        env.ok(["log", "ds"]);
+    }
+}
+
+/// Damaged content is caught by its hash: get writes nothing and verify names the object.
+#[test]
+fn corrupt_content_is_caught() {
+    for env in Env::both() {
+        let src = env.dir("src");
+        std::fs::write(src.join("small"), b"small file").unwrap();
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(2);
+        tree::write_random(&src.join("big"), 3 << 20, &mut rng);
+        env.push(&src, "ds");
+        for (key, size) in env.objects(&["blobs/", "packs/"]) {
+            let good = env.get_object(&key);
+            let mut bad = good.clone();
+            bad[size as usize / 2] ^= 1;
+            env.put_object(&key, bad);
+            let dest = env.scratch.path().join("dest");
+            env.fails(
+                [OsStr::new("get"), OsStr::new("ds"), dest.as_os_str()],
+                "SHA-256",
+            );
+            assert!(!dest.exists() || tree::count_files(&dest) < 2);
+            let out = env.run(["verify", "ds"]);
+            assert_eq!(out.status.code(), Some(1), "{out:?}");
+            assert!(
+                out.stdout.contains(&key) || out.stderr.contains(&key),
+                "{out:?}"
+            );
+            env.put_object(&key, good);
+        }
+        env.ok(["verify", "ds"]);
+    }
+}
+
+#[test]
+fn unreachable_stores_fail_within_the_timeout() {
+    let env = Env::new(Kind::Local);
+    // Connection refused: a port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    // A server that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    for port in [closed_port, silent_port] {
+        let mut c = env.command(["--store", "s3://bucket/x", "--timeout", "3", "ls"]);
+        c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "k")
+            .env("AWS_SECRET_ACCESS_KEY", "s")
+            .env("AWS_REGION", "us-east-1");
+        let out = common::wait(c.spawn().unwrap(), Duration::from_secs(60)).unwrap();
+        assert_failed(&out, "s3://bucket/x");
+        assert!(
+            out.elapsed < Duration::from_secs(15),
+            "took {:?}",
+            out.elapsed
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+    env.fails(["--store", "ftp://host/x", "ls"], "unknown scheme");
+    env.fails(["--store", "s3://", "ls"], "no bucket");
+    env.fails(["--store", "/proc/forbidden/store", "ls"], "cannot create");
+}
