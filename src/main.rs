@@ -3,6 +3,12 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`datastore ls -R big | head`) instead of failing on every later write.
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = datastore::cli::Cli::parse();
     datastore::cli::init_logging(cli.verbose);
     match datastore::cli::run(cli) {

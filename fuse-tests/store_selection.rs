@@ -1,0 +1,62 @@
+//! Which store a command uses: --store, else DATASTORE_STORE, else a config file, else the
+//! embedded local store under the user's data directory.
+
+mod common;
+
+use common::{Env, Kind};
+use std::ffi::OsStr;
+use std::path::Path;
+
+fn has_refs(store: &Path, name: &str) -> bool {
+    store.join("refs").join(name).is_dir()
+}
+
+#[test]
+fn store_is_chosen_by_flag_then_environment_then_config_then_default() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let (flag, var, conf) = (env.dir("flag"), env.dir("var"), env.dir("conf"));
+    let config_dir = env.dir("config/datastore");
+    std::fs::write(
+        config_dir.join("config.toml"),
+        format!("store = \"{}\"\n", conf.display()),
+    )
+    .unwrap();
+    let push = |name: &str, store_flag: Option<&Path>, store_var: Option<&Path>| {
+        let mut args = vec![OsStr::new("push"), src.as_os_str(), OsStr::new(name)];
+        if let Some(f) = store_flag {
+            args.extend([OsStr::new("--store"), f.as_os_str()]);
+        }
+        let mut c = env.command(args);
+        c.env_remove("DATASTORE_STORE");
+        if let Some(v) = store_var {
+            c.env("DATASTORE_STORE", v);
+        }
+        let out = common::wait(c.spawn().unwrap(), std::time::Duration::from_secs(60)).unwrap();
+        assert!(out.status.success(), "{}", out.stderr);
+    };
+    push("by-flag", Some(&flag), Some(&var));
+    push("by-var", None, Some(&var));
+    push("by-config", None, None);
+    assert!(has_refs(&flag, "by-flag") && !has_refs(&var, "by-flag"));
+    assert!(has_refs(&var, "by-var") && !has_refs(&conf, "by-var"));
+    assert!(has_refs(&conf, "by-config"));
+
+    // Without a config file: the local store under the data directory.
+    std::fs::remove_file(config_dir.join("config.toml")).unwrap();
+    push("by-default", None, None);
+    let default = env.scratch.path().join("data/datastore/store");
+    assert!(has_refs(&default, "by-default"));
+}
+
+#[test]
+fn a_broken_config_file_is_named() {
+    let env = Env::new(Kind::Local);
+    let config_dir = env.dir("config/datastore");
+    std::fs::write(config_dir.join("config.toml"), "store = [unclosed\n").unwrap();
+    let line = env.fails(["ls"], "config.toml");
+    assert!(line.contains(&config_dir.display().to_string()), "{line}");
+    std::fs::write(config_dir.join("config.toml"), "stroe = \"typo\"\n").unwrap();
+    env.fails(["ls"], "stroe");
+}

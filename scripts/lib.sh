@@ -1,0 +1,40 @@
+# Shared by scripts/demo and scripts/test: install what is missing, quietly, and say what.
+# Sourced, not run.
+
+# Installs the Debian packages given that are not installed yet.
+need_debian_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "==> installing Debian packages: ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+need_cargo() {
+    if ! command -v cargo >/dev/null; then
+        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null || {
+        echo "cargo not found: install Rust from https://rustup.rs (rustup default stable), then run $0 again" >&2
+        exit 1
+    }
+}
+
+# moto_server (an S3 server the tests run on 127.0.0.1) in the project's .venv.
+MOTO_VERSION=5.2.5
+need_moto() {
+    local venv="$ROOT/.venv"
+    if [ -x "$venv/bin/moto_server" ]; then return 0; fi
+    echo "==> installing moto[server]==$MOTO_VERSION into .venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        rm -rf "$venv"
+        need_debian_packages python3-venv
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
