@@ -162,7 +162,7 @@ async fn upload_and_commit(
     mut scanned: Scanned,
     dataset: &str,
     opts: &PushOptions,
-    progress: &PushProgress,
+    progress: &Arc<PushProgress>,
 ) -> Result<PushReport, PushError> {
     let store = catalog.store().clone();
     let parent = catalog.latest(dataset).await?;
@@ -180,13 +180,10 @@ async fn upload_and_commit(
     let files = std::mem::take(&mut scanned.files);
     let file_count = files.len() as u64;
     let mut results = futures::stream::iter(files)
-        .map(|f| read_file(f, uploader.clone()))
+        .map(|f| read_file(f, uploader.clone(), progress.clone()))
         .buffered(opts.concurrency.max(1));
     while let Some(done) = results.next().await {
         let (f, content) = done?;
-        progress
-            .read_bytes
-            .fetch_add(f.stamp.size, Ordering::Relaxed);
         state.place(&mut scanned, &f, content, &uploader).await?;
     }
     drop(results);
@@ -260,14 +257,20 @@ enum Content {
     Chunked { sha: Sha256, chunks: Vec<ChunkRef> },
 }
 
+/// Reads, hashes and (for a large file) chunks and uploads one file, counting bytes as they are
+/// read so progress moves through a large file.
 async fn read_file(
     f: FileToRead,
     uploader: Arc<Uploader>,
+    progress: Arc<PushProgress>,
 ) -> Result<(FileToRead, Content), PushError> {
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let content = if f.stamp.size < SMALL_FILE {
             let (sha, data) = ingest::read_small(&f)?;
+            progress
+                .read_bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
             Content::Small { sha, data }
         } else {
             let mut chunks = Vec::new();
@@ -278,6 +281,9 @@ async fn read_file(
                     len: c.data.len() as u32,
                     location: Location::Blob,
                 });
+                progress
+                    .read_bytes
+                    .fetch_add(c.data.len() as u64, Ordering::Relaxed);
                 rt.block_on(uploader.upload(keys::blob(&c.hash), c.data.into()))?;
                 Ok(())
             })?;
