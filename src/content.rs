@@ -21,38 +21,62 @@ pub enum ContentError {
     },
 }
 
+/// Everything needed to fetch one chunk, detached from its manifest so it can move into tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    pub key: String,
+    /// The byte range inside the object, or `None` for the whole object.
+    pub range: Option<std::ops::Range<u64>>,
+    pub hash: Sha256,
+    pub len: u32,
+}
+
 /// The store key and byte range that hold a chunk.
-pub fn location(m: &Manifest, c: &ChunkRef) -> (String, Option<std::ops::Range<u64>>) {
-    match c.location {
+pub fn locate(m: &Manifest, c: &ChunkRef) -> Located {
+    let (key, range) = match c.location {
         Location::Blob => (keys::blob(&c.hash), None),
         Location::Pack { pack, offset } => (
             keys::pack(&m.packs[pack as usize]),
             Some(offset..offset + c.len as u64),
         ),
+    };
+    Located {
+        key,
+        range,
+        hash: c.hash,
+        len: c.len,
     }
 }
 
-/// Fetches one chunk and checks its digest.
+/// Fetches one chunk of a manifest and checks its digest.
 pub async fn fetch_chunk(store: &Store, m: &Manifest, c: &ChunkRef) -> Result<Bytes, ContentError> {
-    let (key, range) = location(m, c);
+    fetch(store, &locate(m, c)).await
+}
+
+/// Fetches a located chunk and checks its digest.
+pub async fn fetch(store: &Store, at: &Located) -> Result<Bytes, ContentError> {
     for _attempt in 0..2 {
-        let data = match &range {
-            None => store.get(&key).await?,
-            Some(r) => store.get_range(&key, r.clone()).await?,
+        let data = match &at.range {
+            None => store.get(&at.key).await?,
+            Some(r) => store.get_range(&at.key, r.clone()).await?,
         };
-        if data.len() == c.len as usize && Sha256::of(&data) == c.hash {
+        if data.len() == at.len as usize && Sha256::of(&data) == at.hash {
             return Ok(data);
         }
         tracing::warn!(
-            "{key}: content does not match SHA-256 {}; fetching again",
-            c.hash
+            "{}: content does not match SHA-256 {}; fetching again",
+            at.key,
+            at.hash
         );
     }
-    let (start, end) = range.map_or((0, c.len as u64), |r| (r.start, r.end));
+    let (start, end) = at
+        .range
+        .clone()
+        .map_or((0, at.len as u64), |r| (r.start, r.end));
     Err(ContentError::Corrupt {
-        key,
+        key: at.key.clone(),
         start,
         end,
-        expected: c.hash,
+        expected: at.hash,
     })
 }

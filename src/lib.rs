@@ -7,6 +7,7 @@ pub mod cli;
 pub mod content;
 pub mod format;
 pub mod manifest;
+pub mod mount;
 pub mod ops;
 pub mod push;
 pub mod store;

@@ -9,8 +9,8 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = datastore::cli::Cli::parse();
-    datastore::cli::init_logging(cli.verbose);
+    let args = datastore::cli::helper_form(std::env::args_os().collect());
+    let cli = datastore::cli::Cli::parse_from(args);
     match datastore::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -8,10 +8,12 @@ mod gc;
 mod get;
 mod log;
 mod ls;
+mod mount;
 pub mod output;
 mod progress;
 mod push;
 mod rm;
+mod umount;
 mod verify;
 
 use crate::catalog::Catalog;
@@ -56,39 +58,96 @@ pub enum Command {
     Rm(rm::Args),
     Gc(gc::Args),
     Verify(verify::Args),
+    Mount(mount::Args),
+    Umount(umount::Args),
 }
 
 /// What every subcommand gets: the catalog of the chosen store and the global flags.
 pub struct Ctx {
     pub catalog: Catalog,
     pub quiet: bool,
+    /// The store timeout in effect, passed on to a background mount daemon.
+    pub timeout_secs: u64,
 }
 
-/// Logs go to stderr; warnings are shown by default.
-pub fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
+/// Where log lines go.
+enum LogSink {
+    Stderr,
+    File(std::fs::File),
+    Syslog,
+}
+
+/// Logs go to stderr, warnings and errors by default; a background mount daemon, which has no
+/// terminal, logs to syslog or its `log=` file, and also says when it mounts and unmounts.
+fn init_logging(verbose: u8, sink: LogSink) {
+    let level = match (verbose, &sink) {
+        (0, LogSink::Stderr) => "warn",
+        (0 | 1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+        .with_target(false);
+    match sink {
+        LogSink::Stderr => fmt.with_writer(std::io::stderr).without_time().init(),
+        LogSink::File(f) => fmt
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .init(),
+        LogSink::Syslog => {
+            let w = crate::mount::daemon::Syslog::open();
+            fmt.with_writer(move || w)
+                .with_ansi(false)
+                .without_time()
+                .init()
+        }
+    }
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    // A mount's -o options may name the store and its log; read them before anything else.
+    let mount_opts = match &cli.command {
+        Command::Mount(a) => Some(a.parsed_options()?),
+        _ => None,
+    };
+    let sink = match (&cli.command, &mount_opts) {
+        (Command::Mount(a), Some(o)) if a.ready_fd.is_some() => match &o.log {
+            Some(path) => LogSink::File(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open log file {}", path.display()))?,
+            ),
+            None => LogSink::Syslog,
+        },
+        _ => LogSink::Stderr,
+    };
+    init_logging(cli.verbose, sink);
+    if let Command::Umount(a) = cli.command {
+        return umount::run(a);
+    }
     let cfg = config::load()?;
-    let url = match cli.store.or(cfg.store) {
+    let url = match mount_opts
+        .as_ref()
+        .and_then(|o| o.store.clone())
+        .or(cli.store)
+        .or(cfg.store)
+    {
         Some(u) => u,
         None => config::default_store()?,
     };
-    let timeout = Duration::from_secs(cli.timeout.or(cfg.timeout_secs).unwrap_or(30).max(1));
+    let timeout_secs = mount_opts
+        .as_ref()
+        .and_then(|o| o.timeout_secs)
+        .or(cli.timeout)
+        .or(cfg.timeout_secs)
+        .unwrap_or(30)
+        .max(1);
+    let timeout = Duration::from_secs(timeout_secs);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,6 +157,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         let ctx = Ctx {
             catalog: Catalog::new(store),
             quiet: cli.quiet,
+            timeout_secs,
         };
         match cli.command {
             Command::Push(a) => push::run(&ctx, a).await,
@@ -109,8 +169,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Rm(a) => rm::run(&ctx, a).await,
             Command::Gc(a) => gc::run(&ctx, a).await,
             Command::Verify(a) => verify::run(&ctx, a).await,
+            Command::Mount(a) => {
+                let opts = mount_opts.unwrap_or_default();
+                mount::run(&ctx, a, opts, &url).await
+            }
+            Command::Umount(_) => unreachable!("handled above"),
         }
     })
+}
+
+/// Rewrites the command line mount helpers use, `datastore SOURCE MOUNTPOINT -o OPTIONS`
+/// (how mount(8) runs `mount -t fuse.datastore` and fstab lines, through mount.fuse3), into
+/// `datastore mount SOURCE MOUNTPOINT -o OPTIONS`.
+pub fn helper_form(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let is_helper = args.len() >= 3
+        && args[1].to_str().is_some_and(|first| {
+            !first.starts_with('-')
+                && first != "help"
+                && !Cli::command()
+                    .get_subcommands()
+                    .any(|c| c.get_name() == first)
+        })
+        && std::path::Path::new(&args[2]).is_absolute();
+    if is_helper {
+        args.insert(1, "mount".into());
+    }
+    args
 }
 
 /// An error and its causes on one line.

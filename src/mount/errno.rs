@@ -1,0 +1,23 @@
+//! The one place where errors become errno values for the kernel.
+
+use crate::content::ContentError;
+use fuser::Errno;
+
+/// Every failure to produce content is EIO: the store is unreachable, slow beyond the
+/// timeout, or holds damaged bytes. The cause is logged by the caller; the reader of the file
+/// only learns that this read failed, and may retry it.
+pub fn of_content(_e: &ContentError) -> Errno {
+    Errno::EIO
+}
+
+/// Writes of any kind: the mount is a read-only view of an immutable version.
+pub const READ_ONLY: Errno = Errno::EROFS;
+/// A name that the version does not hold.
+pub const NO_ENTRY: Errno = Errno::ENOENT;
+/// An extended attribute the entry does not have.
+pub const NO_ATTRIBUTE: Errno = Errno::ENODATA;
+/// The caller's buffer is too small for the attribute value or list.
+pub const TOO_SMALL: Errno = Errno::ERANGE;
+pub const NOT_A_DIRECTORY: Errno = Errno::ENOTDIR;
+pub const IS_A_DIRECTORY: Errno = Errno::EISDIR;
+pub const INVALID: Errno = Errno::EINVAL;

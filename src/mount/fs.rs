@@ -1,0 +1,536 @@
+//! The FUSE filesystem: a read-only view of one manifest.
+//!
+//! Inode numbers are manifest entry indices plus one, so every metadata operation is an array
+//! access or a binary search in memory; nothing but `read` touches the store. Versions are
+//! immutable, so every reply carries a TTL of a year (names, attributes and negative lookups
+//! alike) and files open with `keep_cache`: the kernel caches what it has seen for as long as
+//! the mount lives.
+//!
+//! Reads are dispatched to the async runtime and answered from there, so the FUSE threads are
+//! never blocked on the network and many readers progress at once.
+
+use super::chunks::ChunkReader;
+use super::errno;
+use crate::format::{Entry, EntryKind, Manifest};
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long the kernel may cache names, attributes and negative lookups: the version never
+/// changes while it is mounted.
+const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The I/O size reported to programs (`st_blksize`): large reads suit an object store.
+const BLOCK_SIZE: u32 = 1 << 20;
+/// Largest read-ahead the kernel may issue.
+const MAX_READAHEAD: u32 = 1 << 20;
+
+pub const XATTR_SHA256: &str = "user.datastore.sha256";
+pub const XATTR_VERSION: &str = "user.datastore.version";
+
+/// What the filesystem serves.
+pub struct DatastoreFs {
+    manifest: Arc<Manifest>,
+    /// `NAME@vN`, for the version xattr and logs.
+    label: String,
+    reader: Arc<ChunkReader>,
+    rt: tokio::runtime::Handle,
+    uid: u32,
+    gid: u32,
+    total_bytes: u64,
+}
+
+impl DatastoreFs {
+    pub fn new(
+        manifest: Arc<Manifest>,
+        label: String,
+        reader: Arc<ChunkReader>,
+        rt: tokio::runtime::Handle,
+    ) -> DatastoreFs {
+        let total_bytes = manifest
+            .entries
+            .iter()
+            .map(|e| match e.kind {
+                EntryKind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum();
+        DatastoreFs {
+            manifest,
+            label,
+            reader,
+            rt,
+            // SAFETY: these calls cannot fail.
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+            total_bytes,
+        }
+    }
+
+    /// The entry index of an inode, if the version has it.
+    fn index(&self, ino: INodeNo) -> Option<usize> {
+        let i = ino.0.checked_sub(1)? as usize;
+        (i < self.manifest.entries.len()).then_some(i)
+    }
+
+    fn entry(&self, ino: INodeNo) -> Result<(usize, &Entry), Errno> {
+        let i = self.index(ino).ok_or(errno::NO_ENTRY)?;
+        Ok((i, &self.manifest.entries[i]))
+    }
+
+    fn attr(&self, i: usize) -> FileAttr {
+        let e = &self.manifest.entries[i];
+        let (kind, size, nlink) = match e.kind {
+            EntryKind::Dir { .. } => (FileType::Directory, 4096, 2),
+            EntryKind::File { size, .. } => (FileType::RegularFile, size, 1),
+            EntryKind::Symlink { target } => (FileType::Symlink, target.len as u64, 1),
+        };
+        let t = time(e.mtime.secs, e.mtime.nanos);
+        FileAttr {
+            ino: INodeNo(i as u64 + 1),
+            size,
+            blocks: size.div_ceil(512),
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind,
+            perm: (e.mode & 0o7777) as u16,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            flags: 0,
+            blksize: BLOCK_SIZE,
+        }
+    }
+
+    fn kind(&self, i: usize) -> FileType {
+        match self.manifest.entries[i].kind {
+            EntryKind::Dir { .. } => FileType::Directory,
+            EntryKind::File { .. } => FileType::RegularFile,
+            EntryKind::Symlink { .. } => FileType::Symlink,
+        }
+    }
+
+    /// `.`, `..` and the children of a directory, in the order readdir offsets count them.
+    fn listing(&self, ino: INodeNo) -> Result<Vec<(usize, &[u8])>, Errno> {
+        let (i, e) = self.entry(ino)?;
+        if !matches!(e.kind, EntryKind::Dir { .. }) {
+            return Err(errno::NOT_A_DIRECTORY);
+        }
+        let m = &self.manifest;
+        let mut out = vec![(i, &b"."[..]), (e.parent as usize, &b".."[..])];
+        out.extend(m.children(i).map(|c| (c, m.name(&m.entries[c]))));
+        Ok(out)
+    }
+
+    fn xattr(&self, i: usize, name: &[u8]) -> Option<Vec<u8>> {
+        match name {
+            n if n == XATTR_VERSION.as_bytes() => Some(self.label.clone().into_bytes()),
+            n if n == XATTR_SHA256.as_bytes() => match &self.manifest.entries[i].kind {
+                EntryKind::File { sha256, .. } => Some(sha256.to_hex().into_bytes()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn xattr_names(&self, i: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for name in [XATTR_SHA256, XATTR_VERSION] {
+            if self.xattr(i, name.as_bytes()).is_some() {
+                out.extend_from_slice(name.as_bytes());
+                out.push(0);
+            }
+        }
+        out
+    }
+}
+
+fn time(secs: i64, nanos: u32) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nanos)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nanos as u64)
+    }
+}
+
+/// Answers an xattr request: the size when asked for it, ERANGE when the buffer is too small.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if (size as usize) < value.len() {
+        reply.error(errno::TOO_SMALL);
+    } else {
+        reply.data(value);
+    }
+}
+
+impl Filesystem for DatastoreFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_PARALLEL_DIROPS;
+        // Capabilities the kernel lacks are simply not used.
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        let _ = config.set_max_readahead(MAX_READAHEAD);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(p) = self.index(parent) else {
+            return reply.error(errno::NO_ENTRY);
+        };
+        if !matches!(self.manifest.entries[p].kind, EntryKind::Dir { .. }) {
+            return reply.error(errno::NOT_A_DIRECTORY);
+        }
+        match self.manifest.child(p, name.as_bytes()) {
+            Some(c) => reply.entry(&TTL, &self.attr(c), Generation(0)),
+            // Inode 0 with a TTL is a negative entry: the kernel remembers the name is absent.
+            None => {
+                let mut none = self.attr(0);
+                none.ino = INodeNo(0);
+                reply.entry(&TTL, &none, Generation(0));
+            }
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.entry(ino) {
+            Ok((i, _)) => reply.attr(&TTL, &self.attr(i)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.entry(ino) {
+            Ok((_, e)) => match e.kind {
+                EntryKind::Symlink { target } => reply.data(self.manifest.string(target)),
+                _ => reply.error(errno::INVALID),
+            },
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(errno::READ_ONLY);
+        }
+        match self.entry(ino) {
+            Ok((_, e)) if matches!(e.kind, EntryKind::Dir { .. }) => {
+                reply.error(errno::IS_A_DIRECTORY)
+            }
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let i = match self.entry(ino) {
+            Ok((i, e)) if matches!(e.kind, EntryKind::File { .. }) => i,
+            Ok(_) => return reply.error(errno::IS_A_DIRECTORY),
+            Err(e) => return reply.error(e),
+        };
+        let manifest = self.manifest.clone();
+        let reader = self.reader.clone();
+        let label = self.label.clone();
+        self.rt.spawn(async move {
+            match reader.read(&manifest, i, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => {
+                    let path = String::from_utf8_lossy(&manifest.path_of(i)).into_owned();
+                    tracing::error!("read {label}/{path} at {offset}+{size}: {e}");
+                    reply.error(errno::of_content(&e));
+                }
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.entry(ino) {
+            Ok((_, e)) if matches!(e.kind, EntryKind::Dir { .. }) => {
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR)
+            }
+            Ok(_) => reply.error(errno::NOT_A_DIRECTORY),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let listing = match self.listing(ino) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        for (n, (i, name)) in listing.into_iter().enumerate().skip(offset as usize) {
+            let full = reply.add(
+                INodeNo(i as u64 + 1),
+                n as u64 + 1,
+                self.kind(i),
+                OsStr::from_bytes(name),
+            );
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let listing = match self.listing(ino) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        for (n, (i, name)) in listing.into_iter().enumerate().skip(offset as usize) {
+            let full = reply.add(
+                INodeNo(i as u64 + 1),
+                n as u64 + 1,
+                OsStr::from_bytes(name),
+                &TTL,
+                &self.attr(i),
+                Generation(0),
+            );
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let bsize = 4096u32;
+        reply.statfs(
+            self.total_bytes.div_ceil(bsize as u64),
+            0,
+            0,
+            self.manifest.entries.len() as u64,
+            0,
+            bsize,
+            255,
+            bsize,
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.entry(ino) {
+            Ok((i, _)) => match self.xattr(i, name.as_bytes()) {
+                Some(v) => reply_xattr(reply, size, &v),
+                None => reply.error(errno::NO_ATTRIBUTE),
+            },
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.entry(ino) {
+            Ok((i, _)) => reply_xattr(reply, size, &self.xattr_names(i)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.entry(ino) {
+            Ok(_) if mask.contains(AccessFlags::W_OK) => reply.error(errno::READ_ONLY),
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    // Everything below would change the version: EROFS, always. (The kernel also refuses
+    // most of these itself, because the mount is read-only.)
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(errno::READ_ONLY);
+    }
+}

@@ -1,0 +1,166 @@
+//! The read-only FUSE mount of one version.
+//!
+//! Mounting fetches and decodes the version's manifest and nothing else: no listing, no
+//! per-file requests, so mount time depends only on the manifest's size. The kernel is then
+//! served from memory for every metadata operation, and from the store (through
+//! [`chunks::ChunkReader`], the seam for caching and prefetching) for file content.
+
+pub mod chunks;
+pub mod daemon;
+mod errno;
+pub mod fs;
+mod kernel;
+pub mod mountpoint;
+pub mod options;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::format::name::Target;
+use chunks::ChunkReader;
+use daemon::Notify;
+use fs::DatastoreFs;
+use fuser::{MountOption, SessionACL};
+use mountpoint::MountPointError;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Bytes of verified chunks kept in memory by default.
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+/// FUSE request threads by default. Reads are answered asynchronously, so a few threads keep
+/// many readers going.
+pub const DEFAULT_THREADS: usize = 4;
+
+/// What to mount, where, and how.
+pub struct MountRequest {
+    pub target: Target,
+    pub mountpoint: PathBuf,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub threads: usize,
+    pub memory: u64,
+}
+
+/// Why a mount could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    MountPoint(#[from] MountPointError),
+    #[error("mount takes NAME[@VER], not a path inside it ('{0}')")]
+    PathGiven(String),
+    #[error("allow_other and allow_root cannot be used together")]
+    AclConflict,
+    #[error("cannot mount at {0}: {1}")]
+    Kernel(PathBuf, String),
+    #[error("the mount at {0} ended with an error: {1}")]
+    Session(PathBuf, String),
+}
+
+/// Mounts a version and serves it until it is unmounted or a signal arrives. `notify` learns
+/// when the mount is live.
+pub async fn serve(
+    catalog: &Catalog,
+    req: MountRequest,
+    notify: &mut Notify,
+) -> Result<(), MountError> {
+    if !req.target.path.is_empty() {
+        return Err(MountError::PathGiven(req.target.path_display()));
+    }
+    if req.allow_other && req.allow_root {
+        return Err(MountError::AclConflict);
+    }
+    let started = std::time::Instant::now();
+    let version = catalog
+        .resolve(&req.target.dataset, req.target.version)
+        .await?;
+    let manifest = Arc::new(catalog.manifest(&version).await?);
+    mountpoint::prepare(&req.mountpoint)?;
+    let label = version.label();
+    let reader = Arc::new(ChunkReader::new(catalog.store().clone(), req.memory));
+    let fs = DatastoreFs::new(
+        manifest.clone(),
+        label.clone(),
+        reader,
+        tokio::runtime::Handle::current(),
+    );
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::DefaultPermissions,
+        MountOption::FSName(label.clone()),
+        MountOption::Subtype("datastore".into()),
+    ];
+    config.acl = if req.allow_other {
+        SessionACL::All
+    } else if req.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(req.threads.max(1));
+    config.clone_fd = true;
+    let point = req.mountpoint.clone();
+    let allow_other = req.allow_other;
+    let source = label.clone();
+    let (session, ours) =
+        tokio::task::spawn_blocking(move || match kernel::mount(&point, &source, allow_other)? {
+            Some(fd) => {
+                let acl = config.acl;
+                fuser::Session::from_fd(fs, fd, acl, config).map(|s| (s, true))
+            }
+            None => fuser::Session::new(fs, &point, &config).map(|s| (s, false)),
+        })
+        .await
+        .map_err(|e| MountError::Kernel(req.mountpoint.clone(), e.to_string()))?
+        .map_err(|e| MountError::Kernel(req.mountpoint.clone(), e.to_string()))?;
+    let mut session = session;
+    let mut unmounter = session.unmount_callable();
+    tracing::info!(
+        "mounted {label} ({} entries) at {} in {:?}",
+        manifest.entries.len(),
+        req.mountpoint.display(),
+        started.elapsed()
+    );
+    notify.ready(&format!("serving {label} at {}", req.mountpoint.display()));
+
+    let point = req.mountpoint.clone();
+    let signals = tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+        }
+        tracing::info!("signal received; unmounting {}", point.display());
+        Notify::stopping();
+        // Detach: the kernel ends the session once the mount is gone. A mount made through
+        // fusermount3 is taken down by fuser the same way.
+        let result = if ours {
+            mountpoint::unmount(&point, true).map_err(|e| e.to_string())
+        } else {
+            unmounter.unmount().map_err(|e| e.to_string())
+        };
+        if let Err(e) = result {
+            tracing::error!("unmounting {}: {e}", point.display());
+        }
+    });
+    let ended = tokio::task::spawn_blocking(move || session.run()).await;
+    signals.abort();
+    match ended {
+        Ok(Ok(())) => {
+            tracing::info!("{} unmounted", req.mountpoint.display());
+            Ok(())
+        }
+        Ok(Err(e)) => Err(MountError::Session(req.mountpoint, e.to_string())),
+        Err(e) => Err(MountError::Session(req.mountpoint, e.to_string())),
+    }
+}

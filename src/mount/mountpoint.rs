@@ -1,0 +1,181 @@
+//! Where mounts go, whether something is mounted there, and taking mounts down.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// Mounts without an absolute mount point go under this directory.
+pub const ROOT: &str = "/datastores";
+/// The filesystem type the kernel shows for our mounts.
+pub const FSTYPE: &str = "fuse.datastore";
+
+/// The mount point for `given`: absolute as is, relative under [`ROOT`], absent `ROOT/NAME`.
+pub fn resolve(given: Option<&Path>, dataset: &str) -> PathBuf {
+    match given {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) => Path::new(ROOT).join(p),
+        None => Path::new(ROOT).join(dataset),
+    }
+}
+
+/// Why a mount point cannot be used or cleared.
+#[derive(Debug, thiserror::Error)]
+pub enum MountPointError {
+    #[error("{0} does not exist; create it first (only mount points under /datastores are created for you)")]
+    Missing(PathBuf),
+    #[error("cannot create mount point {0}: {1}")]
+    Create(PathBuf, std::io::Error),
+    #[error("{0} is not a directory")]
+    NotDir(PathBuf),
+    #[error("{0} is already mounted ({1}); unmount it first with `datastore umount {0}`")]
+    Busy(PathBuf, String),
+    #[error("{0} holds a mount whose daemon has died; clear it with `datastore umount {0}`")]
+    Stale(PathBuf),
+    #[error("{0} is not a datastore mount")]
+    NotOurs(PathBuf),
+    #[error("{0} is busy: a process has a file or directory open there (see `fuser -vm {0}`); stop it, or use `datastore umount --lazy`")]
+    InUse(PathBuf),
+    #[error("cannot unmount {0}: {1}")]
+    Unmount(PathBuf, String),
+}
+
+/// One line of /proc/self/mountinfo that matters to us.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Mounted {
+    pub point: PathBuf,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// The mounts of this process's namespace.
+pub fn mounts() -> Vec<Mounted> {
+    let text = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = std::str::from_utf8(line).ok()?;
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            let fstype = r.next()?.to_string();
+            let source = r.next().unwrap_or_default().to_string();
+            Some(Mounted {
+                point: PathBuf::from(OsString::from_vec(unescape(point))),
+                fstype,
+                source: String::from_utf8_lossy(&unescape(&source)).into_owned(),
+            })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The newest mount at `point`, if any.
+pub fn mounted_at(point: &Path) -> Option<Mounted> {
+    mounts().into_iter().rev().find(|m| m.point == point)
+}
+
+/// Checks (and under [`ROOT`], creates) a mount point before mounting.
+pub fn prepare(point: &Path) -> Result<(), MountPointError> {
+    if let Some(m) = mounted_at(point) {
+        return Err(match std::fs::metadata(point) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                MountPointError::Stale(point.into())
+            }
+            _ => MountPointError::Busy(point.into(), format!("{} {}", m.fstype, m.source)),
+        });
+    }
+    match std::fs::metadata(point) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(MountPointError::NotDir(point.into())),
+        Err(_) if point.starts_with(ROOT) => {
+            std::fs::create_dir_all(point).map_err(|e| MountPointError::Create(point.into(), e))
+        }
+        Err(_) => Err(MountPointError::Missing(point.into())),
+    }
+}
+
+/// Unmounts a datastore mount, live or left behind by a daemon that died. `lazy` detaches it
+/// now and lets it go once the last open file is closed.
+pub fn unmount(point: &Path, lazy: bool) -> Result<(), MountPointError> {
+    match mounted_at(point) {
+        Some(m) if m.fstype == FSTYPE => {}
+        _ => return Err(MountPointError::NotOurs(point.into())),
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        // Users unmount through the setuid helper, as for any FUSE mount.
+        let mut cmd = std::process::Command::new("fusermount3");
+        cmd.arg("-u");
+        if lazy {
+            cmd.arg("-z");
+        }
+        let out = cmd
+            .arg(point)
+            .output()
+            .map_err(|e| MountPointError::Unmount(point.into(), format!("fusermount3: {e}")))?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(if why.contains("busy") {
+                MountPointError::InUse(point.into())
+            } else {
+                MountPointError::Unmount(point.into(), why)
+            });
+        }
+        return Ok(());
+    }
+    let c = std::ffi::CString::new(point.as_os_str().as_bytes())
+        .map_err(|_| MountPointError::NotOurs(point.into()))?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    Err(match e.raw_os_error() {
+        Some(libc::EBUSY) => MountPointError::InUse(point.into()),
+        _ => MountPointError::Unmount(point.into(), e.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points() {
+        assert_eq!(resolve(None, "imagenet"), Path::new("/datastores/imagenet"));
+        assert_eq!(
+            resolve(Some(Path::new("x/y")), "n"),
+            Path::new("/datastores/x/y")
+        );
+        assert_eq!(resolve(Some(Path::new("/mnt/d")), "n"), Path::new("/mnt/d"));
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/a\040b\134c"), b"/a b\\c");
+        assert_eq!(unescape(r"/plain\04"), b"/plain\\04");
+        assert!(mounts().iter().any(|m| m.point == Path::new("/")));
+    }
+}

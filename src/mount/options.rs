@@ -1,0 +1,198 @@
+//! Mount options, as given after `-o` on the command line, by mount(8) from an fstab line,
+//! or by a systemd unit.
+//!
+//! Ours are parsed and checked; the generic options of mount(8) (`ro`, `dev`, `suid`,
+//! `_netdev`, `nofail`, `x-systemd.*`…) are accepted and ignored, because the mount is always
+//! read-only (even when `rw` is given), nosuid and nodev; anything else is an error naming the option.
+
+use std::path::PathBuf;
+
+/// What `-o` options ask of a mount.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MountOptions {
+    /// `store=URL`: the store, overriding `--store`, the environment and config files.
+    pub store: Option<String>,
+    /// `timeout=SECS`: the longest one store operation may take, retries included.
+    pub timeout_secs: Option<u64>,
+    /// `allow_other`: let every user, not only the one who mounted, read the mount.
+    pub allow_other: bool,
+    /// `allow_root`: let root read a mount made by another user.
+    pub allow_root: bool,
+    /// `threads=N`: FUSE request threads.
+    pub threads: Option<usize>,
+    /// `memory=SIZE`: bytes of verified chunks kept in memory.
+    pub memory: Option<u64>,
+    /// `cache_dir=DIR`, `cache_size=SIZE`, `prefetch=SIZE`: the disk cache and the read-ahead
+    /// budget. Accepted (and checked) now so that fstab lines written today keep working.
+    pub cache_dir: Option<PathBuf>,
+    pub cache_size: Option<u64>,
+    pub prefetch: Option<u64>,
+    /// `log=FILE`: where a background mount logs (default: syslog).
+    pub log: Option<PathBuf>,
+}
+
+/// A bad `-o` option.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionError {
+    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, prefetch=SIZE, log=FILE")]
+    Unknown(String),
+    #[error("mount option '{0}' needs a value ({1})")]
+    Invalid(String, &'static str),
+}
+
+/// Options of mount(8) and of the kernel that say nothing to us.
+/// `rw` is among them: mount(8) adds it when no `ro` is given, and the mount is read-only
+/// whatever it is asked.
+const IGNORED: &[&str] = &[
+    "ro",
+    "rw",
+    "defaults",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "_netdev",
+    "nofail",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "lazytime",
+    "diratime",
+    "nodiratime",
+    "async",
+    "silent",
+    "loud",
+    "default_permissions",
+];
+
+impl MountOptions {
+    /// Parses `-o` values, each a comma-separated list; later values win.
+    pub fn parse<S: AsRef<str>>(lists: &[S]) -> Result<MountOptions, OptionError> {
+        let mut o = MountOptions::default();
+        for list in lists {
+            for opt in list.as_ref().split(',').filter(|s| !s.is_empty()) {
+                o.apply(opt)?;
+            }
+        }
+        Ok(o)
+    }
+
+    fn apply(&mut self, opt: &str) -> Result<(), OptionError> {
+        let (key, value) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        let need = |what: &'static str| {
+            value
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| OptionError::Invalid(opt.to_string(), what))
+        };
+        let size = |what: &'static str| {
+            need(what).and_then(|v| {
+                parse_size(v).ok_or_else(|| OptionError::Invalid(opt.to_string(), what))
+            })
+        };
+        match key {
+            "store" => self.store = Some(need("a store URL")?.to_string()),
+            "timeout" => {
+                let secs = need("seconds")?
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| OptionError::Invalid(opt.into(), "seconds, at least 1"))?;
+                self.timeout_secs = Some(secs);
+            }
+            "allow_other" => self.allow_other = true,
+            "allow_root" => self.allow_root = true,
+            "threads" => {
+                let n = need("a thread count")?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or_else(|| OptionError::Invalid(opt.into(), "a count from 1 to 256"))?;
+                self.threads = Some(n);
+            }
+            "memory" => self.memory = Some(size("a size such as 512M")?),
+            "cache_dir" => self.cache_dir = Some(PathBuf::from(need("a directory")?)),
+            "cache_size" => self.cache_size = Some(size("a size such as 100G")?),
+            "prefetch" => self.prefetch = Some(size("a size such as 1G")?),
+            "log" => self.log = Some(PathBuf::from(need("a file path")?)),
+            k if IGNORED.contains(&k) || k.starts_with("x-") || k == "comment" => {}
+            // Set by mount helpers, or meaningful only to them.
+            "fsname" | "subtype" | "setuid" | "drop_privileges" | "context" | "fscontext"
+            | "defcontext" | "rootcontext" | "uid" | "gid" | "umask" | "helper" => {}
+            _ => return Err(OptionError::Unknown(opt.into())),
+        }
+        Ok(())
+    }
+}
+
+/// `123`, `64K`, `512M`, `10G`, `1T` (binary units; `KiB`, `MB`… spellings too).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ours_are_parsed_and_mount8_options_ignored() {
+        let o = MountOptions::parse(&[
+            "ro,_netdev,nofail,allow_other,dev,suid",
+            "store=s3://b/p,timeout=5,cache_size=10G,prefetch=512M,x-systemd.automount",
+        ])
+        .unwrap();
+        assert_eq!(o.store.as_deref(), Some("s3://b/p"));
+        assert_eq!(o.timeout_secs, Some(5));
+        assert!(o.allow_other && !o.allow_root);
+        assert_eq!(o.cache_size, Some(10 << 30));
+        assert_eq!(o.prefetch, Some(512 << 20));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        for (bad, want) in [
+            ("colour=red", "unknown mount option 'colour=red'"),
+            ("timeout=0", "timeout=0"),
+            ("timeout=soon", "timeout=soon"),
+            ("cache_size=lots", "cache_size=lots"),
+            ("store=", "store="),
+        ] {
+            let e = MountOptions::parse(&[bad]).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("1x"), None);
+        assert_eq!(parse_size("99999999999T"), None);
+    }
+}
