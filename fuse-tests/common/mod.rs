@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod mount;
 pub mod tree;
 
 use datastore::store::{Store, StoreOptions};
@@ -308,16 +309,64 @@ fn moto_binary() -> PathBuf {
 /// The port of this process's moto server, started on first use.
 pub fn moto_port() -> u16 {
     static PORT: OnceLock<Result<u16, String>> = OnceLock::new();
-    PORT.get_or_init(start_moto).clone().expect("moto_server")
+    PORT.get_or_init(|| start_moto().map(|(port, _pid)| port))
+        .clone()
+        .expect("moto_server")
 }
 
-fn start_moto() -> Result<u16, String> {
+/// A moto server of one test's own, which the test may pause (SIGSTOP) to simulate an outage.
+/// Killed, by its PID, when dropped.
+pub struct Moto {
+    pub port: u16,
+    pub pid: i32,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let (port, pid) = start_moto().expect("moto_server");
+        Moto { port, pid }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: a plain kill(2) of the server this test started.
+        assert_eq!(unsafe { libc::kill(self.pid, sig) }, 0);
+    }
+
+    /// An environment whose S3 store is on this server.
+    pub fn env(&self) -> Env {
+        let scratch = tempfile::Builder::new()
+            .prefix("datastore-test-")
+            .tempdir()
+            .expect("create a scratch directory");
+        let bucket = new_bucket(self.port);
+        Env {
+            kind: Kind::S3,
+            url: format!("s3://{bucket}/root"),
+            scratch,
+            vars: s3_vars(self.port),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of the server this test started; SIGCONT first in case it is paused.
+        unsafe {
+            libc::kill(self.pid, libc::SIGCONT);
+            libc::kill(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Starts a moto server on a free loopback port; returns its port and PID.
+fn start_moto() -> Result<(u16, i32), String> {
     let bin = moto_binary();
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
-    let log = std::env::temp_dir().join(format!("datastore-moto-{}.log", std::process::id()));
+    let log =
+        std::env::temp_dir().join(format!("datastore-moto-{}-{port}.log", std::process::id()));
     let (tx, rx) = mpsc::channel();
     let log2 = log.clone();
     std::thread::spawn(move || {
@@ -339,8 +388,8 @@ fn start_moto() -> Result<u16, String> {
         }
         match c.spawn() {
             Ok(mut child) => {
-                tx.send(Ok(child.id())).unwrap_or(());
-                // This thread must outlive the tests (PDEATHSIG fires when it exits).
+                tx.send(Ok(child.id() as i32)).unwrap_or(());
+                // This thread must outlive the server (PDEATHSIG fires when it exits).
                 let _ = child.wait();
             }
             Err(e) => tx
@@ -348,11 +397,11 @@ fn start_moto() -> Result<u16, String> {
                 .unwrap_or(()),
         }
     });
-    rx.recv().map_err(|e| e.to_string())??;
+    let pid = rx.recv().map_err(|e| e.to_string())??;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if http(port, "GET", "/").is_ok() {
-            return Ok(port);
+            return Ok((port, pid));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

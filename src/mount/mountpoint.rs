@@ -99,7 +99,9 @@ pub fn mounted_at(point: &Path) -> Option<Mounted> {
 pub fn prepare(point: &Path) -> Result<(), MountPointError> {
     if let Some(m) = mounted_at(point) {
         return Err(match std::fs::metadata(point) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            // A FUSE connection whose daemon is gone: ENOTCONN, or ECONNABORTED on newer
+            // kernels.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
                 MountPointError::Stale(point.into())
             }
             _ => MountPointError::Busy(point.into(), format!("{} {}", m.fstype, m.source)),

@@ -1,0 +1,516 @@
+//! The FUSE mount, for real: the mounted tree against the pushed one, read-only behaviour,
+//! concurrency, store outages, and the ways it is started (datastore mount, mount(8), fstab).
+
+mod common;
+
+use common::mount::{daemon_pids, is_mounted, wait_for, HelperInstalled, Mounted};
+use common::{tree, Env, Kind, Moto};
+use datastore::catalog::Catalog;
+use datastore::format::name::VersionSel;
+use datastore::format::{EntryKind, Manifest};
+use rand::{Rng, SeedableRng};
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn manifest(env: &Env, dataset: &str) -> Manifest {
+    let catalog = Catalog::new(env.store());
+    common::block_on(async {
+        let v = catalog.resolve(dataset, VersionSel::Latest).await.unwrap();
+        catalog.manifest(&v).await.unwrap()
+    })
+}
+
+fn xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a buffer of the length passed.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    buf.truncate(len as usize);
+    Ok(buf)
+}
+
+fn sha_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Reads of every file at random offsets and lengths, across every chunk boundary and past
+/// the end, compared with the source.
+fn check_ranges(src: &Path, mnt: &Path, m: &Manifest, seed: u64) {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    for (i, path) in m.walk(0) {
+        let EntryKind::File { size, chunks, .. } = m.entries[i].kind else {
+            continue;
+        };
+        let rel = OsStr::from_bytes(&path);
+        let want = std::fs::read(src.join(rel)).unwrap();
+        let f = std::fs::File::open(mnt.join(rel)).unwrap();
+        let mut ranges: Vec<(u64, usize)> = (0..8)
+            .map(|_| (rng.gen_range(0..=size), rng.gen_range(0..200_000)))
+            .collect();
+        for c in &m.chunks[chunks.range()] {
+            ranges.push((c.file_offset.saturating_sub(100), 200));
+        }
+        ranges.extend([(size.saturating_sub(5), 100), (size, 10), (size + 4096, 10)]);
+        for (off, len) in ranges {
+            let mut buf = vec![0u8; len];
+            let mut got = 0;
+            while got < len {
+                let n = f.read_at(&mut buf[got..], off + got as u64).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            let end = (off as usize + len).min(want.len());
+            let expect = want.get(off as usize..end).unwrap_or(&[]);
+            assert_eq!(
+                &buf[..got],
+                expect,
+                "{} at {off}+{len}",
+                String::from_utf8_lossy(&path)
+            );
+        }
+    }
+}
+
+#[test]
+fn the_mounted_tree_is_the_pushed_tree() {
+    for (kind, seeds) in [(Kind::Local, &[1u64, 2, 3][..]), (Kind::S3, &[4, 5][..])] {
+        for &seed in seeds {
+            let env = Env::new(kind);
+            let src = env.scratch.path().join("src");
+            tree::random(&src, seed, 60, 5, true);
+            env.push(&src, "ds");
+            let mnt = env.mount("ds", &[]);
+            // Names, kinds, sizes, modes, mtimes, symlink targets and whole-file contents.
+            tree::assert_same(&src, &mnt.point);
+            check_ranges(&src, &mnt.point, &manifest(&env, "ds"), seed);
+        }
+    }
+}
+
+#[test]
+fn metadata_xattrs_and_statfs() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::create_dir(src.join("dir")).unwrap();
+    std::fs::write(src.join("dir/file"), b"hello").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("abs-link")).unwrap();
+    env.push(&src, "ds");
+    let mnt = env.mount("ds@1", &[]);
+    let p = &mnt.point;
+
+    assert_eq!(
+        xattr(&p.join("dir/file"), "user.datastore.sha256").unwrap(),
+        sha_hex(b"hello").as_bytes()
+    );
+    assert_eq!(
+        xattr(&p.join("dir/file"), "user.datastore.version").unwrap(),
+        b"ds@v1"
+    );
+    assert_eq!(xattr(p, "user.datastore.version").unwrap(), b"ds@v1");
+    assert_eq!(
+        xattr(&p.join("dir"), "user.datastore.sha256"),
+        Err(libc::ENODATA)
+    );
+    assert_eq!(xattr(&p.join("dir/file"), "user.other"), Err(libc::ENODATA));
+
+    // `..` and absolute symlinks do not lead anywhere inside the mount that is not there.
+    let root = std::fs::metadata(p).unwrap();
+    assert_eq!(
+        std::fs::metadata(p.join("dir/..")).unwrap().ino(),
+        root.ino()
+    );
+    assert_eq!(
+        std::fs::read_link(p.join("abs-link")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert_eq!(
+        std::fs::canonicalize(p.join("dir/../..")).unwrap(),
+        std::fs::canonicalize(env.scratch.path()).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(p.join("missing"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENOENT)
+    );
+
+    let cpath = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid path and a zeroed statvfs to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(cpath.as_ptr(), &mut st) }, 0);
+    assert_ne!(st.f_flag & libc::ST_RDONLY, 0);
+    assert_ne!(st.f_flag & libc::ST_NOSUID, 0);
+    assert_eq!(st.f_files, 4);
+}
+
+#[test]
+fn every_write_is_erofs() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::create_dir(src.join("dir")).unwrap();
+    std::fs::write(src.join("file"), b"data").unwrap();
+    env.push(&src, "ds");
+    let mnt = env.mount("ds", &[]);
+    let p = &mnt.point;
+    let erofs = |what: &str, r: std::io::Result<()>| {
+        assert_eq!(
+            r.unwrap_err().raw_os_error(),
+            Some(libc::EROFS),
+            "{what} should fail with EROFS"
+        );
+    };
+    use std::os::unix::fs::PermissionsExt;
+    erofs("create", std::fs::write(p.join("new"), b"x"));
+    erofs(
+        "open for writing",
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p.join("file"))
+            .map(drop),
+    );
+    erofs(
+        "truncate",
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(p.join("file"))
+            .map(drop),
+    );
+    erofs("unlink", std::fs::remove_file(p.join("file")));
+    erofs("mkdir", std::fs::create_dir(p.join("d2")));
+    erofs("rmdir", std::fs::remove_dir(p.join("dir")));
+    erofs("rename", std::fs::rename(p.join("file"), p.join("moved")));
+    erofs("symlink", std::os::unix::fs::symlink("x", p.join("l")));
+    erofs("link", std::fs::hard_link(p.join("file"), p.join("h")));
+    erofs(
+        "chmod",
+        std::fs::set_permissions(p.join("file"), std::fs::Permissions::from_mode(0o777)),
+    );
+    let f = std::fs::File::open(p.join("file")).unwrap();
+    erofs("set mtime", f.set_modified(std::time::SystemTime::now()));
+    let c = CString::new(p.join("file").as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C strings and a value buffer of the length passed.
+    let rc = unsafe { libc::setxattr(c.as_ptr(), c"user.x".as_ptr(), b"v".as_ptr().cast(), 1, 0) };
+    assert_eq!(rc, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EROFS)
+    );
+    assert_eq!(std::fs::read(p.join("file")).unwrap(), b"data");
+}
+
+/// Manifests that pass their hash check but break the rules are refused at mount, with the
+/// entry named; nothing is mounted.
+#[test]
+fn hostile_manifests_are_refused_at_mount() {
+    use datastore::catalog::NewVersion;
+    use datastore::format::manifest::{Run, Span, Timestamp};
+    use datastore::format::{Entry, Sha256};
+    let env = Env::new(Kind::Local);
+    let catalog = Catalog::new(env.store());
+    let names: [&[&[u8]]; 4] = [&[b".."], &[b"a/b"], &[b"nul\0name"], &[b"same", b"same"]];
+    for (n, children) in names.iter().enumerate() {
+        let mut m = Manifest::default();
+        let mut strings = Vec::new();
+        m.entries.push(Entry {
+            parent: 0,
+            name: Span::default(),
+            mode: 0o755,
+            mtime: Timestamp::default(),
+            kind: EntryKind::Dir {
+                children: Run {
+                    start: 1,
+                    len: children.len() as u32,
+                },
+            },
+        });
+        for name in children.iter() {
+            let span = Span {
+                start: strings.len() as u32,
+                len: name.len() as u32,
+            };
+            strings.extend_from_slice(name);
+            m.entries.push(Entry {
+                parent: 0,
+                name: span,
+                mode: 0o755,
+                mtime: Timestamp::default(),
+                kind: EntryKind::Dir {
+                    children: Run::default(),
+                },
+            });
+        }
+        m.strings = strings;
+        let bytes = m.encode();
+        let hash = Sha256::of(&bytes);
+        env.put_object(&datastore::store::keys::manifest(&hash), bytes.clone());
+        let name = format!("evil{n}");
+        common::block_on(catalog.commit(
+            &name,
+            NewVersion {
+                manifest: hash,
+                manifest_size: bytes.len() as u64,
+                parent: None,
+                files: 0,
+                bytes: 0,
+                message: String::new(),
+            },
+        ))
+        .unwrap();
+        let point = env.mount_point(&name);
+        let line = env.fails(
+            [OsStr::new("mount"), OsStr::new(&name), point.as_os_str()],
+            "is corrupt",
+        );
+        assert!(line.contains(&format!("{name}@v1")), "{line}");
+        assert!(!is_mounted(&point));
+    }
+}
+
+#[test]
+fn eight_readers_over_a_thousand_files() {
+    let env = Env::new(Kind::S3);
+    let src = env.dir("src");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
+    let mut files = vec![];
+    for i in 0..1000 {
+        let dir = src.join(format!("d{:02}", i % 20));
+        std::fs::create_dir_all(&dir).unwrap();
+        let size = if i % 100 == 0 {
+            3 << 20
+        } else {
+            rng.gen_range(0..200_000)
+        };
+        let path = dir.join(format!("f{i:04}.bin"));
+        tree::write_random(&path, size, &mut rng);
+        files.push(path.strip_prefix(&src).unwrap().to_path_buf());
+    }
+    env.push(&src, "many");
+    let mnt = env.mount("many", &[]);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (files, src, point) = (&files, &src, &mnt.point);
+            s.spawn(move || {
+                let mut order = files.clone();
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(t);
+                for i in (1..order.len()).rev() {
+                    order.swap(i, rng.gen_range(0..=i));
+                }
+                for f in order {
+                    let got = std::fs::read(point.join(&f)).unwrap();
+                    let want = std::fs::read(src.join(&f)).unwrap();
+                    assert!(got == want, "{} differs", f.display());
+                }
+            });
+        }
+    });
+    println!("8 readers x 1000 files over S3: {:?}", start.elapsed());
+}
+
+#[test]
+fn latest_follows_new_pushes_while_old_mounts_keep_their_version() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"one").unwrap();
+    env.push(&src, "ds");
+    let old = env.mount("ds", &[]);
+    std::fs::write(src.join("f"), b"two").unwrap();
+    std::fs::write(src.join("added"), b"new").unwrap();
+    env.push(&src, "ds");
+    let new = env.mount("ds@latest", &[]);
+    assert_eq!(std::fs::read(new.point.join("f")).unwrap(), b"two");
+    assert_eq!(std::fs::read(new.point.join("added")).unwrap(), b"new");
+    assert_eq!(
+        xattr(&new.point, "user.datastore.version").unwrap(),
+        b"ds@v2"
+    );
+    assert_eq!(std::fs::read(old.point.join("f")).unwrap(), b"one");
+    assert!(!old.point.join("added").exists());
+    assert_eq!(
+        xattr(&old.point, "user.datastore.version").unwrap(),
+        b"ds@v1"
+    );
+}
+
+/// The store stops answering mid-read: the read fails with EIO within the configured
+/// timeout, and once the store is back the same read succeeds without a remount.
+#[test]
+fn a_store_outage_is_eio_within_the_timeout_and_heals() {
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+    tree::write_random(&src.join("first.bin"), 3 << 20, &mut rng);
+    tree::write_random(&src.join("second.bin"), 3 << 20, &mut rng);
+    env.push(&src, "ds");
+    let mnt = env.mount("ds", &["timeout=2"]);
+    assert_eq!(
+        std::fs::read(mnt.point.join("first.bin")).unwrap(),
+        std::fs::read(src.join("first.bin")).unwrap()
+    );
+
+    moto.signal(libc::SIGSTOP);
+    let start = Instant::now();
+    let err = std::fs::read(mnt.point.join("second.bin")).unwrap_err();
+    let took = start.elapsed();
+    moto.signal(libc::SIGCONT);
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(
+        took < Duration::from_secs(8),
+        "EIO took {took:?} with timeout=2"
+    );
+    assert!(mnt.log().contains("timed out"), "{}", mnt.log());
+
+    assert_eq!(
+        std::fs::read(mnt.point.join("second.bin")).unwrap(),
+        std::fs::read(src.join("second.bin")).unwrap()
+    );
+}
+
+/// `mount -t fuse.datastore`, an fstab line with `mount MOUNTPOINT`, and `datastore mount` /
+/// `umount` in the background, each checked live and then gone, daemon included.
+#[test]
+fn mount_helper_fstab_and_background_mounts() {
+    let _helper = HelperInstalled::new();
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"content").unwrap();
+    env.push(&src, "ds");
+    let store_opt = format!("store={}", env.url);
+
+    let gone = |point: &Path| {
+        wait_for("the mount to go", Duration::from_secs(10), || {
+            !is_mounted(point)
+        });
+        wait_for("the daemon to exit", Duration::from_secs(10), || {
+            daemon_pids(point).is_empty()
+        });
+    };
+
+    // mount -t fuse.datastore, through mount.fuse3, with mount(8) options to ignore.
+    let point = env.mount_point("by-type");
+    let guard = Mounted::adopt(&point);
+    let out = std::process::Command::new("mount")
+        .args(["-t", "fuse.datastore", "ds@1"])
+        .arg(&point)
+        .args([
+            "-o",
+            &format!("{store_opt},allow_other,_netdev,dev,suid,noatime"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&point));
+    assert_eq!(std::fs::read(point.join("f")).unwrap(), b"content");
+    assert!(std::process::Command::new("umount")
+        .arg(&point)
+        .status()
+        .unwrap()
+        .success());
+    gone(&point);
+    drop(guard);
+
+    // An fstab line, mounted by its mount point (from a test fstab, via mount -T).
+    let point = env.mount_point("by-fstab");
+    let guard = Mounted::adopt(&point);
+    let fstab = env.scratch.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "ds@latest {} fuse.datastore ro,_netdev,nofail,allow_other,{store_opt} 0 0\n",
+            point.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("mount")
+        .arg("-T")
+        .arg(&fstab)
+        .arg(&point)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(point.join("f")).unwrap(), b"content");
+    assert!(std::process::Command::new("umount")
+        .arg(&point)
+        .status()
+        .unwrap()
+        .success());
+    gone(&point);
+    drop(guard);
+
+    // datastore mount (background) and datastore umount.
+    let point = env.mount_point("by-cli");
+    let guard = Mounted::adopt(&point);
+    env.ok([OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()]);
+    assert!(
+        is_mounted(&point),
+        "mount returned before the mount was live"
+    );
+    assert_eq!(std::fs::read(point.join("f")).unwrap(), b"content");
+    assert_eq!(daemon_pids(&point).len(), 1);
+    env.ok([OsStr::new("umount"), point.as_os_str()]);
+    gone(&point);
+    drop(guard);
+
+    // A failure is reported by the command itself, not lost in the background.
+    env.fails(
+        [OsStr::new("mount"), OsStr::new("ds@7"), point.as_os_str()],
+        "ds@v7 not found",
+    );
+    assert!(!is_mounted(&point));
+}
+
+#[test]
+fn a_killed_daemon_leaves_a_mount_that_umount_clears() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"content").unwrap();
+    env.push(&src, "ds");
+    let point = env.mount_point("killed");
+    let _guard = Mounted::adopt(&point);
+    env.ok([OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()]);
+    let pids = daemon_pids(&point);
+    assert_eq!(pids.len(), 1);
+    // SAFETY: kill(2) of the daemon this test started.
+    unsafe { libc::kill(pids[0], libc::SIGKILL) };
+    wait_for("the daemon to die", Duration::from_secs(10), || {
+        daemon_pids(&point).is_empty()
+    });
+    // A dead FUSE connection: ENOTCONN, or ECONNABORTED on newer kernels.
+    let e = std::fs::metadata(&point).unwrap_err().raw_os_error();
+    assert!(
+        matches!(e, Some(libc::ENOTCONN | libc::ECONNABORTED)),
+        "{e:?}"
+    );
+    env.fails(
+        [OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()],
+        "daemon has died",
+    );
+    env.ok([OsStr::new("umount"), point.as_os_str()]);
+    assert!(!is_mounted(&point));
+    env.ok([OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()]);
+    assert_eq!(std::fs::read(point.join("f")).unwrap(), b"content");
+    env.fails(
+        [OsStr::new("umount"), env.scratch.path().as_os_str()],
+        "not a datastore mount",
+    );
+}
