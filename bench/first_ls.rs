@@ -40,7 +40,10 @@ fn build() -> (Manifest, Vec<u8>) {
         mode: 0o755,
         mtime: t,
         kind: EntryKind::Dir {
-            children: Run { start: 1, len: DIRS },
+            children: Run {
+                start: 1,
+                len: DIRS,
+            },
         },
     });
     for d in 0..DIRS {
@@ -99,19 +102,21 @@ fn build() -> (Manifest, Vec<u8>) {
 fn timed(what: &str, cmd: &mut Command) {
     let t = Instant::now();
     let out = cmd.output().expect(what);
-    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{what:<32} {:>8.1} ms", t.elapsed().as_secs_f64() * 1000.0);
 }
 
 fn main() {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/datastore");
-    assert!(
-        Command::new("cargo")
-            .args(["build", "--release", "--quiet"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("cargo")
+        .args(["build", "--release", "--quiet"])
+        .status()
+        .unwrap()
+        .success());
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
     let url = store_dir.display().to_string();
@@ -125,7 +130,10 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = Store::open(&url, &StoreOptions::default()).unwrap();
-        store.put(&keys::pack(&m.packs[0]), pack.into()).await.unwrap();
+        store
+            .put(&keys::pack(&m.packs[0]), pack.into())
+            .await
+            .unwrap();
         let hash = Sha256::of(&bytes);
         store
             .put(&keys::manifest(&hash), bytes.clone().into())
@@ -154,15 +162,24 @@ fn main() {
         c
     };
     let total = Instant::now();
-    timed("datastore mount (until live)", ds(&["mount", "million"]).arg(&mnt));
+    timed(
+        "datastore mount (until live)",
+        ds(&["mount", "million"]).arg(&mnt),
+    );
     timed("ls of the root (1,000 dirs)", Command::new("ls").arg(&mnt));
     println!(
         "{:<32} {:>8.1} ms",
         "time to first ls",
         total.elapsed().as_secs_f64() * 1000.0
     );
-    timed("ls -l of one dir (1,000 files)", Command::new("ls").arg("-l").arg(mnt.join("d0500")));
-    timed("cat of one file", Command::new("cat").arg(mnt.join("d0999/f000999.jpg")));
+    timed(
+        "ls -l of one dir (1,000 files)",
+        Command::new("ls").arg("-l").arg(mnt.join("d0500")),
+    );
+    timed(
+        "cat of one file",
+        Command::new("cat").arg(mnt.join("d0999/f000999.jpg")),
+    );
     let status = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     assert!(status.contains("fuse.datastore"));
     for e in std::fs::read_dir("/proc").unwrap().flatten() {

@@ -514,3 +514,99 @@ fn a_killed_daemon_leaves_a_mount_that_umount_clears() {
         "not a datastore mount",
     );
 }
+
+/// Damaged bytes in the store never reach a reader: the read fails with EIO and the daemon
+/// logs which object is damaged; undamaged files keep reading.
+#[test]
+fn damaged_content_is_eio_never_wrong_bytes() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    tree::write_random(&src.join("big.bin"), 3 << 20, &mut rng);
+    std::fs::write(src.join("small.txt"), b"small").unwrap();
+    env.push(&src, "ds");
+    for (key, size) in env.objects(&["blobs/"]) {
+        let mut bad = env.get_object(&key);
+        bad[size as usize / 2] ^= 0x80;
+        env.put_object(&key, bad);
+    }
+    let mnt = env.mount("ds", &[]);
+    let err = std::fs::read(mnt.point.join("big.bin")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(
+        mnt.log().contains("does not match its SHA-256"),
+        "{}",
+        mnt.log()
+    );
+    assert_eq!(
+        std::fs::read(mnt.point.join("small.txt")).unwrap(),
+        b"small"
+    );
+}
+
+/// SIGTERM unmounts and the daemon exits cleanly.
+#[test]
+fn sigterm_unmounts_cleanly() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"x").unwrap();
+    env.push(&src, "ds");
+    let point = env.mount_point("term");
+    let _guard = Mounted::adopt(&point);
+    let mut child = env
+        .command([
+            OsStr::new("mount"),
+            OsStr::new("ds"),
+            point.as_os_str(),
+            OsStr::new("--foreground"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the mount", Duration::from_secs(30), || is_mounted(&point));
+    // SAFETY: kill(2) of the daemon this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = common::wait_child(&mut child, Duration::from_secs(10));
+    assert!(out.success(), "{out}");
+    assert!(!is_mounted(&point));
+}
+
+/// Without allow_other only the mounting user (root here) may enter the mount; with it,
+/// other users read what the pushed modes let them read.
+#[test]
+fn allow_other_is_opt_in() {
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the mount tests run as root");
+    let env = Env::new(Kind::Local);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = env.dir("src");
+    std::fs::write(src.join("public"), b"for all").unwrap();
+    std::fs::write(src.join("private"), b"owner only").unwrap();
+    std::fs::set_permissions(src.join("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.push(&src, "ds");
+    let as_nobody = |path: &Path| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let closed = env.mount("ds@1", &[]);
+    let out = as_nobody(&closed.point.join("public"));
+    assert!(
+        !out.status.success(),
+        "another user read a mount without allow_other"
+    );
+    let open = env.mount("ds@latest", &["allow_other"]);
+    let out = as_nobody(&open.point.join("public"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"for all");
+    let out = as_nobody(&open.point.join("private"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+}

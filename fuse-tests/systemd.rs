@@ -12,7 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 fn unit(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("systemd")
+        .join(name)
 }
 
 /// The value of `key=` in a unit file, with `%i` and the unit's environment expanded.
@@ -74,7 +76,8 @@ fn units_verify_and_the_template_mounts_with_readiness() {
 
     let sock_path = env.scratch.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut daemon = env.command(&start[1..]);
     daemon
         .env("NOTIFY_SOCKET", &sock_path)

@@ -262,6 +262,21 @@ pub fn wait(mut child: Child, deadline: Duration) -> Result<Output, String> {
     })
 }
 
+/// Waits for a child whose output is not captured, killing it after `deadline`.
+pub fn wait_child(child: &mut Child, deadline: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("still running after {deadline:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn read_all<R: Read>(r: Option<&mut R>) -> String {
     let mut v = vec![];
     if let Some(r) = r {
