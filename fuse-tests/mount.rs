@@ -387,7 +387,7 @@ fn mount_helper_fstab_and_background_mounts() {
     let src = env.dir("src");
     std::fs::write(src.join("f"), b"content").unwrap();
     env.push(&src, "ds");
-    let store_opt = format!("store={}", env.url);
+    let store_opt = format!("store={},cache_dir={}", env.url, env.cache_dir().display());
 
     let gone = |point: &Path| {
         wait_for("the mount to go", Duration::from_secs(10), || {

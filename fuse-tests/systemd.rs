@@ -69,7 +69,7 @@ fn units_verify_and_the_template_mounts_with_readiness() {
     let point = Path::new("/datastores").join(&name);
     let _guard = Mounted::adopt(&point);
     let text = std::fs::read_to_string(unit("datastore@.service")).unwrap();
-    let options = format!("store={}", env.url);
+    let options = format!("store={},cache_dir={}", env.url, env.cache_dir().display());
     let vars = [("VERSION", "latest"), ("OPTIONS", options.as_str())];
     let start = exec_line(&text, "ExecStart", &name, &vars);
     let stop = exec_line(&text, "ExecStop", &name, &vars);

@@ -2,6 +2,7 @@
 //!
 //! Dependencies point one way: `cli → ops/push → catalog → format → store`.
 
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod content;

@@ -81,6 +81,11 @@ impl Env {
         [Env::new(Kind::Local), Env::new(Kind::S3)]
     }
 
+    /// This test's own disk cache, so tests never share cached content.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.scratch.path().join("cache")
+    }
+
     /// A fresh directory inside the scratch area.
     pub fn dir(&self, name: &str) -> PathBuf {
         let p = self.scratch.path().join(name);
@@ -102,6 +107,7 @@ impl Env {
             .env("XDG_DATA_HOME", self.scratch.path().join("data"))
             .env("RUST_BACKTRACE", "1")
             .env("DATASTORE_STORE", &self.url)
+            .env("DATASTORE_CACHE_DIR", self.cache_dir())
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .args(args)
             .stdin(Stdio::null())
@@ -324,9 +330,15 @@ fn moto_binary() -> PathBuf {
 /// The port of this process's moto server, started on first use.
 pub fn moto_port() -> u16 {
     static PORT: OnceLock<Result<u16, String>> = OnceLock::new();
-    PORT.get_or_init(|| start_moto().map(|(port, _pid)| port))
-        .clone()
-        .expect("moto_server")
+    // Its log is only needed if it fails to start.
+    PORT.get_or_init(|| {
+        start_moto().map(|(port, _pid, log)| {
+            let _ = std::fs::remove_file(log);
+            port
+        })
+    })
+    .clone()
+    .expect("moto_server")
 }
 
 /// A moto server of one test's own, which the test may pause (SIGSTOP) to simulate an outage.
@@ -334,12 +346,22 @@ pub fn moto_port() -> u16 {
 pub struct Moto {
     pub port: u16,
     pub pid: i32,
+    log: PathBuf,
 }
 
 impl Moto {
     pub fn start() -> Moto {
-        let (port, pid) = start_moto().expect("moto_server");
-        Moto { port, pid }
+        let (port, pid, log) = start_moto().expect("moto_server");
+        Moto { port, pid, log }
+    }
+
+    /// How many GET requests the server has answered for keys containing `needle`.
+    pub fn gets(&self, needle: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET ") && l.contains(needle))
+            .count()
     }
 
     pub fn signal(&self, sig: i32) {
@@ -370,11 +392,12 @@ impl Drop for Moto {
             libc::kill(self.pid, libc::SIGCONT);
             libc::kill(self.pid, libc::SIGKILL);
         }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
-/// Starts a moto server on a free loopback port; returns its port and PID.
-fn start_moto() -> Result<(u16, i32), String> {
+/// Starts a moto server on a free loopback port; returns its port, PID and request log.
+fn start_moto() -> Result<(u16, i32, PathBuf), String> {
     let bin = moto_binary();
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -416,7 +439,7 @@ fn start_moto() -> Result<(u16, i32), String> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if http(port, "GET", "/").is_ok() {
-            return Ok((port, pid));
+            return Ok((port, pid, log));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

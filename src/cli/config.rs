@@ -13,6 +13,9 @@ use std::path::PathBuf;
 pub struct Config {
     pub store: Option<String>,
     pub timeout_secs: Option<u64>,
+    /// The disk cache of mounts: directory and size (`200G` or `80%`).
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub cache_size: Option<String>,
 }
 
 impl Config {
@@ -20,6 +23,8 @@ impl Config {
         Config {
             store: over.store.or(self.store),
             timeout_secs: over.timeout_secs.or(self.timeout_secs),
+            cache_dir: over.cache_dir.or(self.cache_dir),
+            cache_size: over.cache_size.or(self.cache_size),
         }
     }
 }
@@ -49,6 +54,28 @@ pub fn load() -> Result<Config> {
         cfg = cfg.merge(file);
     }
     Ok(cfg)
+}
+
+impl Config {
+    /// The cache directory and size in effect, given what the command line said.
+    pub fn cache(
+        &self,
+        dir: Option<std::path::PathBuf>,
+        size: Option<crate::cache::CacheSize>,
+    ) -> Result<(std::path::PathBuf, crate::cache::CacheSize)> {
+        use crate::cache::{default_dir, CacheSize, DEFAULT_SIZE};
+        let size = match (size, &self.cache_size) {
+            (Some(s), _) => s,
+            (None, Some(text)) => CacheSize::parse(text).with_context(|| {
+                format!("invalid cache_size '{text}' in the config file: use a size such as 200G or 80%")
+            })?,
+            (None, None) => DEFAULT_SIZE,
+        };
+        let dir = dir
+            .or_else(|| self.cache_dir.clone())
+            .unwrap_or_else(default_dir);
+        Ok((dir, size))
+    }
 }
 
 /// The embedded default: a local store that needs no account and no setup.

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each parsing its arguments, calling the library
 //! and printing the result. Only this module prints or knows about exit codes.
 
+mod cache;
 mod config;
 mod diff;
 mod du;
@@ -60,6 +61,7 @@ pub enum Command {
     Verify(verify::Args),
     Mount(mount::Args),
     Umount(umount::Args),
+    Cache(cache::Args),
 }
 
 /// What every subcommand gets: the catalog of the chosen store and the global flags.
@@ -68,6 +70,7 @@ pub struct Ctx {
     pub quiet: bool,
     /// The store timeout in effect, passed on to a background mount daemon.
     pub timeout_secs: u64,
+    pub config: config::Config,
 }
 
 /// Where log lines go.
@@ -131,11 +134,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return umount::run(a);
     }
     let cfg = config::load()?;
+    if let Command::Cache(a) = cli.command {
+        return cache::run(a, &cfg);
+    }
     let url = match mount_opts
         .as_ref()
         .and_then(|o| o.store.clone())
         .or(cli.store)
-        .or(cfg.store)
+        .or(cfg.store.clone())
     {
         Some(u) => u,
         None => config::default_store()?,
@@ -158,6 +164,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             catalog: Catalog::new(store),
             quiet: cli.quiet,
             timeout_secs,
+            config: cfg,
         };
         match cli.command {
             Command::Push(a) => push::run(&ctx, a).await,
@@ -173,7 +180,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let opts = mount_opts.unwrap_or_default();
                 mount::run(&ctx, a, opts, &url).await
             }
-            Command::Umount(_) => unreachable!("handled above"),
+            Command::Umount(_) | Command::Cache(_) => unreachable!("handled above"),
         }
     })
 }

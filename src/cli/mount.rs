@@ -1,4 +1,5 @@
 use super::Ctx;
+use crate::cache::CacheSize;
 use crate::format::name::parse_target;
 use crate::mount::daemon::{self, Notify, READY_FD};
 use crate::mount::options::MountOptions;
@@ -41,9 +42,21 @@ pub struct Args {
     /// Let every user read the mount (same as -o allow_other).
     #[arg(long)]
     pub allow_other: bool,
+    /// Disk cache directory, shared by every mount on the node [default: /var/cache/datastore
+    /// for root, else the user's cache dir] (same as -o cache_dir=DIR).
+    #[arg(long, env = "DATASTORE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Disk cache size: bytes (200G) or a share of its filesystem (80%); 0 disables the cache
+    /// [default: 25%] (same as -o cache_size=SIZE).
+    #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
+    pub cache_size: Option<CacheSize>,
     /// Descriptor to report readiness on (set by the background launcher).
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
+}
+
+fn parse_cache_size(s: &str) -> Result<CacheSize, String> {
+    CacheSize::parse(s).ok_or_else(|| format!("'{s}' is not a size such as 200G or 80%"))
 }
 
 impl Args {
@@ -76,6 +89,17 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
         if a.allow_other {
             args.push("--allow-other".into());
         }
+        if let Some(d) = &a.cache_dir {
+            args.push("--cache-dir".into());
+            args.push(d.into());
+        }
+        if let Some(s) = &a.cache_size {
+            args.push("--cache-size".into());
+            args.push(match s {
+                CacheSize::Bytes(b) => b.to_string().into(),
+                CacheSize::Percent(p) => format!("{p}%").into(),
+            });
+        }
         return match daemon::spawn(args) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(why) => anyhow::bail!("{why}"),
@@ -89,6 +113,10 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
         allow_root: opts.allow_root,
         threads: opts.threads.unwrap_or(DEFAULT_THREADS),
         memory: opts.memory.unwrap_or(DEFAULT_MEMORY),
+        cache: Some(ctx.config.cache(
+            a.cache_dir.or(opts.cache_dir),
+            a.cache_size.or(opts.cache_size),
+        )?),
     };
     match serve(&ctx.catalog, req, &mut notify).await {
         Ok(()) => Ok(ExitCode::SUCCESS),

@@ -1,22 +1,25 @@
 //! The read path of the mount: the byte range of a file, assembled from verified chunks.
 //!
-//! This is the seam for the disk cache and the prefetcher: everything that fetches content
-//! goes through [`ChunkReader::chunk`]. Today it keeps a small in-memory LRU of verified
-//! chunks, so that the many small kernel reads inside one multi-MiB chunk cost one GET, and
-//! merges concurrent requests for the same chunk into one fetch.
+//! Everything that fetches content goes through [`ChunkReader::chunk`], which looks in three
+//! places in turn: a small in-memory LRU of verified chunks (so the many small kernel reads
+//! inside one multi-MiB chunk cost one lookup), the node's disk cache, and the store (verified
+//! against the chunk's SHA-256, then written to the disk cache). Concurrent requests for the
+//! same chunk are merged into one fetch.
 
+use crate::cache::DiskCache;
 use crate::content::{self, ContentError, Located};
 use crate::format::{EntryKind, Manifest, Sha256};
 use crate::store::Store;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, ContentError>>>;
 
 pub struct ChunkReader {
     store: Store,
+    disk: Option<Arc<DiskCache>>,
     cache: Mutex<Recent>,
     in_flight: Mutex<HashMap<Sha256, Fetch>>,
 }
@@ -29,9 +32,10 @@ struct Recent {
 }
 
 impl ChunkReader {
-    pub fn new(store: Store, memory_budget: u64) -> ChunkReader {
+    pub fn new(store: Store, memory_budget: u64, disk: Option<Arc<DiskCache>>) -> ChunkReader {
         ChunkReader {
             store,
+            disk,
             cache: Mutex::new(Recent {
                 chunks: lru::LruCache::unbounded(),
                 bytes: 0,
@@ -97,9 +101,8 @@ impl ChunkReader {
                 .entry(hash)
                 .or_insert_with(|| {
                     let store = self.store.clone();
-                    async move { content::fetch(&store, &at).await }
-                        .boxed()
-                        .shared()
+                    let disk = self.disk.clone();
+                    fetch_through(store, disk, at).boxed().shared()
                 })
                 .clone()
         };
@@ -116,6 +119,29 @@ impl ChunkReader {
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, Recent> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// From the disk cache if it has the chunk, else from the store, then into the disk cache.
+async fn fetch_through(
+    store: Store,
+    disk: Option<Arc<DiskCache>>,
+    at: Located,
+) -> Result<Bytes, ContentError> {
+    let Some(disk) = disk else {
+        return content::fetch(&store, &at).await;
+    };
+    let hash = at.hash;
+    let d = disk.clone();
+    if let Ok(Some(data)) = tokio::task::spawn_blocking(move || d.get(&hash)).await {
+        if data.len() == at.len as usize {
+            return Ok(data);
+        }
+    }
+    let data = content::fetch(&store, &at).await?;
+    let copy = data.clone();
+    // Stored before the read is answered, so a chunk read once is on disk for good.
+    let _ = tokio::task::spawn_blocking(move || disk.put(&hash, &copy)).await;
+    Ok(data)
 }
 
 impl Recent {
@@ -181,7 +207,7 @@ mod tests {
         let store = Store::open("memory://", &Default::default()).unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let m = chunked_file(&store, &data, &[0, 3000, 3001, 7000]).await;
-        let r = ChunkReader::new(store, 4096);
+        let r = ChunkReader::new(store, 4096, None);
         let cases = [
             (0, 10_000),
             (2999, 3),
@@ -207,7 +233,7 @@ mod tests {
         let m = chunked_file(&store, &data, &[0, 2500]).await;
         let key = keys::blob(&m.chunks[1].hash);
         store.put(&key, Bytes::from(vec![8u8; 2500])).await.unwrap();
-        let r = ChunkReader::new(store, 1 << 20);
+        let r = ChunkReader::new(store, 1 << 20, None);
         assert_eq!(r.read(&m, 1, 0, 100).await.unwrap().len(), 100);
         let e = r.read(&m, 1, 2000, 1000).await.unwrap_err();
         assert!(matches!(e, ContentError::Corrupt { .. }), "{e}");

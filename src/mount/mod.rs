@@ -13,6 +13,7 @@ mod kernel;
 pub mod mountpoint;
 pub mod options;
 
+use crate::cache::{CacheError, CacheSize, DiskCache};
 use crate::catalog::{Catalog, CatalogError};
 use crate::format::name::Target;
 use chunks::ChunkReader;
@@ -37,6 +38,8 @@ pub struct MountRequest {
     pub allow_root: bool,
     pub threads: usize,
     pub memory: u64,
+    /// The disk cache's directory and size; `None` (or a size of 0) reads without one.
+    pub cache: Option<(PathBuf, CacheSize)>,
 }
 
 /// Why a mount could not be set up.
@@ -46,6 +49,8 @@ pub enum MountError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     MountPoint(#[from] MountPointError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error("mount takes NAME[@VER], not a path inside it ('{0}')")]
     PathGiven(String),
     #[error("allow_other and allow_root cannot be used together")]
@@ -76,7 +81,15 @@ pub async fn serve(
     let manifest = Arc::new(catalog.manifest(&version).await?);
     mountpoint::prepare(&req.mountpoint)?;
     let label = version.label();
-    let reader = Arc::new(ChunkReader::new(catalog.store().clone(), req.memory));
+    let disk = match &req.cache {
+        Some((_, CacheSize::Bytes(0))) | None => None,
+        Some((dir, size)) => Some(DiskCache::open(dir, *size)?),
+    };
+    let reader = Arc::new(ChunkReader::new(
+        catalog.store().clone(),
+        req.memory,
+        disk.clone(),
+    ));
     let fs = DatastoreFs::new(
         manifest.clone(),
         label.clone(),
@@ -153,8 +166,23 @@ pub async fn serve(
             tracing::error!("unmounting {}: {e}", point.display());
         }
     });
+    let saver = disk.clone().map(|d| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let d = d.clone();
+                let _ = tokio::task::spawn_blocking(move || d.stats.save(d.dir())).await;
+            }
+        })
+    });
     let ended = tokio::task::spawn_blocking(move || session.run()).await;
     signals.abort();
+    if let Some(s) = saver {
+        s.abort();
+    }
+    if let Some(d) = &disk {
+        d.stats.save(d.dir());
+    }
     match ended {
         Ok(Ok(())) => {
             tracing::info!("{} unmounted", req.mountpoint.display());

@@ -5,6 +5,7 @@
 //! `_netdev`, `nofail`, `x-systemd.*`…) are accepted and ignored, because the mount is always
 //! read-only (even when `rw` is given), nosuid and nodev; anything else is an error naming the option.
 
+use crate::cache::CacheSize;
 use std::path::PathBuf;
 
 /// What `-o` options ask of a mount.
@@ -22,10 +23,10 @@ pub struct MountOptions {
     pub threads: Option<usize>,
     /// `memory=SIZE`: bytes of verified chunks kept in memory.
     pub memory: Option<u64>,
-    /// `cache_dir=DIR`, `cache_size=SIZE`, `prefetch=SIZE`: the disk cache and the read-ahead
-    /// budget. Accepted (and checked) now so that fstab lines written today keep working.
+    /// `cache_dir=DIR`, `cache_size=SIZE|N%`: the disk cache. `prefetch=SIZE`: the read-ahead
+    /// budget, accepted (and checked) now so that fstab lines written today keep working.
     pub cache_dir: Option<PathBuf>,
-    pub cache_size: Option<u64>,
+    pub cache_size: Option<CacheSize>,
     pub prefetch: Option<u64>,
     /// `log=FILE`: where a background mount logs (default: syslog).
     pub log: Option<PathBuf>,
@@ -125,7 +126,12 @@ impl MountOptions {
             }
             "memory" => self.memory = Some(size("a size such as 512M")?),
             "cache_dir" => self.cache_dir = Some(PathBuf::from(need("a directory")?)),
-            "cache_size" => self.cache_size = Some(size("a size such as 100G")?),
+            "cache_size" => {
+                let v = need("a size such as 100G or 80%")?;
+                self.cache_size = Some(CacheSize::parse(v).ok_or_else(|| {
+                    OptionError::Invalid(opt.into(), "a size such as 100G or 80%")
+                })?);
+            }
             "prefetch" => self.prefetch = Some(size("a size such as 1G")?),
             "log" => self.log = Some(PathBuf::from(need("a file path")?)),
             k if IGNORED.contains(&k) || k.starts_with("x-") || k == "comment" => {}
@@ -169,7 +175,7 @@ mod tests {
         assert_eq!(o.store.as_deref(), Some("s3://b/p"));
         assert_eq!(o.timeout_secs, Some(5));
         assert!(o.allow_other && !o.allow_root);
-        assert_eq!(o.cache_size, Some(10 << 30));
+        assert_eq!(o.cache_size, Some(CacheSize::Bytes(10 << 30)));
         assert_eq!(o.prefetch, Some(512 << 20));
     }
 

@@ -1,0 +1,224 @@
+//! The disk cache, through real mounts of a real S3 server whose requests are counted.
+
+mod common;
+
+use common::mount::Mounted;
+use common::{tree, Env, Moto};
+use rand::SeedableRng;
+use std::ffi::OsStr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Drops the kernel's cached pages of a file, so the next read reaches the daemon.
+fn drop_page_cache(path: &Path) {
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: a valid descriptor; advice only.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+/// The store key of each content object, by listing the store.
+fn blob_keys(env: &Env) -> Vec<String> {
+    env.objects(&["blobs/"])
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+fn cache_bytes(env: &Env) -> u64 {
+    let mut total = 0;
+    for fan in std::fs::read_dir(env.cache_dir().join("v1"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for e in std::fs::read_dir(fan.path()).unwrap().flatten() {
+            total += e.metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+fn cache_entries(env: &Env) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for fan in std::fs::read_dir(env.cache_dir().join("v1"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for e in std::fs::read_dir(fan.path()).unwrap().flatten() {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn random_files(src: &Path, seed: u64, n: usize, size: usize) {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    for i in 0..n {
+        tree::write_random(&src.join(format!("f{i:03}.bin")), size, &mut rng);
+    }
+}
+
+/// A file read once is served from the disk cache while the store is down; one never read
+/// fails with EIO within the timeout.
+#[test]
+fn cached_reads_survive_a_store_outage() {
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    random_files(&src, 1, 2, 3 << 20);
+    env.push(&src, "ds");
+    // No memory cache: the second read must come from disk.
+    let mnt = env.mount("ds", &["memory=0", "timeout=2"]);
+    let a = mnt.point.join("f000.bin");
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(src.join("f000.bin")).unwrap()
+    );
+    drop_page_cache(&a);
+
+    moto.signal(libc::SIGSTOP);
+    let again = std::fs::read(&a);
+    let start = Instant::now();
+    let uncached = std::fs::read(mnt.point.join("f001.bin"));
+    let took = start.elapsed();
+    moto.signal(libc::SIGCONT);
+    assert_eq!(again.unwrap(), std::fs::read(src.join("f000.bin")).unwrap());
+    assert_eq!(uncached.unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    drop(mnt);
+    let stats = env.ok(["cache", "stats"]);
+    assert!(
+        !stats.contains("hits       0 "),
+        "the disk cache served nothing: {stats}"
+    );
+}
+
+/// A chunk shared by two versions is downloaded once, however many mounts read it, and the
+/// cache outlives the daemon.
+#[test]
+fn shared_chunks_are_downloaded_once_across_versions_and_restarts() {
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    random_files(&src, 2, 1, 3 << 20);
+    env.push(&src, "ds");
+    std::fs::write(src.join("added.txt"), b"v2 only").unwrap();
+    env.push(&src, "ds");
+    let blobs = blob_keys(&env);
+    assert!(!blobs.is_empty());
+    let want = std::fs::read(src.join("f000.bin")).unwrap();
+    for target in ["ds@1", "ds@2"] {
+        let mnt = env.mount(target, &[]);
+        assert_eq!(std::fs::read(mnt.point.join("f000.bin")).unwrap(), want);
+    }
+    // A new daemon (the old ones are gone) finds the cache as it was.
+    {
+        let mnt = env.mount("ds@2", &[]);
+        assert_eq!(std::fs::read(mnt.point.join("f000.bin")).unwrap(), want);
+    }
+    for b in &blobs {
+        assert_eq!(moto.gets(b), 1, "{b} fetched more than once");
+    }
+    let stats = env.ok(["cache", "stats"]);
+    assert!(stats.contains("hits"), "{stats}");
+}
+
+/// Reading three times the cache's size keeps it within its quota.
+#[test]
+fn the_quota_holds_under_a_read_set_three_times_larger() {
+    let env = Env::new(common::Kind::Local);
+    let src = env.dir("src");
+    random_files(&src, 3, 12, 2 << 20);
+    env.push(&src, "ds");
+    let quota: u64 = 8 << 20;
+    let mnt = env.mount("ds", &[&format!("cache_size={quota}")]);
+    for i in 0..12 {
+        let f = format!("f{i:03}.bin");
+        assert_eq!(
+            std::fs::read(mnt.point.join(&f)).unwrap(),
+            std::fs::read(src.join(&f)).unwrap()
+        );
+        assert!(
+            cache_bytes(&env) <= quota,
+            "cache at {} over {quota}",
+            cache_bytes(&env)
+        );
+    }
+    assert!(cache_bytes(&env) > quota / 2, "the cache was not used");
+    drop(mnt);
+    let stats = env.ok(["cache", "stats"]);
+    assert!(!stats.contains("evictions  0"), "{stats}");
+}
+
+/// A cache entry damaged on disk is detected, dropped and fetched again: the reader gets the
+/// right bytes.
+#[test]
+fn a_damaged_cache_entry_is_refetched() {
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    random_files(&src, 4, 1, 3 << 20);
+    env.push(&src, "ds");
+    let want = std::fs::read(src.join("f000.bin")).unwrap();
+    {
+        let mnt = env.mount("ds", &[]);
+        assert_eq!(std::fs::read(mnt.point.join("f000.bin")).unwrap(), want);
+    }
+    let entries = cache_entries(&env);
+    assert!(!entries.is_empty());
+    for e in &entries {
+        let mut raw = std::fs::read(e).unwrap();
+        let mid = raw.len() / 2;
+        raw[mid] ^= 0x01;
+        std::fs::write(e, raw).unwrap();
+    }
+    let mnt = env.mount("ds", &[]);
+    assert_eq!(std::fs::read(mnt.point.join("f000.bin")).unwrap(), want);
+    assert!(mnt.log().contains("damaged"), "{}", mnt.log());
+    for b in blob_keys(&env) {
+        assert_eq!(moto.gets(&b), 2, "{b}: one fetch, one refetch");
+    }
+}
+
+/// kill -9 of the daemon in the middle of heavy reads, then a remount: every byte is right
+/// and no temporary file is left behind.
+#[test]
+fn kill_9_during_reads_then_remount_reads_right() {
+    let env = Env::new(common::Kind::Local);
+    let src = env.dir("src");
+    random_files(&src, 5, 16, 3 << 20);
+    env.push(&src, "ds");
+    let point = env.mount_point("killed");
+    let guard = Mounted::adopt(&point);
+    env.ok([OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()]);
+    let readers: Vec<_> = (0..4)
+        .map(|t| {
+            let point = point.clone();
+            std::thread::spawn(move || {
+                for i in (t..16).step_by(4) {
+                    let _ = std::fs::read(point.join(format!("f{i:03}.bin")));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    for pid in common::mount::daemon_pids(&point) {
+        // SAFETY: kill(2) of the daemon this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    env.ok([OsStr::new("umount"), point.as_os_str()]);
+    drop(guard);
+
+    let mnt = env.mount("ds", &[]);
+    tree::assert_same(&src, &mnt.point);
+    let leftovers: Vec<_> = std::fs::read_dir(env.cache_dir().join("tmp"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

@@ -1,0 +1,120 @@
+use super::*;
+
+fn wait_scanned(c: &DiskCache) {
+    let start = std::time::Instant::now();
+    while !c.scanned() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn chunk(i: u32, len: usize) -> (Sha256, Vec<u8>) {
+    let mut data: Vec<u8> = (0..len).map(|j| (j as u32 ^ i) as u8).collect();
+    data[..4].copy_from_slice(&i.to_le_bytes());
+    (Sha256::of(&data), data)
+}
+
+#[test]
+fn sizes_parse() {
+    assert_eq!(CacheSize::parse("80%"), Some(CacheSize::Percent(80)));
+    assert_eq!(CacheSize::parse("200G"), Some(CacheSize::Bytes(200 << 30)));
+    assert_eq!(CacheSize::parse("101%"), None);
+    assert_eq!(CacheSize::parse("lots"), None);
+}
+
+#[test]
+fn entries_survive_a_restart_and_damage_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 20)).unwrap();
+    wait_scanned(&c);
+    let (h, data) = chunk(1, 1000);
+    assert!(c.get(&h).is_none());
+    c.put(&h, &data);
+    assert_eq!(&c.get(&h).unwrap()[..], &data[..]);
+    drop(c);
+
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 20)).unwrap();
+    wait_scanned(&c);
+    assert_eq!(c.bytes(), (entry::HEADER + 1000) as u64);
+    assert_eq!(&c.get(&h).unwrap()[..], &data[..]);
+
+    // Flip a byte on disk: the entry is dropped, not served.
+    let path = c.path(&h);
+    let mut raw = std::fs::read(&path).unwrap();
+    raw[entry::HEADER + 10] ^= 1;
+    std::fs::write(&path, raw).unwrap();
+    assert!(c.get(&h).is_none());
+    assert!(!path.exists());
+    assert_eq!(c.bytes(), 0);
+    assert_eq!(c.stats.snapshot().damaged, 1);
+}
+
+#[test]
+fn quota_evicts_least_recently_used_to_the_low_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry_size = (entry::HEADER + 10_000) as u64;
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(entry_size * 10)).unwrap();
+    wait_scanned(&c);
+    let chunks: Vec<_> = (0..30).map(|i| chunk(i, 10_000)).collect();
+    for (i, (h, d)) in chunks.iter().enumerate() {
+        c.put(h, d);
+        // Keep the first one hot.
+        if i > 0 {
+            assert!(c.get(&chunks[0].0).is_some());
+        }
+        assert!(c.bytes() <= c.quota());
+    }
+    assert!(c.get(&chunks[0].0).is_some(), "the hot entry was evicted");
+    assert!(c.get(&chunks[1].0).is_none(), "a cold entry survived");
+    let on_disk: u64 = walk_sizes(&dir.path().join("v1"));
+    assert_eq!(on_disk, c.bytes());
+    assert!(c.stats.snapshot().evictions >= 20);
+}
+
+fn walk_sizes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for fan in std::fs::read_dir(dir).unwrap().flatten() {
+        for e in std::fs::read_dir(fan.path()).unwrap().flatten() {
+            total += e.metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+#[test]
+fn a_restart_over_quota_evicts_and_stale_temporaries_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 20)).unwrap();
+    wait_scanned(&c);
+    for i in 0..20 {
+        let (h, d) = chunk(i, 10_000);
+        c.put(&h, &d);
+    }
+    drop(c);
+    // A temporary file of a process that no longer exists.
+    std::fs::write(dir.path().join("tmp/999999999-abc"), b"partial").unwrap();
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(50_000)).unwrap();
+    wait_scanned(&c);
+    assert!(c.bytes() <= 50_000);
+    assert_eq!(walk_sizes(&dir.path().join("v1")), c.bytes());
+    assert!(!dir.path().join("tmp/999999999-abc").exists());
+}
+
+#[test]
+fn the_scan_finds_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 40)).unwrap();
+    wait_scanned(&c);
+    for i in 0..20_000 {
+        let (h, d) = chunk(i, 16);
+        c.put(&h, &d);
+    }
+    drop(c);
+    let start = std::time::Instant::now();
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 40)).unwrap();
+    wait_scanned(&c);
+    // Figures are for bench/; this only prints the rate it saw.
+    let rate = 20_000.0 / start.elapsed().as_secs_f64();
+    println!("cache index rebuilt at {rate:.0} entries/s");
+    assert_eq!(c.lock().lru.len(), 20_000);
+}

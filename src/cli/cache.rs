@@ -1,0 +1,94 @@
+use super::config::Config;
+use super::output::bytes;
+use crate::cache::stats::Snapshot;
+use crate::cache::{CacheSize, DiskCache};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Inspect or empty the disk cache that mounts on this node share.
+///
+/// Examples:
+///   datastore cache stats
+///   datastore cache clear --cache-dir /scratch/datastore-cache
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+    /// The cache directory [default: as for mount].
+    #[arg(long, global = true, env = "DATASTORE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Size, entries, hit ratio and evictions (counters summed over every daemon that used it).
+    Stats,
+    /// Delete every entry; mounts keep working and fetch again.
+    Clear,
+}
+
+pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
+    let (dir, size) = cfg.cache(a.cache_dir, None)?;
+    match a.action {
+        Action::Stats => {
+            let (entries, used) = usage(&dir);
+            let s = Snapshot::load_all(&dir);
+            let lookups = s.hits + s.misses;
+            let ratio = if lookups == 0 {
+                0.0
+            } else {
+                100.0 * s.hits as f64 / lookups as f64
+            };
+            let quota = match size {
+                CacheSize::Bytes(b) => bytes(b),
+                CacheSize::Percent(p) => format!("{p}% of its filesystem"),
+            };
+            println!("directory  {}", dir.display());
+            println!(
+                "size       {} in {entries} entries (quota {quota})",
+                bytes(used)
+            );
+            println!(
+                "hits       {} ({ratio:.1}% of lookups), {} served",
+                s.hits,
+                bytes(s.hit_bytes)
+            );
+            println!("misses     {}", s.misses);
+            println!("written    {}", bytes(s.written_bytes));
+            println!("evictions  {}", s.evictions);
+            println!("damaged    {} (dropped and fetched again)", s.damaged);
+        }
+        Action::Clear => {
+            if !dir.join("v1").is_dir() {
+                println!("{}: no cache here", dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (n, b) = DiskCache::clear(&dir)
+                .with_context(|| format!("cannot clear the cache in {}", dir.display()))?;
+            println!("{}: deleted {n} entries ({})", dir.display(), bytes(b));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Entries and bytes in a cache directory.
+fn usage(dir: &std::path::Path) -> (u64, u64) {
+    let mut n = 0;
+    let mut b = 0;
+    for fan in std::fs::read_dir(dir.join("v1"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for e in std::fs::read_dir(fan.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            n += 1;
+            b += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    (n, b)
+}
