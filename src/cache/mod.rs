@@ -150,6 +150,12 @@ impl DiskCache {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the index knows `h` (no disk access; an entry written by another daemon may be
+    /// missed).
+    pub fn contains(&self, h: &Sha256) -> bool {
+        self.lock().lru.contains(h)
+    }
+
     /// The verified bytes of `h`, if cached and undamaged. Blocking.
     pub fn get(&self, h: &Sha256) -> Option<Bytes> {
         let path = self.path(h);

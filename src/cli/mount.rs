@@ -3,7 +3,9 @@ use crate::cache::CacheSize;
 use crate::format::name::parse_target;
 use crate::mount::daemon::{self, Notify, READY_FD};
 use crate::mount::options::MountOptions;
-use crate::mount::{mountpoint, serve, MountRequest, DEFAULT_MEMORY, DEFAULT_THREADS};
+use crate::mount::{
+    default_prefetch_budget, mountpoint, serve, MountRequest, DEFAULT_MEMORY, DEFAULT_THREADS,
+};
 use anyhow::Result;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -50,6 +52,10 @@ pub struct Args {
     /// [default: 25%] (same as -o cache_size=SIZE).
     #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
     pub cache_size: Option<CacheSize>,
+    /// Memory all read-ahead may use together [default: 1/16 of RAM, at most 1G]
+    /// (same as -o prefetch=SIZE).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub prefetch_memory: Option<u64>,
     /// Descriptor to report readiness on (set by the background launcher).
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -57,6 +63,10 @@ pub struct Args {
 
 fn parse_cache_size(s: &str) -> Result<CacheSize, String> {
     CacheSize::parse(s).ok_or_else(|| format!("'{s}' is not a size such as 200G or 80%"))
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    crate::mount::options::parse_size(s).ok_or_else(|| format!("'{s}' is not a size such as 512M"))
 }
 
 impl Args {
@@ -93,6 +103,10 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             args.push("--cache-dir".into());
             args.push(d.into());
         }
+        if let Some(p) = a.prefetch_memory {
+            args.push("--prefetch-memory".into());
+            args.push(p.to_string().into());
+        }
         if let Some(s) = &a.cache_size {
             args.push("--cache-size".into());
             args.push(match s {
@@ -113,6 +127,10 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
         allow_root: opts.allow_root,
         threads: opts.threads.unwrap_or(DEFAULT_THREADS),
         memory: opts.memory.unwrap_or(DEFAULT_MEMORY),
+        prefetch_budget: a
+            .prefetch_memory
+            .or(opts.prefetch)
+            .unwrap_or_else(default_prefetch_budget),
         cache: Some(ctx.config.cache(
             a.cache_dir.or(opts.cache_dir),
             a.cache_size.or(opts.cache_size),

@@ -14,12 +14,14 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, ContentError>>>;
 
 pub struct ChunkReader {
     store: Store,
     disk: Option<Arc<DiskCache>>,
+    budget: Budget,
     cache: Mutex<Recent>,
     in_flight: Mutex<HashMap<Sha256, Fetch>>,
 }
@@ -32,10 +34,18 @@ struct Recent {
 }
 
 impl ChunkReader {
-    pub fn new(store: Store, memory_budget: u64, disk: Option<Arc<DiskCache>>) -> ChunkReader {
+    /// `memory_budget` bounds the verified chunks kept in memory; `fetch_budget` the bytes
+    /// being fetched (from disk or store) at once, demand reads and read-ahead together.
+    pub fn new(
+        store: Store,
+        memory_budget: u64,
+        disk: Option<Arc<DiskCache>>,
+        fetch_budget: u64,
+    ) -> ChunkReader {
         ChunkReader {
             store,
             disk,
+            budget: Budget::new(fetch_budget),
             cache: Mutex::new(Recent {
                 chunks: lru::LruCache::unbounded(),
                 bytes: 0,
@@ -89,31 +99,78 @@ impl ChunkReader {
         Ok(out.freeze())
     }
 
-    /// One verified chunk: from memory, from a fetch already under way, or from the store.
+    /// One verified chunk: from memory, from a fetch already under way, or from the disk
+    /// cache or the store, waiting for its share of the memory budget first.
     pub async fn chunk(&self, at: Located) -> Result<Bytes, ContentError> {
+        self.get(at, true)
+            .await
+            .expect("a read that waits for budget always runs")
+    }
+
+    /// Like [`chunk`](Self::chunk), for read-ahead: `None` if the budget is used up right now
+    /// (read-ahead is skipped, never queued).
+    pub async fn prefetch(&self, at: Located) -> Option<Result<Bytes, ContentError>> {
+        self.get(at, false).await
+    }
+
+    async fn get(&self, at: Located, wait: bool) -> Option<Result<Bytes, ContentError>> {
         if let Some(b) = self.lock_cache().chunks.get(&at.hash) {
-            return Ok(b.clone());
+            return Some(Ok(b.clone()));
         }
         let hash = at.hash;
-        let fetch = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            in_flight
-                .entry(hash)
-                .or_insert_with(|| {
+        let mut permit = None;
+        let fetch = loop {
+            if let Some(f) = self.lock_in_flight().get(&hash) {
+                break f.clone();
+            }
+            match permit.take() {
+                None => {
+                    permit = Some(if wait {
+                        self.budget.take(at.len as u64).await
+                    } else {
+                        self.budget.try_take(at.len as u64)?
+                    });
+                }
+                Some(p) => {
                     let store = self.store.clone();
                     let disk = self.disk.clone();
-                    fetch_through(store, disk, at).boxed().shared()
-                })
-                .clone()
+                    let f = fetch_through(store, disk, at, p).boxed().shared();
+                    self.lock_in_flight().insert(hash, f.clone());
+                    break f;
+                }
+            }
         };
         let result = fetch.await;
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&hash);
-        let data = result?;
-        self.lock_cache().insert(hash, data.clone());
-        Ok(data)
+        self.lock_in_flight().remove(&hash);
+        Some(result.inspect(|data| self.lock_cache().insert(hash, data.clone())))
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Sha256, Fetch>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Whether a chunk is in memory, on disk or on its way: prefetching it would be waste.
+    pub fn has(&self, h: &Sha256) -> bool {
+        self.lock_cache().chunks.contains(h)
+            || self.disk.as_ref().is_some_and(|d| d.contains(h))
+            || self.lock_in_flight().contains_key(h)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn disk(&self) -> Option<&Arc<DiskCache>> {
+        self.disk.as_ref()
+    }
+
+    /// Keeps verified bytes in memory (used by the prefetcher for data it fetched itself).
+    pub fn remember(&self, h: Sha256, data: Bytes) {
+        self.lock_cache().insert(h, data);
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, Recent> {
@@ -122,10 +179,12 @@ impl ChunkReader {
 }
 
 /// From the disk cache if it has the chunk, else from the store, then into the disk cache.
+/// The permit (its bytes of the budget) is held until the chunk is in hand.
 async fn fetch_through(
     store: Store,
     disk: Option<Arc<DiskCache>>,
     at: Located,
+    _permit: OwnedSemaphorePermit,
 ) -> Result<Bytes, ContentError> {
     let Some(disk) = disk else {
         return content::fetch(&store, &at).await;
@@ -142,6 +201,49 @@ async fn fetch_through(
     // Stored before the read is answered, so a chunk read once is on disk for good.
     let _ = tokio::task::spawn_blocking(move || disk.put(&hash, &copy)).await;
     Ok(data)
+}
+
+/// The bytes that may be in flight at once, as a semaphore of KiB.
+pub struct Budget {
+    sem: Arc<Semaphore>,
+    units: u32,
+}
+
+const UNIT: u64 = 1024;
+
+impl Budget {
+    pub fn new(bytes: u64) -> Budget {
+        let units = (bytes / UNIT).clamp(1, (Semaphore::MAX_PERMITS as u64).min(u32::MAX as u64));
+        Budget {
+            sem: Arc::new(Semaphore::new(units as usize)),
+            units: units as u32,
+        }
+    }
+
+    /// A chunk larger than the whole budget takes all of it rather than waiting forever.
+    fn units(&self, bytes: u64) -> u32 {
+        (bytes.div_ceil(UNIT).max(1)).min(self.units as u64) as u32
+    }
+
+    pub async fn take(&self, bytes: u64) -> OwnedSemaphorePermit {
+        self.sem
+            .clone()
+            .acquire_many_owned(self.units(bytes))
+            .await
+            .expect("the budget semaphore is never closed")
+    }
+
+    pub fn try_take(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        self.sem
+            .clone()
+            .try_acquire_many_owned(self.units(bytes))
+            .ok()
+    }
+
+    /// Bytes taken now.
+    pub fn in_use(&self) -> u64 {
+        (self.units as u64 - self.sem.available_permits() as u64) * UNIT
+    }
 }
 
 impl Recent {
@@ -207,7 +309,7 @@ mod tests {
         let store = Store::open("memory://", &Default::default()).unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let m = chunked_file(&store, &data, &[0, 3000, 3001, 7000]).await;
-        let r = ChunkReader::new(store, 4096, None);
+        let r = ChunkReader::new(store, 4096, None, 1 << 20);
         let cases = [
             (0, 10_000),
             (2999, 3),
@@ -233,7 +335,7 @@ mod tests {
         let m = chunked_file(&store, &data, &[0, 2500]).await;
         let key = keys::blob(&m.chunks[1].hash);
         store.put(&key, Bytes::from(vec![8u8; 2500])).await.unwrap();
-        let r = ChunkReader::new(store, 1 << 20, None);
+        let r = ChunkReader::new(store, 1 << 20, None, 1 << 20);
         assert_eq!(r.read(&m, 1, 0, 100).await.unwrap().len(), 100);
         let e = r.read(&m, 1, 2000, 1000).await.unwrap_err();
         assert!(matches!(e, ContentError::Corrupt { .. }), "{e}");

@@ -11,6 +11,7 @@
 
 use super::chunks::ChunkReader;
 use super::errno;
+use super::prefetch::{Prefetcher, Readahead};
 use crate::format::{Entry, EntryKind, Manifest};
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
@@ -18,10 +19,12 @@ use fuser::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long the kernel may cache names, attributes and negative lookups: the version never
@@ -41,6 +44,10 @@ pub struct DatastoreFs {
     /// `NAME@vN`, for the version xattr and logs.
     label: String,
     reader: Arc<ChunkReader>,
+    prefetcher: Arc<Prefetcher>,
+    /// Read-ahead state of each open file, by file handle.
+    handles: Mutex<HashMap<u64, Readahead>>,
+    next_handle: AtomicU64,
     rt: tokio::runtime::Handle,
     uid: u32,
     gid: u32,
@@ -52,6 +59,7 @@ impl DatastoreFs {
         manifest: Arc<Manifest>,
         label: String,
         reader: Arc<ChunkReader>,
+        prefetcher: Arc<Prefetcher>,
         rt: tokio::runtime::Handle,
     ) -> DatastoreFs {
         let total_bytes = manifest
@@ -66,6 +74,9 @@ impl DatastoreFs {
             manifest,
             label,
             reader,
+            prefetcher,
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
             rt,
             // SAFETY: these calls cannot fail.
             uid: unsafe { libc::geteuid() },
@@ -110,6 +121,39 @@ impl DatastoreFs {
             flags: 0,
             blksize: BLOCK_SIZE,
         }
+    }
+
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Readahead>> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What to fetch besides this read: a read-ahead range of a file read sequentially, and
+    /// whether this is a small file not yet at hand (whose neighbours are then fetched too).
+    fn plan_prefetch(
+        &self,
+        fh: FileHandle,
+        i: usize,
+        offset: u64,
+        size: u32,
+    ) -> (Option<std::ops::Range<u64>>, bool) {
+        let EntryKind::File {
+            size: file_size,
+            chunks,
+            ..
+        } = self.manifest.entries[i].kind
+        else {
+            return (None, false);
+        };
+        if chunks.len == 1 {
+            let c = &self.manifest.chunks[chunks.start as usize];
+            let small = matches!(c.location, crate::format::Location::Pack { .. });
+            return (None, small && offset == 0 && !self.reader.has(&c.hash));
+        }
+        let ahead = self
+            .lock_handles()
+            .get_mut(&fh.0)
+            .and_then(|r| r.on_read(offset, size, file_size));
+        (ahead, false)
     }
 
     fn kind(&self, i: usize) -> FileType {
@@ -229,16 +273,34 @@ impl Filesystem for DatastoreFs {
             Ok((_, e)) if matches!(e.kind, EntryKind::Dir { .. }) => {
                 reply.error(errno::IS_A_DIRECTORY)
             }
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(_) => {
+                let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+                self.lock_handles().insert(fh, Readahead::default());
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
+            }
             Err(e) => reply.error(e),
         }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.lock_handles().remove(&fh.0);
+        reply.ok();
     }
 
     fn read(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
@@ -253,8 +315,17 @@ impl Filesystem for DatastoreFs {
         let manifest = self.manifest.clone();
         let reader = self.reader.clone();
         let label = self.label.clone();
+        let (ahead, small_miss) = self.plan_prefetch(fh, i, offset, size);
+        let prefetcher = self.prefetcher.clone();
         self.rt.spawn(async move {
-            match reader.read(&manifest, i, offset, size).await {
+            if let Some(range) = ahead {
+                prefetcher.ahead(&manifest, i, range);
+            }
+            let result = reader.read(&manifest, i, offset, size).await;
+            if small_miss {
+                prefetcher.neighbours(&manifest, i);
+            }
+            match result {
                 Ok(data) => reply.data(&data),
                 Err(e) => {
                     let path = String::from_utf8_lossy(&manifest.path_of(i)).into_owned();

@@ -12,6 +12,7 @@ pub mod fs;
 mod kernel;
 pub mod mountpoint;
 pub mod options;
+pub mod prefetch;
 
 use crate::cache::{CacheError, CacheSize, DiskCache};
 use crate::catalog::{Catalog, CatalogError};
@@ -26,6 +27,18 @@ use std::sync::Arc;
 
 /// Bytes of verified chunks kept in memory by default.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
+/// The default prefetch budget: a sixteenth of the machine's memory, at most 1 GiB.
+pub fn default_prefetch_budget() -> u64 {
+    // SAFETY: sysinfo fills the struct it is given.
+    let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
+    let total = if unsafe { libc::sysinfo(&mut si) } == 0 {
+        si.totalram as u64 * si.mem_unit as u64
+    } else {
+        4 << 30
+    };
+    (total / 16).clamp(64 << 20, 1 << 30)
+}
+
 /// FUSE request threads by default. Reads are answered asynchronously, so a few threads keep
 /// many readers going.
 pub const DEFAULT_THREADS: usize = 4;
@@ -38,6 +51,8 @@ pub struct MountRequest {
     pub allow_root: bool,
     pub threads: usize,
     pub memory: u64,
+    /// Bytes all fetches together (reads and read-ahead) may hold in flight.
+    pub prefetch_budget: u64,
     /// The disk cache's directory and size; `None` (or a size of 0) reads without one.
     pub cache: Option<(PathBuf, CacheSize)>,
 }
@@ -89,11 +104,14 @@ pub async fn serve(
         catalog.store().clone(),
         req.memory,
         disk.clone(),
+        req.prefetch_budget,
     ));
+    let prefetcher = Arc::new(prefetch::Prefetcher::new(reader.clone()));
     let fs = DatastoreFs::new(
         manifest.clone(),
         label.clone(),
         reader,
+        prefetcher,
         tokio::runtime::Handle::current(),
     );
     let mut config = fuser::Config::default();
