@@ -222,3 +222,118 @@ fn kill_9_during_reads_then_remount_reads_right() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+/// Sequential reads of a large file fetch ahead of the reader; scattered small reads do not
+/// fetch what nobody asked for.
+#[test]
+fn sequential_reads_fetch_ahead_and_random_reads_do_not() {
+    for sequential in [true, false] {
+        let env = Env::new(common::Kind::Local);
+        let src = env.dir("src");
+        random_files(&src, 6, 1, 48 << 20);
+        env.push(&src, "ds");
+        let chunks = env.objects(&["blobs/"]).len();
+        let mnt = env.mount("ds", &[]);
+        let f = std::fs::File::open(mnt.point.join("f000.bin")).unwrap();
+        let want = std::fs::read(src.join("f000.bin")).unwrap();
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; 128 << 10];
+        if sequential {
+            for i in 0..32u64 {
+                let n = f.read_at(&mut buf, i * (128 << 10)).unwrap();
+                assert_eq!(&buf[..n], &want[(i * (128 << 10)) as usize..][..n]);
+            }
+            // 4 MiB read touched at most two chunks; read-ahead brings more.
+            common::mount::wait_for("read-ahead", Duration::from_secs(20), || {
+                cache_entries(&env).len() >= 5
+            });
+        } else {
+            let mut small = vec![0u8; 4096];
+            for off in [40u64 << 20, 7 << 20, 25 << 20] {
+                f.read_at(&mut small, off).unwrap();
+                assert_eq!(&small[..], &want[off as usize..][..4096]);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            let n = cache_entries(&env).len();
+            assert!(
+                n <= 6 && n < chunks,
+                "{n} of {chunks} chunks fetched for 3 small reads"
+            );
+        }
+    }
+}
+
+/// Small files of one directory sit together in a pack: a miss on the first fetches its
+/// neighbours with one ranged GET, and reading them all costs two requests, not hundreds.
+#[test]
+fn small_files_of_a_directory_come_in_one_ranged_get() {
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    let imgs = src.join("imgs");
+    std::fs::create_dir(&imgs).unwrap();
+    random_files(&imgs, 7, 300, 8 << 10);
+    env.push(&src, "ds");
+    let packs = env.objects(&["packs/"]);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let mnt = env.mount("ds", &[]);
+    let first = mnt.point.join("imgs/f000.bin");
+    assert_eq!(
+        std::fs::read(first).unwrap(),
+        std::fs::read(imgs.join("f000.bin")).unwrap()
+    );
+    common::mount::wait_for("the neighbours", Duration::from_secs(20), || {
+        cache_entries(&env).len() >= 300
+    });
+    for i in 0..300 {
+        let f = format!("imgs/f{i:03}.bin");
+        assert_eq!(
+            std::fs::read(mnt.point.join(&f)).unwrap(),
+            std::fs::read(src.join(&f)).unwrap()
+        );
+    }
+    assert_eq!(
+        moto.gets(&packs[0].0),
+        2,
+        "one GET for the first file, one for the rest; server log:\n{}",
+        moto.log_lines("packs/")
+    );
+}
+
+/// 64 concurrent sequential readers: the daemon's peak memory stays within the manifest, the
+/// memory and fetch budgets, and a fixed overhead.
+#[test]
+fn sixty_four_readers_stay_within_the_memory_budget() {
+    const FIXED: u64 = 64 << 20;
+    let (memory, fetch) = (32u64 << 20, 64u64 << 20);
+    let env = Env::new(common::Kind::Local);
+    let src = env.dir("src");
+    random_files(&src, 8, 64, 6 << 20);
+    env.push(&src, "ds");
+    let manifest_bytes: u64 = env.objects(&["manifests/"]).iter().map(|(_, s)| s).sum();
+    let mnt = env.mount("ds", &[&format!("memory={memory},prefetch={fetch}")]);
+    std::thread::scope(|s| {
+        for i in 0..64 {
+            let (point, src) = (&mnt.point, &src);
+            s.spawn(move || {
+                let f = format!("f{i:03}.bin");
+                let got = std::fs::read(point.join(&f)).unwrap();
+                assert!(got == std::fs::read(src.join(&f)).unwrap(), "{f} differs");
+            });
+        }
+    });
+    let status = std::fs::read_to_string(format!("/proc/{}/status", mnt.pid().unwrap())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let peak = peak_kib << 10;
+    let bound = manifest_bytes + memory + fetch + FIXED;
+    println!(
+        "64 readers: daemon peak RSS {} MiB (bound {} MiB)",
+        peak >> 20,
+        bound >> 20
+    );
+    assert!(peak <= bound, "peak RSS {peak} over {bound}");
+}

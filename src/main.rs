@@ -9,6 +9,15 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Large buffers (chunks of MiBs) come and go all the time; with glibc's adaptive mmap
+    // threshold they end up in heap arenas that are not returned to the system, and the mount
+    // daemon's memory would grow far past its budgets. A fixed threshold maps them directly,
+    // so freeing one returns it at once.
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
     let args = datastore::cli::helper_form(std::env::args_os().collect());
     let cli = datastore::cli::Cli::parse_from(args);
     match datastore::cli::run(cli) {

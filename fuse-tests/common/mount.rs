@@ -86,6 +86,11 @@ impl Mounted {
         }
     }
 
+    /// The daemon's PID, when the test started it in the foreground.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// What the daemon logged, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
