@@ -337,3 +337,72 @@ fn sixty_four_readers_stay_within_the_memory_budget() {
     );
     assert!(peak <= bound, "peak RSS {peak} over {bound}");
 }
+
+/// `prefetch` fills the cache so that a mount reads without a request to the store; a trace
+/// recorded by one mount replays its read order; a second prefetch fetches nothing.
+#[test]
+fn prefetch_warms_the_cache_and_replays_a_trace() {
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    let small = src.join("small");
+    std::fs::create_dir(&small).unwrap();
+    random_files(&small, 9, 40, 5_000);
+    random_files(&src, 10, 1, 6 << 20);
+    env.push(&src, "ds");
+    let content_gets = || moto.gets("/blobs/") + moto.gets("/packs/");
+    let order = ["small/f010.bin", "f000.bin", "small/f003.bin"];
+
+    let trace = env.scratch.path().join("epoch.trace");
+    {
+        let mnt = env.mount_with("ds", &[], &["--record-trace", trace.to_str().unwrap()]);
+        for f in order {
+            std::fs::read(mnt.point.join(f)).unwrap();
+        }
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    assert_eq!(lines, order);
+
+    env.ok(["cache", "clear"]);
+    let out = env.ok([
+        OsStr::new("prefetch"),
+        OsStr::new("ds@1"),
+        OsStr::new("--from-list"),
+        trace.as_os_str(),
+    ]);
+    assert!(out.contains("3 files"), "{out}");
+    let before = content_gets();
+    {
+        let mnt = env.mount("ds", &["memory=0"]);
+        for f in order {
+            assert_eq!(
+                std::fs::read(mnt.point.join(f)).unwrap(),
+                std::fs::read(src.join(f)).unwrap()
+            );
+        }
+    }
+    assert_eq!(
+        content_gets(),
+        before,
+        "a prefetched file was fetched again"
+    );
+
+    // The whole version; small files come in few requests; a second run fetches nothing.
+    let out = env.ok(["prefetch", "ds"]);
+    assert!(out.contains("41 files"), "{out}");
+    let requests: u64 = out
+        .split(" in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    // 38 small files left in one pack region, one 6 MiB file of one or two chunks.
+    assert!(requests <= 3, "{out}");
+    let again = env.ok(["prefetch", "ds"]);
+    assert!(again.contains("fetched 0 B in 0 requests"), "{again}");
+}

@@ -122,6 +122,11 @@ impl Env {
 
     /// Mounts `target` at a fresh point with a foreground daemon of our own, once live.
     pub fn mount(&self, target: &str, options: &[&str]) -> Mounted {
+        self.mount_with(target, options, &[])
+    }
+
+    /// Like [`mount`](Self::mount), with extra command-line arguments.
+    pub fn mount_with(&self, target: &str, options: &[&str], extra: &[&str]) -> Mounted {
         let point = self.mount_point(&format!("mnt-{}", target.replace(['@', '/'], "-")));
         let log = self.scratch.path().join(format!(
             "{}.log",
@@ -137,6 +142,7 @@ impl Env {
             args.push("-o".into());
             args.push(o.to_string());
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let mut cmd = self.command(&args);
         cmd.stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));

@@ -156,6 +156,11 @@ impl DiskCache {
         self.lock().lru.contains(h)
     }
 
+    /// Whether an entry for `h` exists on disk (one stat; its content is checked when read).
+    pub fn on_disk(&self, h: &Sha256) -> bool {
+        self.contains(h) || self.path(h).exists()
+    }
+
     /// The verified bytes of `h`, if cached and undamaged. Blocking.
     pub fn get(&self, h: &Sha256) -> Option<Bytes> {
         let path = self.path(h);

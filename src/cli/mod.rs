@@ -11,6 +11,7 @@ mod log;
 mod ls;
 mod mount;
 pub mod output;
+mod prefetch;
 mod progress;
 mod push;
 mod rm;
@@ -59,6 +60,7 @@ pub enum Command {
     Rm(rm::Args),
     Gc(gc::Args),
     Verify(verify::Args),
+    Prefetch(prefetch::Args),
     Mount(mount::Args),
     Umount(umount::Args),
     Cache(cache::Args),
@@ -176,6 +178,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Rm(a) => rm::run(&ctx, a).await,
             Command::Gc(a) => gc::run(&ctx, a).await,
             Command::Verify(a) => verify::run(&ctx, a).await,
+            Command::Prefetch(a) => prefetch::run(&ctx, a).await,
             Command::Mount(a) => {
                 let opts = mount_opts.unwrap_or_default();
                 mount::run(&ctx, a, opts, &url).await

@@ -56,6 +56,10 @@ pub struct Args {
     /// (same as -o prefetch=SIZE).
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub prefetch_memory: Option<u64>,
+    /// Record the order files are first opened in, one path per line, for
+    /// `datastore prefetch NAME@VER --from-list FILE` to replay before the next run.
+    #[arg(long, value_name = "FILE")]
+    pub record_trace: Option<PathBuf>,
     /// Descriptor to report readiness on (set by the background launcher).
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -103,6 +107,10 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             args.push("--cache-dir".into());
             args.push(d.into());
         }
+        if let Some(t) = &a.record_trace {
+            args.push("--record-trace".into());
+            args.push(std::path::absolute(t)?.into());
+        }
         if let Some(p) = a.prefetch_memory {
             args.push("--prefetch-memory".into());
             args.push(p.to_string().into());
@@ -131,6 +139,7 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             .prefetch_memory
             .or(opts.prefetch)
             .unwrap_or_else(default_prefetch_budget),
+        trace: a.record_trace,
         cache: Some(ctx.config.cache(
             a.cache_dir.or(opts.cache_dir),
             a.cache_size.or(opts.cache_size),

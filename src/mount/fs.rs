@@ -21,6 +21,7 @@ use fuser::{
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,7 @@ pub struct DatastoreFs {
     /// Read-ahead state of each open file, by file handle.
     handles: Mutex<HashMap<u64, Readahead>>,
     next_handle: AtomicU64,
+    trace: Option<Trace>,
     rt: tokio::runtime::Handle,
     uid: u32,
     gid: u32,
@@ -77,12 +79,28 @@ impl DatastoreFs {
             prefetcher,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            trace: None,
             rt,
             // SAFETY: these calls cannot fail.
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
             total_bytes,
         }
+    }
+
+    /// Records the path of every file opened, once, in the order of first opening.
+    pub fn record_trace(&mut self, file: std::fs::File) -> std::io::Result<()> {
+        let mut t = Trace {
+            out: Mutex::new(std::io::LineWriter::new(file)),
+            seen: Mutex::new(std::collections::HashSet::new()),
+        };
+        writeln!(
+            t.out.get_mut().unwrap_or_else(|e| e.into_inner()),
+            "# datastore trace {}",
+            self.label
+        )?;
+        self.trace = Some(t);
+        Ok(())
     }
 
     /// The entry index of an inode, if the version has it.
@@ -199,6 +217,35 @@ impl DatastoreFs {
     }
 }
 
+/// The order files are first opened in, for `datastore prefetch --from-list`: one path per
+/// line, relative to the version's root (names holding a newline are left out).
+struct Trace {
+    out: Mutex<std::io::LineWriter<std::fs::File>>,
+    seen: Mutex<std::collections::HashSet<usize>>,
+}
+
+impl Trace {
+    fn record(&self, m: &Manifest, i: usize) {
+        if !self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(i)
+        {
+            return;
+        }
+        let mut line = m.path_of(i);
+        if line.contains(&b'\n') {
+            return;
+        }
+        line.push(b'\n');
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = out.write_all(&line) {
+            tracing::warn!("cannot write the read trace: {e}");
+        }
+    }
+}
+
 fn time(secs: i64, nanos: u32) -> SystemTime {
     if secs >= 0 {
         UNIX_EPOCH + Duration::new(secs as u64, nanos)
@@ -273,7 +320,10 @@ impl Filesystem for DatastoreFs {
             Ok((_, e)) if matches!(e.kind, EntryKind::Dir { .. }) => {
                 reply.error(errno::IS_A_DIRECTORY)
             }
-            Ok(_) => {
+            Ok((i, _)) => {
+                if let Some(t) = &self.trace {
+                    t.record(&self.manifest, i);
+                }
                 let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
                 self.lock_handles().insert(fh, Readahead::default());
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)

@@ -53,6 +53,8 @@ pub struct MountRequest {
     pub memory: u64,
     /// Bytes all fetches together (reads and read-ahead) may hold in flight.
     pub prefetch_budget: u64,
+    /// Where to record the order files are opened in, if anywhere.
+    pub trace: Option<PathBuf>,
     /// The disk cache's directory and size; `None` (or a size of 0) reads without one.
     pub cache: Option<(PathBuf, CacheSize)>,
 }
@@ -66,6 +68,8 @@ pub enum MountError {
     MountPoint(#[from] MountPointError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error("cannot write the read trace {0}: {1}")]
+    Trace(PathBuf, std::io::Error),
     #[error("mount takes NAME[@VER], not a path inside it ('{0}')")]
     PathGiven(String),
     #[error("allow_other and allow_root cannot be used together")]
@@ -107,13 +111,18 @@ pub async fn serve(
         req.prefetch_budget,
     ));
     let prefetcher = Arc::new(prefetch::Prefetcher::new(reader.clone()));
-    let fs = DatastoreFs::new(
+    let mut fs = DatastoreFs::new(
         manifest.clone(),
         label.clone(),
         reader,
         prefetcher,
         tokio::runtime::Handle::current(),
     );
+    if let Some(path) = &req.trace {
+        std::fs::File::create(path)
+            .and_then(|f| fs.record_trace(f))
+            .map_err(|e| MountError::Trace(path.clone(), e))?;
+    }
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::RO,

@@ -5,6 +5,7 @@ pub mod diff;
 pub mod du;
 pub mod gc;
 pub mod get;
+pub mod prefetch;
 pub mod verify;
 
 use crate::catalog::{Catalog, CatalogError};

@@ -1,0 +1,127 @@
+use super::output::bytes;
+use super::progress::Bar;
+use super::Ctx;
+use crate::cache::{CacheSize, DiskCache};
+use crate::format::name::parse_target;
+use crate::format::EntryKind;
+use crate::ops::open;
+use crate::ops::prefetch::{prefetch, PrefetchProgress};
+use anyhow::{Context, Result};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Warm this node's disk cache ahead of a job, so its first epoch reads from local disk.
+///
+/// Every chunk is verified before it is cached; what is cached already is skipped, so an
+/// interrupted prefetch is finished by running it again. With --from-list, the files of the
+/// list are fetched in its order: a list written by `datastore mount --record-trace` replays
+/// the order a previous run read them in.
+///
+/// Examples:
+///   datastore prefetch imagenet@v3/train imagenet@v3/val
+///   datastore prefetch imagenet@v3 --from-list epoch1.trace
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// NAME[@VER][/PATH]: a whole version, a directory or a file.
+    #[arg(required = true)]
+    targets: Vec<String>,
+    /// Fetch the files listed in FILE (paths relative to the one target's root, one per line;
+    /// `#` lines ignored), in that order.
+    #[arg(long, value_name = "FILE")]
+    from_list: Option<PathBuf>,
+    /// Requests in parallel.
+    #[arg(short, long, default_value_t = 16)]
+    jobs: usize,
+    /// The cache directory [default: as for mount].
+    #[arg(long, env = "DATASTORE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// The cache size [default: as for mount].
+    #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
+    cache_size: Option<CacheSize>,
+}
+
+fn parse_cache_size(s: &str) -> Result<CacheSize, String> {
+    CacheSize::parse(s).ok_or_else(|| format!("'{s}' is not a size such as 200G or 80%"))
+}
+
+pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    if a.from_list.is_some() && a.targets.len() != 1 {
+        anyhow::bail!("--from-list takes exactly one NAME[@VER] whose files it lists");
+    }
+    let (dir, size) = ctx.config.cache(a.cache_dir, a.cache_size)?;
+    if size == CacheSize::Bytes(0) {
+        anyhow::bail!("the disk cache is disabled (cache size 0); nothing to prefetch into");
+    }
+    let cache = DiskCache::open(&dir, size)?;
+    // Quota accounting needs the entries already there.
+    while !cache.scanned() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let progress = Arc::new(PrefetchProgress::default());
+    let p = progress.clone();
+    let _bar = Bar::follow(
+        ctx.quiet,
+        "prefetch",
+        Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
+    );
+    for target in &a.targets {
+        let t = parse_target(target)?;
+        let o = open(&ctx.catalog, &t).await?;
+        let m = &o.manifest;
+        let files: Vec<usize> = match &a.from_list {
+            Some(list) => {
+                let f = std::fs::File::open(list)
+                    .with_context(|| format!("cannot read list {}", list.display()))?;
+                let mut files = Vec::new();
+                let mut missing = 0;
+                for line in std::io::BufReader::new(f).split(b'\n') {
+                    let line =
+                        line.with_context(|| format!("cannot read list {}", list.display()))?;
+                    if line.is_empty() || line.starts_with(b"#") {
+                        continue;
+                    }
+                    let parts: Vec<&[u8]> = line
+                        .split(|&b| b == b'/')
+                        .filter(|p| !p.is_empty())
+                        .collect();
+                    match m.lookup(&parts) {
+                        Some(i) => files.push(i),
+                        None => missing += 1,
+                    }
+                }
+                if missing > 0 {
+                    eprintln!(
+                        "warning: {missing} paths of {} are not in {}; skipped",
+                        list.display(),
+                        o.version.label()
+                    );
+                }
+                files
+            }
+            None => m
+                .walk(o.entry)
+                .into_iter()
+                .map(|(i, _)| i)
+                .filter(|&i| matches!(m.entries[i].kind, EntryKind::File { .. }))
+                .collect(),
+        };
+        let r = prefetch(ctx.catalog.store(), &cache, m, &files, a.jobs, &progress).await?;
+        println!(
+            "{}{}: {} files, {}; fetched {} in {} requests, {} already cached",
+            o.version.label(),
+            if t.path.is_empty() {
+                String::new()
+            } else {
+                t.path_display()
+            },
+            r.files,
+            bytes(r.bytes),
+            bytes(r.fetched_bytes),
+            r.requests,
+            bytes(r.cached_bytes)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
