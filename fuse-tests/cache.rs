@@ -406,3 +406,62 @@ fn prefetch_warms_the_cache_and_replays_a_trace() {
     let again = env.ok(["prefetch", "ds"]);
     assert!(again.contains("fetched 0 B in 0 requests"), "{again}");
 }
+
+/// `--metrics-addr` serves Prometheus metrics that follow what the mount does.
+#[test]
+fn metrics_count_reads_cache_and_store_requests() {
+    use std::io::{Read, Write};
+    let env = Env::new(common::Kind::Local);
+    let src = env.dir("src");
+    random_files(&src, 11, 2, 2 << 20);
+    env.push(&src, "ds");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mnt = env.mount_with("ds", &[], &["--metrics-addr", &addr]);
+    let scrape = || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    let value = |body: &str, name: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    for _ in 0..2 {
+        let f = mnt.point.join("f000.bin");
+        assert_eq!(std::fs::read(&f).unwrap().len(), 2 << 20);
+        drop_page_cache(&f);
+    }
+    // Counters are published on the next scrape; give the exporter a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let body = scrape();
+    assert!(
+        value(&body, "datastore_read_bytes_total") >= (4 << 20) as f64,
+        "{body}"
+    );
+    assert!(
+        value(&body, "datastore_cache_misses_total") >= 1.0,
+        "{body}"
+    );
+    assert!(
+        value(&body, "datastore_store_request_seconds_count") >= 1.0,
+        "{body}"
+    );
+    assert!(
+        value(&body, "datastore_store_bytes_total") >= (2 << 20) as f64,
+        "{body}"
+    );
+    assert!(body.contains("datastore_fetch_bytes_in_use"), "{body}");
+}

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod content;
 pub mod format;
 pub mod manifest;
+pub mod metrics;
 pub mod mount;
 pub mod ops;
 pub mod push;

@@ -30,21 +30,25 @@ pub struct Snapshot {
 
 impl Counters {
     pub fn hit(&self, bytes: u64) {
+        metrics::counter!(crate::metrics::CACHE_HITS).increment(1);
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.hit_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
     pub fn miss(&self) {
+        metrics::counter!(crate::metrics::CACHE_MISSES).increment(1);
         self.misses.fetch_add(1, Ordering::Relaxed);
     }
     pub fn written(&self, bytes: u64) {
         self.written_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
     pub fn evicted(&self) {
+        metrics::counter!(crate::metrics::CACHE_EVICTIONS).increment(1);
         self.evictions.fetch_add(1, Ordering::Relaxed);
     }
     pub fn damaged(&self) {
+        metrics::counter!(crate::metrics::CACHE_DAMAGED).increment(1);
         self.damaged.fetch_add(1, Ordering::Relaxed);
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.miss();
     }
     pub fn write_failed(&self) {
         self.write_failures.fetch_add(1, Ordering::Relaxed);

@@ -60,6 +60,9 @@ pub struct Args {
     /// `datastore prefetch NAME@VER --from-list FILE` to replay before the next run.
     #[arg(long, value_name = "FILE")]
     pub record_trace: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (for example 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Descriptor to report readiness on (set by the background launcher).
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -111,6 +114,10 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             args.push("--record-trace".into());
             args.push(std::path::absolute(t)?.into());
         }
+        if let Some(m) = a.metrics_addr {
+            args.push("--metrics-addr".into());
+            args.push(m.to_string().into());
+        }
         if let Some(p) = a.prefetch_memory {
             args.push("--prefetch-memory".into());
             args.push(p.to_string().into());
@@ -140,6 +147,7 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             .or(opts.prefetch)
             .unwrap_or_else(default_prefetch_budget),
         trace: a.record_trace,
+        metrics_addr: a.metrics_addr,
         cache: Some(ctx.config.cache(
             a.cache_dir.or(opts.cache_dir),
             a.cache_size.or(opts.cache_size),

@@ -376,10 +376,15 @@ impl Filesystem for DatastoreFs {
                 prefetcher.neighbours(&manifest, i);
             }
             match result {
-                Ok(data) => reply.data(&data),
+                Ok(data) => {
+                    metrics::counter!(crate::metrics::READS).increment(1);
+                    metrics::counter!(crate::metrics::READ_BYTES).increment(data.len() as u64);
+                    reply.data(&data)
+                }
                 Err(e) => {
                     let path = String::from_utf8_lossy(&manifest.path_of(i)).into_owned();
                     tracing::error!("read {label}/{path} at {offset}+{size}: {e}");
+                    metrics::counter!(crate::metrics::READ_ERRORS).increment(1);
                     reply.error(errno::of_content(&e));
                 }
             }

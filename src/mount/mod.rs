@@ -53,6 +53,8 @@ pub struct MountRequest {
     pub memory: u64,
     /// Bytes all fetches together (reads and read-ahead) may hold in flight.
     pub prefetch_budget: u64,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where to record the order files are opened in, if anywhere.
     pub trace: Option<PathBuf>,
     /// The disk cache's directory and size; `None` (or a size of 0) reads without one.
@@ -68,6 +70,8 @@ pub enum MountError {
     MountPoint(#[from] MountPointError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error("metrics on {0}: {1}")]
+    Metrics(std::net::SocketAddr, String),
     #[error("cannot write the read trace {0}: {1}")]
     Trace(PathBuf, std::io::Error),
     #[error("mount takes NAME[@VER], not a path inside it ('{0}')")]
@@ -110,6 +114,19 @@ pub async fn serve(
         disk.clone(),
         req.prefetch_budget,
     ));
+    if let Some(addr) = req.metrics_addr {
+        crate::metrics::serve(addr).map_err(|e| MountError::Metrics(addr, e))?;
+        let (r, d) = (reader.clone(), disk.clone());
+        tokio::spawn(async move {
+            loop {
+                metrics::gauge!(crate::metrics::FETCH_IN_USE).set(r.budget().in_use() as f64);
+                if let Some(d) = &d {
+                    metrics::gauge!(crate::metrics::CACHE_BYTES).set(d.bytes() as f64);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+    }
     let prefetcher = Arc::new(prefetch::Prefetcher::new(reader.clone()));
     let mut fs = DatastoreFs::new(
         manifest.clone(),

@@ -166,7 +166,14 @@ impl Store {
         key: &str,
         fut: impl Future<Output = object_store::Result<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, fut).await;
+        let ok = matches!(
+            result,
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. }))
+        );
+        crate::metrics::store_request(op, started.elapsed(), ok);
+        match result {
             Err(_) => Err(StoreError::Timeout {
                 store: self.url.clone(),
                 op,
@@ -190,17 +197,23 @@ impl Store {
     /// The whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let path = self.path(key);
-        self.bounded("GET", key, async {
-            self.inner.get(&path).await?.bytes().await
-        })
-        .await
+        let data = self
+            .bounded("GET", key, async {
+                self.inner.get(&path).await?.bytes().await
+            })
+            .await?;
+        crate::metrics::store_bytes("GET", data.len() as u64);
+        Ok(data)
     }
 
     /// A byte range of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = self.path(key);
-        self.bounded("GET", key, self.inner.get_range(&path, range))
-            .await
+        let data = self
+            .bounded("GET", key, self.inner.get_range(&path, range))
+            .await?;
+        crate::metrics::store_bytes("GET", data.len() as u64);
+        Ok(data)
     }
 
     /// Writes an object, replacing any previous one (content keys hold the same bytes anyway).
