@@ -153,11 +153,15 @@ impl ChunkReader {
         &self.budget
     }
 
-    /// Whether a chunk is in memory, on disk or on its way: prefetching it would be waste.
+    /// Whether a chunk is in memory, on disk or on its way: fetching it from the store ahead
+    /// of time would be waste.
     pub fn has(&self, h: &Sha256) -> bool {
-        self.lock_cache().chunks.contains(h)
-            || self.disk.as_ref().is_some_and(|d| d.contains(h))
-            || self.lock_in_flight().contains_key(h)
+        self.in_memory(h) || self.disk.as_ref().is_some_and(|d| d.contains(h))
+    }
+
+    /// Whether a chunk is in memory or on its way there: reading it ahead would be waste.
+    pub fn in_memory(&self, h: &Sha256) -> bool {
+        self.lock_cache().chunks.contains(h) || self.lock_in_flight().contains_key(h)
     }
 
     pub fn store(&self) -> &Store {

@@ -3,15 +3,16 @@
 //! Two patterns matter for training jobs:
 //! - **Sequential reads of a large file.** Each open file tracks where its last read ended;
 //!   reads that continue from there grow a read-ahead window geometrically (1 MiB, 2, 4 … up
-//!   to 64 MiB), whose chunks are fetched in parallel. A read elsewhere (a seek) resets it, so
-//!   random access fetches nothing extra.
+//!   to 64 MiB), whose chunks are fetched in parallel, from the disk cache or the store, into
+//!   memory. A read elsewhere (a seek) resets it, so random access fetches nothing extra.
 //! - **Many small files of one directory**, as a DataLoader reads them. They sit next to each
 //!   other in one pack, so a miss on one fetches the pack region holding its following
 //!   neighbours with one ranged GET, splits it, verifies each file and caches it.
 //!
-//! All prefetching shares one memory budget (a semaphore of bytes in flight): when it is used
-//! up, further read-ahead is skipped, never queued, so any number of readers cannot push the
-//! daemon above it. Prefetched data lands in the disk cache, so it is never fetched twice.
+//! Reads and read-ahead share one memory budget (a semaphore of bytes in flight, see
+//! [`super::chunks::Budget`]): reads wait for their share, read-ahead is skipped, never
+//! queued, when it is used up, so any number of readers cannot push the daemon above it.
+//! Prefetched data lands in the disk cache, so it is never fetched twice.
 
 use super::chunks::ChunkReader;
 use crate::content;
@@ -73,7 +74,8 @@ impl Prefetcher {
         };
         for c in &m.chunks[chunks.range()] {
             let (start, end) = (c.file_offset, c.file_offset + c.len as u64);
-            if end <= range.start || start >= range.end || self.reader.has(&c.hash) {
+            // Chunks in the disk cache are read ahead too: into memory, off the reader's path.
+            if end <= range.start || start >= range.end || self.reader.in_memory(&c.hash) {
                 continue;
             }
             let reader = self.reader.clone();
