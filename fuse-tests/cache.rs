@@ -465,3 +465,45 @@ fn metrics_count_reads_cache_and_store_requests() {
     );
     assert!(body.contains("datastore_fetch_bytes_in_use"), "{body}");
 }
+
+/// Two daemons reading the same content at once through one cache directory: both read
+/// right, and the cache holds one whole entry per chunk and no leftovers.
+#[test]
+fn two_daemons_share_one_cache_directory() {
+    let env = Env::new(common::Kind::Local);
+    let src = env.dir("src");
+    random_files(&src, 12, 8, 3 << 20);
+    env.push(&src, "ds");
+    std::fs::write(src.join("extra"), b"v2").unwrap();
+    env.push(&src, "ds");
+    let (a, b) = (
+        env.mount("ds@1", &["memory=0"]),
+        env.mount("ds@2", &["memory=0"]),
+    );
+    std::thread::scope(|s| {
+        for point in [&a.point, &b.point] {
+            for t in 0..3 {
+                let src = &src;
+                s.spawn(move || {
+                    for i in 0..8 {
+                        let f = format!("f{:03}.bin", (i + t * 3) % 8);
+                        let got = std::fs::read(point.join(&f)).unwrap();
+                        assert!(got == std::fs::read(src.join(&f)).unwrap(), "{f} differs");
+                    }
+                });
+            }
+        }
+    });
+    let blobs = env.objects(&["blobs/"]);
+    let entries = cache_entries(&env);
+    assert_eq!(entries.len(), blobs.len(), "one cache entry per chunk");
+    // Each entry is the chunk behind a 16-byte header.
+    let stored: u64 = blobs.iter().map(|(_, s)| s + 16).sum();
+    assert_eq!(cache_bytes(&env), stored);
+    assert_eq!(
+        std::fs::read_dir(env.cache_dir().join("tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
