@@ -52,6 +52,14 @@ impl CacheSize {
     }
 }
 
+impl std::str::FromStr for CacheSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CacheSize, String> {
+        CacheSize::parse(s).ok_or_else(|| format!("'{s}' is not a size such as 200G or 80%"))
+    }
+}
+
 /// The default: a quarter of the cache's filesystem.
 pub const DEFAULT_SIZE: CacheSize = CacheSize::Percent(25);
 
@@ -342,16 +350,31 @@ impl DiskCache {
     pub fn clear(dir: &Path) -> std::io::Result<(u64, u64)> {
         let mut n = 0;
         let mut bytes = 0;
-        for fan in std::fs::read_dir(dir.join("v1"))?.flatten() {
-            for e in std::fs::read_dir(fan.path())?.flatten() {
-                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                if std::fs::remove_file(e.path()).is_ok() {
-                    n += 1;
-                }
+        for (path, size) in entry_files(dir)? {
+            if std::fs::remove_file(path).is_ok() {
+                n += 1;
+                bytes += size;
             }
         }
         Ok((n, bytes))
     }
+
+    /// Entries and bytes in a cache directory, by listing it.
+    pub fn usage(dir: &Path) -> (u64, u64) {
+        let files = entry_files(dir).unwrap_or_default();
+        (files.len() as u64, files.iter().map(|(_, s)| s).sum())
+    }
+}
+
+/// Every entry file of a cache directory, with its size.
+fn entry_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    for fan in std::fs::read_dir(dir.join("v1"))?.flatten() {
+        for e in std::fs::read_dir(fan.path())?.flatten() {
+            out.push((e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)));
+        }
+    }
+    Ok(out)
 }
 
 /// Total size of the filesystem holding `dir`.

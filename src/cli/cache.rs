@@ -32,7 +32,7 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
     let (dir, size) = cfg.cache(a.cache_dir, None)?;
     match a.action {
         Action::Stats => {
-            let (entries, used) = usage(&dir);
+            let (entries, used) = DiskCache::usage(&dir);
             let s = Snapshot::load_all(&dir);
             let lookups = s.hits + s.misses;
             let ratio = if lookups == 0 {
@@ -70,25 +70,4 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Entries and bytes in a cache directory.
-fn usage(dir: &std::path::Path) -> (u64, u64) {
-    let mut n = 0;
-    let mut b = 0;
-    for fan in std::fs::read_dir(dir.join("v1"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for e in std::fs::read_dir(fan.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            n += 1;
-            b += e.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-    }
-    (n, b)
 }

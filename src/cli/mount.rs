@@ -50,7 +50,7 @@ pub struct Args {
     pub cache_dir: Option<PathBuf>,
     /// Disk cache size: bytes (200G) or a share of its filesystem (80%); 0 disables the cache
     /// [default: 25%] (same as -o cache_size=SIZE).
-    #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
+    #[arg(long, value_name = "SIZE")]
     pub cache_size: Option<CacheSize>,
     /// Memory all read-ahead may use together [default: 1/16 of RAM, at most 1G]
     /// (same as -o prefetch=SIZE).
@@ -66,10 +66,6 @@ pub struct Args {
     /// Descriptor to report readiness on (set by the background launcher).
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
-}
-
-fn parse_cache_size(s: &str) -> Result<CacheSize, String> {
-    CacheSize::parse(s).ok_or_else(|| format!("'{s}' is not a size such as 200G or 80%"))
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {

@@ -38,12 +38,8 @@ pub struct Args {
     #[arg(long, env = "DATASTORE_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// The cache size [default: as for mount].
-    #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
+    #[arg(long, value_name = "SIZE")]
     cache_size: Option<CacheSize>,
-}
-
-fn parse_cache_size(s: &str) -> Result<CacheSize, String> {
-    CacheSize::parse(s).ok_or_else(|| format!("'{s}' is not a size such as 200G or 80%"))
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
