@@ -70,7 +70,7 @@ pub enum MountError {
     MountPoint(#[from] MountPointError),
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("metrics on {0}: {1}")]
+    #[error("{1}")]
     Metrics(std::net::SocketAddr, String),
     #[error("cannot write the read trace {0}: {1}")]
     Trace(PathBuf, std::io::Error),
