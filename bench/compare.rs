@@ -44,7 +44,11 @@ fn is_mounted(p: &Path) -> bool {
 fn wait_mounted(p: &Path) {
     let start = Instant::now();
     while !is_mounted(p) {
-        assert!(start.elapsed() < Duration::from_secs(60), "{} never mounted", p.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} never mounted",
+            p.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -112,7 +116,11 @@ fn peak_rss_mib(point: &Path) -> Option<u64> {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (big, small_n) = if quick { (256usize << 20, 2_000) } else { (1 << 30, 20_000) };
+    let (big, small_n) = if quick {
+        (256usize << 20, 2_000)
+    } else {
+        (1 << 30, 20_000)
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin = root.join("target/release/datastore");
     let s3s = root.join("bench/.tools/bin/s3s-fs");
@@ -190,7 +198,10 @@ fn main() {
         c
     };
     let t = Instant::now();
-    assert!(ds(&["push", src.to_str().unwrap(), "bench"]).status().unwrap().success());
+    assert!(ds(&["push", src.to_str().unwrap(), "bench"])
+        .status()
+        .unwrap()
+        .success());
     let push_mb_s = (big as f64 + small.len() as f64 * 100e3) / 1e6 / t.elapsed().as_secs_f64();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -228,7 +239,11 @@ fn main() {
                     .arg(&cache)
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 None
             }
             "s3fs" => {
@@ -301,7 +316,11 @@ fn main() {
         std::thread::sleep(Duration::from_secs(2));
         drop_caches();
         let small_warm = small_files_rate(&m.point, &small);
-        let rss = if name == "datastore" { peak_rss_mib(&m.point) } else { None };
+        let rss = if name == "datastore" {
+            peak_rss_mib(&m.point)
+        } else {
+            None
+        };
         eprintln!("{name}: done");
         rows.push((
             name,
@@ -337,10 +356,30 @@ fn main() {
         );
     };
     line("cold sequential MB/s", raw, local_cold, &|r| r.cold);
-    line("warm sequential MB/s (page cache dropped)", raw, local_cold, &|r| r.warm);
-    line("page-cache re-read MB/s", local_page, local_page, &|r| r.page);
-    line("small files cold, files/s (8 readers)", local_small, local_small, &|r| r.small_cold);
-    line("small files warm, files/s (8 readers)", local_small, local_small, &|r| r.small_warm);
+    line(
+        "warm sequential MB/s (page cache dropped)",
+        raw,
+        local_cold,
+        &|r| r.warm,
+    );
+    line("page-cache re-read MB/s", local_page, local_page, &|r| {
+        r.page
+    });
+    line(
+        "small files cold, files/s (8 readers)",
+        local_small,
+        local_small,
+        &|r| r.small_cold,
+    );
+    line(
+        "small files warm, files/s (8 readers)",
+        local_small,
+        local_small,
+        &|r| r.small_warm,
+    );
     println!();
-    println!("push: {push_mb_s:.0} MB/s; datastore daemon peak RSS: {} MiB", d.rss.unwrap_or(0));
+    println!(
+        "push: {push_mb_s:.0} MB/s; datastore daemon peak RSS: {} MiB",
+        d.rss.unwrap_or(0)
+    );
 }

@@ -28,9 +28,11 @@ fn round_trip(kind: Kind, seed: u64) {
     tree::assert_same(&src, &dest);
 
     // A subdirectory on its own.
+    // A real directory (not a symlink to one) with a UTF-8 path.
     let sub = snapshot
-        .keys()
-        .find(|k| std::str::from_utf8(k).is_ok() && src.join(OsStr::from_bytes(k)).is_dir());
+        .iter()
+        .find(|(k, n)| std::str::from_utf8(k).is_ok() && matches!(n, tree::Node::Dir))
+        .map(|(k, _)| k);
     if let Some(sub) = sub {
         let sub = std::str::from_utf8(sub).unwrap();
         let dest = env.scratch.path().join("sub");
@@ -119,4 +121,10 @@ fn large_files_and_raw_names_round_trip() {
         let du = env.ok(["du", "big"]);
         assert!(du.contains("1 symlink"), "{du}");
     }
+}
+
+/// A seed whose tree has a symlink to a directory next to real directories.
+#[test]
+fn a_tree_with_a_symlink_to_a_directory_round_trips() {
+    round_trip(Kind::Local, 10751841006002852304);
 }
