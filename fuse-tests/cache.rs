@@ -26,17 +26,7 @@ fn blob_keys(env: &Env) -> Vec<String> {
 }
 
 fn cache_bytes(env: &Env) -> u64 {
-    let mut total = 0;
-    for fan in std::fs::read_dir(env.cache_dir().join("v1"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for e in std::fs::read_dir(fan.path()).unwrap().flatten() {
-            total += e.metadata().unwrap().len();
-        }
-    }
-    total
+    datastore::cache::DiskCache::usage(&env.cache_dir()).1
 }
 
 fn cache_entries(env: &Env) -> Vec<std::path::PathBuf> {

@@ -295,26 +295,14 @@ impl DiskCache {
     /// used since this daemon started), then enforces the quota.
     fn scan(&self) {
         let started = std::time::Instant::now();
-        let mut found: Vec<(SystemTime, Sha256, u64)> = Vec::new();
-        for fan in std::fs::read_dir(&self.entries)
+        let mut found: Vec<(SystemTime, Sha256, u64)> = entry_files(&self.dir)
+            .unwrap_or_default()
             .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for e in std::fs::read_dir(fan.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let Some(h) = e.file_name().to_str().and_then(Sha256::from_hex) else {
-                    continue;
-                };
-                if let Ok(m) = e.metadata() {
-                    let mtime = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    found.push((mtime, h, m.len()));
-                }
-            }
-        }
+            .filter_map(|(path, m)| {
+                let h = path.file_name()?.to_str().and_then(Sha256::from_hex)?;
+                Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), h, m.len()))
+            })
+            .collect();
         found.sort_unstable_by_key(|(t, _, _)| *t);
         let n = found.len();
         {
@@ -350,10 +338,10 @@ impl DiskCache {
     pub fn clear(dir: &Path) -> std::io::Result<(u64, u64)> {
         let mut n = 0;
         let mut bytes = 0;
-        for (path, size) in entry_files(dir)? {
+        for (path, m) in entry_files(dir)? {
             if std::fs::remove_file(path).is_ok() {
                 n += 1;
-                bytes += size;
+                bytes += m.len();
             }
         }
         Ok((n, bytes))
@@ -362,16 +350,19 @@ impl DiskCache {
     /// Entries and bytes in a cache directory, by listing it.
     pub fn usage(dir: &Path) -> (u64, u64) {
         let files = entry_files(dir).unwrap_or_default();
-        (files.len() as u64, files.iter().map(|(_, s)| s).sum())
+        (files.len() as u64, files.iter().map(|(_, m)| m.len()).sum())
     }
 }
 
-/// Every entry file of a cache directory, with its size.
-fn entry_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
+/// Every entry file of a cache directory, with its metadata (entries that vanish while
+/// listed, evicted by another daemon, are left out).
+fn entry_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
     let mut out = Vec::new();
     for fan in std::fs::read_dir(dir.join("v1"))?.flatten() {
         for e in std::fs::read_dir(fan.path())?.flatten() {
-            out.push((e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)));
+            if let Ok(m) = e.metadata() {
+                out.push((e.path(), m));
+            }
         }
     }
     Ok(out)
