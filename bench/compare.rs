@@ -4,28 +4,19 @@
 //!
 //! Prints a markdown table of figures and ratios for bench/RESULTS.md.
 
+mod common;
+
 use datastore::store::{Store, StoreOptions};
 use futures::StreamExt;
 use rand::{Rng, RngCore, SeedableRng};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A process this run started; killed by its PID when dropped.
-struct Owned(Child);
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A mount this run made; unmounted (lazily, so it cannot hang) when dropped.
 struct Mount {
     point: PathBuf,
-    _daemon: Option<Owned>,
+    _daemon: Option<common::Owned>,
 }
 
 impl Drop for Mount {
@@ -53,25 +44,8 @@ fn wait_mounted(p: &Path) {
     }
 }
 
-fn drop_caches() {
-    let _ = Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches (run as root)");
-}
-
-/// MB/s reading a file front to back in 1 MiB reads.
 fn seq_rate(path: &Path) -> f64 {
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let start = Instant::now();
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-    }
-    total as f64 / 1e6 / start.elapsed().as_secs_f64()
+    common::seq_rate(path).1
 }
 
 /// Files per second for 8 readers reading every file once, each its own shuffled share.
@@ -122,14 +96,7 @@ fn main() {
         (1 << 30, 20_000)
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/datastore");
-    let s3s = root.join("bench/.tools/bin/s3s-fs");
-    assert!(s3s.exists(), "s3s-fs missing: run bench/run");
-    assert!(Command::new("cargo")
-        .args(["build", "--release", "--quiet"])
-        .status()
-        .unwrap()
-        .success());
+    let bin = common::release_binary();
     let work = tempfile::Builder::new()
         .prefix("datastore-compare-")
         .tempdir_in(root.join("target"))
@@ -139,32 +106,7 @@ fn main() {
     for b in ["bench", "plain"] {
         std::fs::create_dir_all(s3root.join(b)).unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let _server = Owned(
-        Command::new(&s3s)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "bench", "--secret-key", "benchbench"])
-            .arg(&s3root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    for (k, v) in [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "benchbench"),
-        ("AWS_REGION", "us-east-1"),
-    ] {
-        std::env::set_var(k, v);
-    }
+    let (_server, endpoint) = common::start_s3s(&s3root);
 
     // The datasets: one large file, and small files of ~100 KiB in 100 directories.
     let src = w.join("src");
@@ -261,7 +203,7 @@ fn main() {
                     .success());
                 None
             }
-            _ => Some(Owned(
+            _ => Some(common::Owned(
                 Command::new("rclone")
                     .env_remove("AWS_CA_BUNDLE")
                     .env("RCLONE_CONFIG_S3_TYPE", "s3")
@@ -287,10 +229,10 @@ fn main() {
     };
 
     // Local disk baselines.
-    drop_caches();
+    common::drop_caches();
     let local_cold = seq_rate(&src.join("big.bin"));
     let local_page = seq_rate(&src.join("big.bin"));
-    drop_caches();
+    common::drop_caches();
     let local_small = small_files_rate(&src, &small);
 
     struct Row {
@@ -304,17 +246,17 @@ fn main() {
     let mut rows = Vec::new();
     for name in ["datastore", "s3fs", "rclone"] {
         let m = mount(name);
-        drop_caches();
+        common::drop_caches();
         let cold = seq_rate(&m.point.join("big.bin"));
         // rclone and s3fs finish writing their cache files in the background.
         std::thread::sleep(Duration::from_secs(2));
-        drop_caches();
+        common::drop_caches();
         let warm = seq_rate(&m.point.join("big.bin"));
         let page = seq_rate(&m.point.join("big.bin"));
-        drop_caches();
+        common::drop_caches();
         let small_cold = small_files_rate(&m.point, &small);
         std::thread::sleep(Duration::from_secs(2));
-        drop_caches();
+        common::drop_caches();
         let small_warm = small_files_rate(&m.point, &small);
         let rss = if name == "datastore" {
             peak_rss_mib(&m.point)

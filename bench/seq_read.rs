@@ -8,24 +8,15 @@
 //!
 //! Prints a table and the two ratios for bench/RESULTS.md.
 
+mod common;
+
 use datastore::store::{Store, StoreOptions};
 use futures::StreamExt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 const SIZE: usize = 1 << 30;
-const BLOCK: usize = 1 << 20;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Mounted(PathBuf, PathBuf);
 
@@ -35,41 +26,16 @@ impl Drop for Mounted {
     }
 }
 
-fn drop_caches() {
-    let _ = Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches (run as root)");
-}
-
-/// MB/s of reading `path` front to back in 1 MiB reads.
+/// MB/s of reading `path` front to back; it must be the whole benchmark file.
 fn read_rate(path: &Path) -> f64 {
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; BLOCK];
-    let start = Instant::now();
-    let mut total = 0;
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        total += n;
-    }
-    assert_eq!(total, SIZE);
-    total as f64 / 1e6 / start.elapsed().as_secs_f64()
+    let (total, rate) = common::seq_rate(path);
+    assert_eq!(total, SIZE as u64);
+    rate
 }
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/datastore");
-    let s3s = root.join("bench/.tools/bin/s3s-fs");
-    assert!(
-        s3s.exists(),
-        "s3s-fs missing: run bench/run, which installs it"
-    );
-    assert!(Command::new("cargo")
-        .args(["build", "--release", "--quiet"])
-        .status()
-        .unwrap()
-        .success());
+    let bin = common::release_binary();
     // On disk, not tmpfs: the local baseline must be a real disk read.
     let work = tempfile::Builder::new()
         .prefix("datastore-bench-")
@@ -77,32 +43,7 @@ fn main() {
         .unwrap();
     let data_dir = work.path().join("s3");
     std::fs::create_dir_all(data_dir.join("bench")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
-        Command::new(&s3s)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "bench", "--secret-key", "benchbench"])
-            .arg(&data_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let envs = [
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "bench".into()),
-        ("AWS_SECRET_ACCESS_KEY", "benchbench".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ];
-    for (k, v) in &envs {
-        std::env::set_var(k, v);
-    }
+    let _server = common::start_s3s(&data_dir);
     let url = "s3://bench/ds";
     let src = work.path().join("src");
     std::fs::create_dir(&src).unwrap();
@@ -176,10 +117,10 @@ fn main() {
     };
     let warm = {
         let _m = mount();
-        drop_caches();
+        common::drop_caches();
         read_rate(&mnt.join("big.bin"))
     };
-    drop_caches();
+    common::drop_caches();
     let local = read_rate(&file);
 
     println!("push of 1 GiB                   {push_rate:>8.0} MB/s");
