@@ -1,0 +1,515 @@
+//! datastore side by side with s3fs, rclone mount, the raw object-store rate and local disk,
+//! in one run against one s3s-fs server on 127.0.0.1, so that noise cancels. Run as root
+//! through `bench/run`, which installs s3s-fs, s3fs, rclone and fio; `--quick` for a small
+//! run. Prints a markdown table of figures, ratios and targets; a full run also writes it to
+//! bench/RESULTS.md and bench/results.json.
+//!
+//! The workloads, each on every system: a sequential read of a large file cold, warm from the
+//! system's disk cache (page cache dropped, fresh mount) and from the page cache; random 4 KiB
+//! reads of it once cached; many ~100 KiB files read by 8 readers in shuffled order, cold then
+//! warm; `find` with a stat of every entry; pushing. Every figure has a time limit, so a slow
+//! system costs the run that limit, never hangs it.
+
+mod measure;
+mod report;
+mod setup;
+mod systems;
+
+use datastore::store::{Store, StoreOptions};
+use measure::Figure;
+use report::{Row, Target};
+use setup::Wide;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use systems::{Mount, Setup, System};
+
+struct Plan {
+    big: usize,
+    small: usize,
+    wide: Wide,
+    limit: Duration,
+    rand_secs: u64,
+}
+
+/// What one system scored.
+#[derive(Default)]
+struct Scores {
+    cold: Option<Figure>,
+    warm: Option<Figure>,
+    page: Option<Figure>,
+    rand: Option<Figure>,
+    walk: Option<Figure>,
+    small_cold: Option<Figure>,
+    small_cold_mb: Option<Figure>,
+    small_warm: Option<Figure>,
+    small_warm_mb: Option<Figure>,
+    rss_cold: Option<Figure>,
+    rss_warm: Option<Figure>,
+    rss_small: Option<Figure>,
+}
+
+fn mib(bytes: Option<u64>) -> Option<Figure> {
+    bytes.map(|b| Figure::Done(b as f64 / (1 << 20) as f64))
+}
+
+/// Runs every workload on `system`; a mount that fails fails its figures, not the run.
+fn score(s: &Setup, system: System, plan: &Plan, small: &[PathBuf]) -> Scores {
+    let mut r = Scores::default();
+    let cache = s.work.join(format!("cache-{}", system.name()));
+    let failed = |e: String| Some(Figure::Failed(e));
+    let mount = |dataset: &str| Mount::new(s, system, dataset, &cache);
+    eprintln!("==> {}: sequential, cold", system.name());
+    match mount("big") {
+        Ok(m) => {
+            setup::drop_caches();
+            m.reset_peak();
+            r.cold = Some(measure::seq_read(&m.point.join("big.bin"), plan.limit));
+            r.rss_cold = mib(m.peak_rss());
+            // s3fs and rclone finish writing their cache files in the background.
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        Err(e) => r.cold = failed(e),
+    }
+    eprintln!(
+        "==> {}: sequential warm, page cache, random 4 KiB",
+        system.name()
+    );
+    match mount("big") {
+        Ok(m) => {
+            let file = m.point.join("big.bin");
+            setup::drop_caches();
+            m.reset_peak();
+            r.warm = Some(measure::seq_read(&file, plan.limit));
+            r.page = Some(measure::seq_read(&file, plan.limit));
+            setup::drop_caches();
+            r.rand = Some(measure::rand_read(&file, plan.rand_secs));
+            r.rss_warm = mib(m.peak_rss());
+        }
+        Err(e) => r.warm = failed(e),
+    }
+    eprintln!("==> {}: small files", system.name());
+    match mount("small") {
+        Ok(m) => {
+            let root = match system {
+                System::Datastore => m.point.clone(),
+                _ => m.point.join("small"),
+            };
+            m.reset_peak();
+            setup::drop_caches();
+            let entries = 1 + 100 + small.len() as u64;
+            r.walk = Some(measure::walk(&root, entries, plan.limit).0);
+            setup::drop_caches();
+            let (f, b) = measure::small_files(&root, small, 8, plan.limit);
+            (r.small_cold, r.small_cold_mb) = (Some(f), Some(b));
+            std::thread::sleep(Duration::from_secs(2));
+            setup::drop_caches();
+            let (f, b) = measure::small_files(&root, small, 8, plan.limit);
+            (r.small_warm, r.small_warm_mb) = (Some(f), Some(b));
+            r.rss_small = mib(m.peak_rss());
+        }
+        Err(e) => r.small_cold = failed(e),
+    }
+    r
+}
+
+/// `datastore push`, timed: seconds and the bytes it uploaded.
+fn push(s: &Setup, dir: &Path, name: &str) -> (f64, u64) {
+    let t = Instant::now();
+    let out = Command::new(&s.bin)
+        .args(["--store", &s.store, "-q", "push", "--json"])
+        .arg(dir)
+        .arg(name)
+        .output()
+        .expect("run datastore push");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "push {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("push --json");
+    (secs, v["uploaded_bytes"].as_u64().unwrap_or(0))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--worker") {
+        return measure::small_files_worker(&args[3..]);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = if quick {
+        Plan {
+            big: 256 << 20,
+            small: 2_000,
+            wide: Wide {
+                dirs: 100,
+                per_dir: 1000,
+            },
+            limit: Duration::from_secs(15),
+            rand_secs: 5,
+        }
+    } else {
+        Plan {
+            big: 1 << 30,
+            small: 20_000,
+            wide: Wide {
+                dirs: 1000,
+                per_dir: 1000,
+            },
+            limit: Duration::from_secs(60),
+            rand_secs: 15,
+        }
+    };
+    for tool in ["s3fs", "rclone", "fio", "find"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(found, "{tool} not found: run bench/run, which installs it");
+    }
+    let started = Instant::now();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = setup::release_binary();
+    let work = tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir_in(root.join("target"))
+        .unwrap();
+    let w = work.path();
+    let s3 = w.join("s3");
+    for b in ["datastore", "plain", "raw"] {
+        std::fs::create_dir_all(s3.join(b)).unwrap();
+    }
+    let server = setup::start_s3s(&s3);
+
+    eprintln!("==> making the datasets");
+    let big_dir = w.join("src/big");
+    let big_file = big_dir.join("big.bin");
+    setup::random_file(&big_file, plan.big, 1);
+    let small_dir = w.join("src/small");
+    let small = setup::small_tree(&small_dir, plan.small, 2);
+    // s3fs and rclone read the same files as plain objects, uploaded with PUT (s3s-fs
+    // computes the ETag of a file it did not receive on every GET of it).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let plain = Store::open("s3://plain", &StoreOptions::default()).unwrap();
+    let mut uploads = vec![("big.bin".to_string(), big_file.clone())];
+    uploads.extend(
+        small
+            .iter()
+            .map(|p| (format!("small/{}", p.display()), small_dir.join(p))),
+    );
+    rt.block_on(measure::upload(&plain, uploads));
+    let s = Setup {
+        bin,
+        store: "s3://datastore/store".into(),
+        endpoint: server.endpoint.clone(),
+        bucket: "plain".into(),
+        work: w.to_path_buf(),
+    };
+
+    eprintln!("==> local disk and raw object-store rates");
+    setup::drop_caches();
+    let local_cold = measure::seq_read(&big_file, plan.limit).value();
+    let local_page = measure::seq_read(&big_file, plan.limit).value();
+    setup::drop_caches();
+    let local_rand = measure::rand_read(&big_file, plan.rand_secs).value();
+    setup::drop_caches();
+    let local_walk = measure::walk(&small_dir, 0, plan.limit).0.value();
+    setup::drop_caches();
+    let (f, b) = measure::small_files(&small_dir, &small, 8, plan.limit);
+    let (local_small, local_small_mb) = (f.value(), b.value());
+    let raw_seq = rt.block_on(measure::raw_get(&plain, "big.bin", plan.big as u64));
+    let keys: Vec<String> = small
+        .iter()
+        .map(|p| format!("small/{}", p.display()))
+        .collect();
+    let (raw_small, raw_small_mb) = rt.block_on(measure::raw_get_objects(&plain, &keys));
+    let fresh = bytes::Bytes::from(std::fs::read(&big_file).unwrap());
+    let raw = Store::open("s3://raw", &StoreOptions::default()).unwrap();
+    let raw_put = rt.block_on(measure::raw_put(&raw, fresh));
+
+    eprintln!("==> push");
+    let (push_secs, _) = push(&s, &big_dir, "big");
+    let (repush_secs, repush_bytes) = push(&s, &big_dir, "big");
+    let (small_push_secs, _) = push(&s, &small_dir, "small");
+    let small_bytes: u64 = small
+        .iter()
+        .map(|p| std::fs::metadata(small_dir.join(p)).map_or(0, |m| m.len()))
+        .sum();
+
+    let scores: Vec<Scores> = System::ALL
+        .iter()
+        .map(|&sys| score(&s, sys, &plan, &small))
+        .collect();
+
+    eprintln!("==> metadata: {} entries", plan.wide.entries());
+    plan.wide.commit(&s.store, "wide");
+    let t = Instant::now();
+    let wide = Mount::new(&s, System::Datastore, "wide", &w.join("cache-datastore"))
+        .expect("mount the wide version");
+    let listed = std::fs::read_dir(&wide.point).map_or(0, |d| d.count());
+    let first_ls_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(listed, plan.wide.dirs as usize, "ls of the wide version");
+    wide.reset_peak();
+    let (wide_walk, _) = measure::walk(&wide.point, plan.wide.entries(), plan.limit);
+    let wide_rss = wide.peak_rss();
+    drop(wide);
+    let tmpfs = setup::Tmpfs::mount(&w.join("tmpfs"));
+    plan.wide.write(&tmpfs.0);
+    let tmpfs_walk = measure::walk(&tmpfs.0, plan.wide.entries(), plan.limit)
+        .0
+        .value();
+    drop(tmpfs);
+
+    // The table.
+    let ds = &scores[0];
+    let size = format!("{} MiB", plan.big >> 20);
+    let n = plan.small;
+    let row = |name: String, unit, limit, local, pick: fn(&Scores) -> &Option<Figure>| {
+        let mut r = Row::new(name, unit);
+        (r.limit, r.local) = (limit, local);
+        for (sys, sc) in System::ALL.iter().zip(&scores) {
+            if let Some(f) = pick(sc) {
+                r.set(*sys, f.clone());
+            }
+        }
+        r
+    };
+    let lower = |mut r: Row| {
+        r.higher_is_better = false;
+        r
+    };
+    let one = |name: String, unit, limit, local, f: Figure| {
+        let mut r = Row::new(name, unit);
+        (r.limit, r.local) = (limit, local);
+        r.set(System::Datastore, f);
+        r
+    };
+    let entries = plan.wide.entries();
+    let per_entry = wide_rss.map(|b| b as f64 / entries as f64);
+    let big_mb = plan.big as f64 / 1e6;
+    let rows = vec![
+        row(
+            format!("1. sequential read, {size}, cold"),
+            "MB/s",
+            Some(raw_seq),
+            local_cold,
+            |s| &s.cold,
+        ),
+        row(
+            format!("2. sequential read, {size}, warm (disk cache)"),
+            "MB/s",
+            None,
+            local_cold,
+            |s| &s.warm,
+        ),
+        row(
+            "3. sequential re-read from the page cache".into(),
+            "MB/s",
+            None,
+            local_page,
+            |s| &s.page,
+        ),
+        row(
+            format!("4. {n} small files, 8 readers, cold"),
+            "files/s",
+            Some(raw_small),
+            local_small,
+            |s| &s.small_cold,
+        ),
+        row(
+            format!("4. {n} small files, 8 readers, cold"),
+            "MB/s",
+            Some(raw_small_mb),
+            local_small_mb,
+            |s| &s.small_cold_mb,
+        ),
+        row(
+            format!("4. {n} small files, 8 readers, warm"),
+            "files/s",
+            None,
+            local_small,
+            |s| &s.small_warm,
+        ),
+        row(
+            format!("4. {n} small files, 8 readers, warm"),
+            "MB/s",
+            None,
+            local_small_mb,
+            |s| &s.small_warm_mb,
+        ),
+        row(
+            format!("5. find + stat, {n}-file tree (first walk)"),
+            "entries/s",
+            None,
+            local_walk,
+            |s| &s.walk,
+        ),
+        one(
+            format!("5. find + stat, {entries}-entry version (tmpfs as local)"),
+            "entries/s",
+            None,
+            tmpfs_walk,
+            wide_walk.clone(),
+        ),
+        lower(one(
+            format!("5. mount to first ls, {entries}-entry version"),
+            "ms",
+            None,
+            None,
+            Figure::Done(first_ls_ms),
+        )),
+        row(
+            "6. random 4 KiB reads of cached data, 4 jobs".into(),
+            "IOPS",
+            None,
+            local_rand,
+            |s| &s.rand,
+        ),
+        one(
+            format!("7. push {size} of fresh data"),
+            "MB/s",
+            Some(raw_put),
+            None,
+            Figure::Done(big_mb / push_secs),
+        ),
+        one(
+            format!("7. re-push unchanged {size}"),
+            "MB/s",
+            Some(raw_put),
+            None,
+            Figure::Done(big_mb / repush_secs),
+        ),
+        lower(one(
+            "7. re-push unchanged: bytes uploaded".into(),
+            "bytes",
+            None,
+            None,
+            Figure::Done(repush_bytes as f64),
+        )),
+        one(
+            format!("7. push {n} small files"),
+            "MB/s",
+            Some(raw_put),
+            None,
+            Figure::Done(small_bytes as f64 / 1e6 / small_push_secs),
+        ),
+        lower(row(
+            "8. daemon peak RSS: sequential cold".into(),
+            "MiB",
+            None,
+            None,
+            |s| &s.rss_cold,
+        )),
+        lower(row(
+            "8. daemon peak RSS: warm, page cache, random".into(),
+            "MiB",
+            None,
+            None,
+            |s| &s.rss_warm,
+        )),
+        lower(row(
+            "8. daemon peak RSS: small files and walk".into(),
+            "MiB",
+            None,
+            None,
+            |s| &s.rss_small,
+        )),
+        lower(one(
+            format!("8. daemon peak RSS per entry, {entries}-entry walk"),
+            "bytes",
+            None,
+            None,
+            per_entry.map_or(Figure::Failed("no daemon found".into()), Figure::Done),
+        )),
+    ];
+
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let v = |f: &Option<Figure>| f.as_ref().and_then(Figure::value);
+    let vs = |i: usize, f: fn(&Scores) -> &Option<Figure>| v(f(&scores[i]));
+    let targets = [
+        Target {
+            what: "cold sequential ≥ 0.90 × raw GET",
+            measured: ratio(v(&ds.cold), Some(raw_seq)),
+            at_least: Some(0.9),
+            at_most: None,
+        },
+        Target {
+            what: "cold sequential ≥ 2 × s3fs",
+            measured: ratio(v(&ds.cold), vs(1, |s| &s.cold)),
+            at_least: Some(2.0),
+            at_most: None,
+        },
+        Target {
+            what: "warm ≥ 0.85 × local disk",
+            measured: ratio(v(&ds.warm), local_cold),
+            at_least: Some(0.85),
+            at_most: None,
+        },
+        Target {
+            what: "page-cache re-read ≥ 0.95 × local",
+            measured: ratio(v(&ds.page), local_page),
+            at_least: Some(0.95),
+            at_most: None,
+        },
+        Target {
+            what: "small files cold ≥ 5 × s3fs (files/s)",
+            measured: ratio(v(&ds.small_cold), vs(1, |s| &s.small_cold)),
+            at_least: Some(5.0),
+            at_most: None,
+        },
+        Target {
+            what: "small files cold ≥ 3 × rclone (files/s)",
+            measured: ratio(v(&ds.small_cold), vs(2, |s| &s.small_cold)),
+            at_least: Some(3.0),
+            at_most: None,
+        },
+        Target {
+            what: "1M-entry walk time ≤ 2 × tmpfs",
+            measured: ratio(tmpfs_walk, wide_walk.value()),
+            at_least: None,
+            at_most: Some(2.0),
+        },
+        Target {
+            what: "first ls < 1000 ms",
+            measured: Some(first_ls_ms),
+            at_least: None,
+            at_most: Some(1000.0),
+        },
+        Target {
+            what: "RSS ≤ 200 bytes per entry (walk only: no prefetch memory in use)",
+            measured: per_entry,
+            at_least: None,
+            at_most: Some(200.0),
+        },
+    ];
+
+    let command = if quick {
+        "bench/run --quick"
+    } else {
+        "bench/run"
+    };
+    let mut body = format!(
+        "`{command}` (as root), {}; {:.0} s in all.\n\nMachine: {}.\n\n",
+        Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d %H:%M UTC")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default(),
+        started.elapsed().as_secs_f64(),
+        report::machine(w),
+    );
+    body.push_str(&report::markdown(&rows, &targets, plan.limit.as_secs()));
+    println!("\n{body}");
+    let out = if quick {
+        root.join("target/bench-quick")
+    } else {
+        root.join("bench")
+    };
+    std::fs::create_dir_all(&out).unwrap();
+    report::write_results(&out.join("RESULTS.md"), &body).unwrap();
+    let json = serde_json::to_string_pretty(&report::json(&rows)).unwrap();
+    std::fs::write(out.join("results.json"), json).unwrap();
+    eprintln!("==> written to {}", out.join("RESULTS.md").display());
+}

@@ -1,0 +1,196 @@
+//! The three ways of reading the data under test, mounted and unmounted the same way:
+//! datastore (a pushed version), s3fs and rclone mount (the same files as plain objects).
+
+use crate::setup::Owned;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    Datastore,
+    S3fs,
+    Rclone,
+}
+
+impl System {
+    pub const ALL: [System; 3] = [System::Datastore, System::S3fs, System::Rclone];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Datastore => "datastore",
+            System::S3fs => "s3fs",
+            System::Rclone => "rclone",
+        }
+    }
+}
+
+/// What every mount of the run needs to know.
+pub struct Setup {
+    pub bin: PathBuf,
+    /// datastore's store URL.
+    pub store: String,
+    /// The S3 endpoint, and the bucket of plain objects that s3fs and rclone mount.
+    pub endpoint: String,
+    pub bucket: String,
+    pub work: PathBuf,
+}
+
+/// A live mount of one system; unmounted, and its daemon ended, when dropped.
+pub struct Mount {
+    pub system: System,
+    pub point: PathBuf,
+    bin: PathBuf,
+    child: Option<Owned>,
+}
+
+impl Mount {
+    /// Mounts `dataset` (datastore) or the plain bucket (the others) with its disk cache in
+    /// `cache`, which survives the mount.
+    pub fn new(s: &Setup, system: System, dataset: &str, cache: &Path) -> Result<Mount, String> {
+        let point = s.work.join(format!("mnt-{}-{dataset}", system.name()));
+        std::fs::create_dir_all(&point).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(cache).map_err(|e| e.to_string())?;
+        let mut m = Mount {
+            system,
+            point: point.clone(),
+            bin: s.bin.clone(),
+            child: None,
+        };
+        match system {
+            System::Datastore => {
+                let out = Command::new(&s.bin)
+                    .args(["--store", &s.store, "mount", dataset])
+                    .arg(&point)
+                    .arg("--cache-dir")
+                    .arg(cache)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+                }
+            }
+            System::S3fs => {
+                let passwd = s.work.join("s3fs.passwd");
+                std::fs::write(&passwd, "bench:benchbench\n").map_err(|e| e.to_string())?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| e.to_string())?;
+                // retries=1: s3s-fs answers a HEAD of a key that is a directory on its disk
+                // with 500 (S3 says 404), which s3fs would otherwise retry for minutes.
+                let opts = format!(
+                    "ro,url={},use_path_request_style,passwd_file={},use_cache={},retries=1",
+                    s.endpoint,
+                    passwd.display(),
+                    cache.display()
+                );
+                let ok = Command::new("s3fs")
+                    .arg(&s.bucket)
+                    .arg(&point)
+                    .args(["-o", &opts])
+                    .status()
+                    .is_ok_and(|st| st.success());
+                if !ok {
+                    return Err("s3fs failed to mount".into());
+                }
+            }
+            System::Rclone => {
+                let child = Command::new("rclone")
+                    .env_remove("AWS_CA_BUNDLE")
+                    .env("RCLONE_CONFIG_S3_TYPE", "s3")
+                    .env("RCLONE_CONFIG_S3_PROVIDER", "Other")
+                    .env("RCLONE_CONFIG_S3_ENDPOINT", &s.endpoint)
+                    .env("RCLONE_CONFIG_S3_ACCESS_KEY_ID", "bench")
+                    .env("RCLONE_CONFIG_S3_SECRET_ACCESS_KEY", "benchbench")
+                    .arg("mount")
+                    .arg(format!("s3:{}", s.bucket))
+                    .arg(&point)
+                    .args(["--read-only", "--vfs-cache-mode", "full", "--cache-dir"])
+                    .arg(cache)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| e.to_string())?;
+                m.child = Some(Owned(child));
+            }
+        }
+        let start = Instant::now();
+        while !is_mounted(&point) {
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!("{} never mounted", point.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(m)
+    }
+
+    /// The process serving the mount: the one whose arguments name the mount point.
+    pub fn pid(&self) -> Option<u32> {
+        let want = self.point.to_string_lossy();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            cmd.split(|&b| b == 0)
+                .any(|a| String::from_utf8_lossy(a) == want)
+                .then_some(pid)
+        })
+    }
+
+    /// Starts a new peak-memory measurement.
+    pub fn reset_peak(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        }
+    }
+
+    /// The daemon's peak resident memory since [`reset_peak`](Self::reset_peak), in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        self.status_kib("VmHWM:").map(|k| k * 1024)
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = match self.system {
+            System::Datastore => Command::new(&self.bin)
+                .arg("umount")
+                .arg(&self.point)
+                .output(),
+            _ => Command::new("umount").arg(&self.point).output(),
+        }
+        .is_ok_and(|o| o.status.success());
+        if !ok && is_mounted(&self.point) {
+            let _ = Command::new("umount").arg("-l").arg(&self.point).status();
+        }
+        // rclone exits once unmounted; Owned ends it by PID otherwise.
+        if let Some(mut c) = self.child.take() {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if c.0.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+pub fn is_mounted(p: &Path) -> bool {
+    let want = p.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
