@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long past its own time limit a reader may take before it is killed as stalled.
+const GRACE: Duration = Duration::from_secs(10);
+
 /// A measured rate, or what stopped it.
 #[derive(Clone, Debug)]
 pub enum Figure {
@@ -112,8 +115,8 @@ fn fio(file: &Path, args: &[&str], limit: Duration) -> Result<Fio, String> {
     .arg(format!("--runtime={}", limit.as_secs().max(1)))
     .args(["--group_reporting", "--output-format=json"])
     .args(args);
-    let out = run_limited(&mut cmd, limit + Duration::from_secs(30))?
-        .ok_or_else(|| format!("fio did not stop within {} s", limit.as_secs() + 30))?;
+    let out = run_limited(&mut cmd, limit + GRACE)?
+        .ok_or_else(|| format!("fio did not stop within {} s", (limit + GRACE).as_secs()))?;
     let json = out.find('{').map(|i| &out[i..]).unwrap_or("");
     let v: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("fio output: {e}"))?;
@@ -144,10 +147,10 @@ pub fn small_files(
         .arg(&list)
         .arg(readers.to_string())
         .arg(limit.as_secs().to_string());
-    let r = run_limited(&mut cmd, limit + Duration::from_secs(30));
+    let r = run_limited(&mut cmd, limit + GRACE);
     let _ = std::fs::remove_file(&list);
     let parsed = r.and_then(|o| {
-        let o = o.ok_or("the reader did not stop")?;
+        let o = o.ok_or("stalled: a read did not return within the time limit")?;
         let f: Vec<f64> = o
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
