@@ -161,6 +161,16 @@ pub async fn serve(
     let point = req.mountpoint.clone();
     let allow_other = req.allow_other;
     let source = label.clone();
+    // Listening before the mount exists: a SIGTERM that arrives as soon as the mount is
+    // live must unmount, not kill the daemon with the mount left behind.
+    let listeners = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        )
+    };
     let (session, ours) =
         tokio::task::spawn_blocking(move || match kernel::mount(&point, &source, allow_other)? {
             Some(fd) => {
@@ -184,12 +194,7 @@ pub async fn serve(
 
     let point = req.mountpoint.clone();
     let signals = tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = listeners else {
             return;
         };
         tokio::select! {
