@@ -31,7 +31,7 @@ fn cache_bytes(env: &Env) -> u64 {
 
 fn cache_entries(env: &Env) -> Vec<std::path::PathBuf> {
     let mut out = vec![];
-    for fan in std::fs::read_dir(env.cache_dir().join("v1"))
+    for fan in std::fs::read_dir(env.cache_dir().join(datastore::cache::ENTRIES))
         .into_iter()
         .flatten()
         .flatten()
@@ -83,6 +83,64 @@ fn cached_reads_survive_a_store_outage() {
         !stats.contains("hits       0 "),
         "the disk cache served nothing: {stats}"
     );
+}
+
+/// Random reads of cached chunks read only the blocks they need from the cache entry, check
+/// them, and never serve a damaged block: with the store down, an intact block is served and
+/// a damaged one is EIO with the entry named in the log.
+#[test]
+fn random_reads_come_from_checked_blocks_of_the_disk_cache() {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    random_files(&src, 5, 1, 12 << 20);
+    env.push(&src, "ds");
+    let want = std::fs::read(src.join("f000.bin")).unwrap();
+    {
+        let mnt = env.mount("ds", &[]);
+        assert_eq!(std::fs::read(mnt.point.join("f000.bin")).unwrap(), want);
+    }
+    // Damage one byte in the middle of every entry's data.
+    let entries = cache_entries(&env);
+    assert!(entries.len() >= 2, "{entries:?}");
+    for e in &entries {
+        let mut raw = std::fs::read(e).unwrap();
+        let at = raw.len() - 70_000;
+        raw[at] ^= 1;
+        std::fs::write(e, raw).unwrap();
+    }
+    let mnt = env.mount("ds", &["memory=0", "timeout=2"]);
+    // Wait until the daemon has indexed the entries it found on disk.
+    std::thread::sleep(Duration::from_millis(500));
+    moto.signal(libc::SIGSTOP);
+    // O_DIRECT: the kernel passes each read on as it is, with no read-ahead of its own.
+    let f = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(mnt.point.join("f000.bin"))
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    // A block far from the damage, in the first chunk: served, and right.
+    f.read_exact_at(&mut buf, 8192).unwrap();
+    let intact = buf == want[8192..8192 + 4096];
+    // The damaged block of the last chunk: an error, never its bytes.
+    let damaged = f.read_exact_at(&mut buf, want.len() as u64 - 70_000);
+    moto.signal(libc::SIGCONT);
+    assert!(intact, "wrong bytes from an intact block");
+    assert_eq!(damaged.unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert!(mnt.log().contains("damaged"), "{}", mnt.log());
+    // With the store back, the dropped entry is fetched again and read right.
+    let mut tail = vec![0u8; 4096];
+    f.read_exact_at(&mut tail, want.len() as u64 - 70_000)
+        .unwrap();
+    let end = want.len() - 70_000;
+    assert_eq!(tail, want[end..end + 4096]);
+    // Only the damaged chunk was fetched again; the intact block of the (also damaged)
+    // first entry was served without touching the rest of it or the store.
+    let gets: Vec<usize> = blob_keys(&env).iter().map(|b| moto.gets(b)).collect();
+    assert_eq!(gets.iter().filter(|&&n| n > 1).count(), 1, "{gets:?}");
+    assert!(gets.iter().all(|&n| n >= 1), "{gets:?}");
 }
 
 /// A chunk shared by two versions is downloaded once, however many mounts read it, and the
@@ -487,8 +545,11 @@ fn two_daemons_share_one_cache_directory() {
     let blobs = env.objects(&["blobs/"]);
     let entries = cache_entries(&env);
     assert_eq!(entries.len(), blobs.len(), "one cache entry per chunk");
-    // Each entry is the chunk behind a 16-byte header.
-    let stored: u64 = blobs.iter().map(|(_, s)| s + 16).sum();
+    // Each entry is the chunk behind its header of block checksums.
+    let stored: u64 = blobs
+        .iter()
+        .map(|(_, s)| datastore::cache::entry::size_on_disk(*s))
+        .sum();
     assert_eq!(cache_bytes(&env), stored);
     assert_eq!(
         std::fs::read_dir(env.cache_dir().join("tmp"))

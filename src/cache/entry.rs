@@ -1,21 +1,31 @@
-//! One cache entry on disk: a verified chunk behind a small header.
+//! One cache entry on disk: a verified chunk behind a table of block checksums.
 //!
 //! ```text
-//! "DSC1"  u32 CRC-32 of the data  u64 data length  data…
+//! "DSC2"  u32 block size  u64 data length  u32 CRC-32 of the table  u32 zero
+//! u32 CRC-32 of each block of the data …  zeros up to a multiple of 4096 bytes
+//! data …
 //! ```
 //!
 //! The data was checked against its SHA-256 before it was written, and the entry is named by
-//! that hash. Reading checks the length and the CRC (an order of magnitude cheaper than
-//! SHA-256), which catches a truncated file or flipped bits on disk; the caller then drops the
-//! entry and fetches the chunk again. Entries are written to a temporary file and renamed into
-//! place, so a crash leaves either no entry or a whole one.
+//! that hash. Reading checks the CRC of every block it returns (an order of magnitude cheaper
+//! than SHA-256), which catches a truncated file or flipped bits on disk; the caller then drops
+//! the entry and fetches the chunk again. Per-block checksums let a part of an entry be served
+//! and still be checked: a random 4 KiB read costs one 64 KiB block, not the whole chunk.
+//! Entries are written to a temporary file and renamed into place, so a crash leaves either
+//! no entry or a whole one.
 
+use super::buffers::Buffers;
 use bytes::Bytes;
 use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
-const MAGIC: &[u8; 4] = b"DSC1";
-pub const HEADER: usize = 16;
+const MAGIC: &[u8; 4] = b"DSC2";
+/// The unit of checking.
+pub const BLOCK: usize = 64 << 10;
+const FIXED: usize = 24;
 
 /// Why an entry on disk could not be used.
 #[derive(Debug)]
@@ -26,25 +36,141 @@ pub enum Bad {
     Io(std::io::Error),
 }
 
-/// Reads and checks an entry. Blocking.
-pub fn read(path: &Path) -> Result<Bytes, Bad> {
-    let raw = match std::fs::read(path) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Bad::Missing),
-        Err(e) => return Err(Bad::Io(e)),
+impl From<std::io::Error> for Bad {
+    fn from(e: std::io::Error) -> Bad {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Bad::Missing,
+            std::io::ErrorKind::UnexpectedEof => Bad::Damaged("wrong length"),
+            _ => Bad::Io(e),
+        }
+    }
+}
+
+fn blocks(len: u64) -> usize {
+    len.div_ceil(BLOCK as u64) as usize
+}
+
+/// The data starts on a page boundary.
+const ALIGN: usize = 4096;
+
+/// Where the data of an entry of `len` bytes starts.
+fn data_offset(len: u64) -> usize {
+    (FIXED + 4 * blocks(len)).div_ceil(ALIGN) * ALIGN
+}
+
+/// The bytes an entry holding `len` bytes of data takes on disk.
+pub fn size_on_disk(len: u64) -> u64 {
+    data_offset(len) as u64 + len
+}
+
+/// What the header says, once checked against the file's size and the table's own CRC.
+struct Header {
+    len: u64,
+    offset: usize,
+    crcs: Vec<u32>,
+}
+
+impl Header {
+    fn encode(data: &[u8]) -> Vec<u8> {
+        let len = data.len() as u64;
+        let mut h = vec![0u8; data_offset(len)];
+        let table: Vec<u8> = data
+            .chunks(BLOCK)
+            .flat_map(|b| crc32fast::hash(b).to_le_bytes())
+            .collect();
+        h[..4].copy_from_slice(MAGIC);
+        h[4..8].copy_from_slice(&(BLOCK as u32).to_le_bytes());
+        h[8..16].copy_from_slice(&len.to_le_bytes());
+        h[16..20].copy_from_slice(&crc32fast::hash(&table).to_le_bytes());
+        h[FIXED..FIXED + table.len()].copy_from_slice(&table);
+        h
+    }
+
+    /// Parses the header at the start of `raw` (at least its fixed part) of a file of
+    /// `file_size` bytes; `None` if `raw` is too short to hold the table, which is then
+    /// [`Header::needs`] bytes long.
+    fn parse(raw: &[u8], file_size: u64) -> Result<Option<Header>, Bad> {
+        let word = |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+        if raw.len() < FIXED || &raw[..4] != MAGIC {
+            return Err(Bad::Damaged("bad header"));
+        }
+        if word(4) as usize != BLOCK {
+            return Err(Bad::Damaged("unknown block size"));
+        }
+        let len = u64::from_le_bytes(raw[8..16].try_into().unwrap_or_default());
+        // Checked before anything is sized by it: a damaged length must not allocate.
+        if len > file_size || size_on_disk(len) != file_size {
+            return Err(Bad::Damaged("wrong length"));
+        }
+        let n = blocks(len);
+        if raw.len() < FIXED + 4 * n {
+            return Ok(None);
+        }
+        let table = &raw[FIXED..FIXED + 4 * n];
+        if crc32fast::hash(table) != word(16) {
+            return Err(Bad::Damaged("checksum mismatch"));
+        }
+        Ok(Some(Header {
+            len,
+            offset: data_offset(len),
+            crcs: (0..n).map(|i| word(FIXED + 4 * i)).collect(),
+        }))
+    }
+
+    /// Checks the blocks of `data`, which starts at block `first`.
+    fn check(&self, first: usize, data: &[u8]) -> Result<(), Bad> {
+        for (i, b) in data.chunks(BLOCK).enumerate() {
+            if self.crcs.get(first + i) != Some(&crc32fast::hash(b)) {
+                return Err(Bad::Damaged("checksum mismatch"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks a whole entry. Blocking.
+pub fn read(path: &Path, buffers: &Arc<Buffers>) -> Result<Bytes, Bad> {
+    let raw = buffers.read_file(path)?;
+    let h = Header::parse(&raw, raw.len() as u64)?.ok_or(Bad::Damaged("bad header"))?;
+    let data = raw.slice(h.offset..);
+    h.check(0, &data)?;
+    Ok(data)
+}
+
+/// Reads bytes `range` of an entry's data, checking only the blocks they lie in, and the
+/// length of the whole data. Blocking.
+pub fn read_range(path: &Path, range: Range<u64>) -> Result<(Bytes, u64), Bad> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut head = vec![0u8; (ALIGN as u64).min(size) as usize];
+    file.read_exact_at(&mut head, 0)?;
+    let h = match Header::parse(&head, size)? {
+        Some(h) => h,
+        None => {
+            head.resize(
+                data_offset(u64::from_le_bytes(
+                    head[8..16].try_into().unwrap_or_default(),
+                )),
+                0,
+            );
+            file.read_exact_at(&mut head, 0)?;
+            Header::parse(&head, size)?.ok_or(Bad::Damaged("bad header"))?
+        }
     };
-    if raw.len() < HEADER || &raw[..4] != MAGIC {
-        return Err(Bad::Damaged("bad header"));
+    if range.start > range.end || range.end > h.len {
+        return Err(Bad::Damaged("range past the end"));
     }
-    let crc = u32::from_le_bytes(raw[4..8].try_into().unwrap_or_default());
-    let len = u64::from_le_bytes(raw[8..16].try_into().unwrap_or_default());
-    if raw.len() as u64 - HEADER as u64 != len {
-        return Err(Bad::Damaged("wrong length"));
-    }
-    if crc32fast::hash(&raw[HEADER..]) != crc {
-        return Err(Bad::Damaged("checksum mismatch"));
-    }
-    Ok(Bytes::from(raw).slice(HEADER..))
+    let first = range.start as usize / BLOCK;
+    let from = (first * BLOCK) as u64;
+    let to = (range.end.div_ceil(BLOCK as u64) * BLOCK as u64).min(h.len);
+    let mut data = vec![0u8; (to - from) as usize];
+    file.read_exact_at(&mut data, h.offset as u64 + from)?;
+    h.check(first, &data)?;
+    let data = Bytes::from(data);
+    Ok((
+        data.slice((range.start - from) as usize..(range.end - from) as usize),
+        h.len,
+    ))
 }
 
 /// Writes an entry atomically: a temporary file in `tmp_dir` (same filesystem), then a
@@ -53,46 +179,119 @@ pub fn write(tmp_dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<u64> {
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!("{}-", std::process::id()))
         .tempfile_in(tmp_dir)?;
-    let mut header = [0u8; HEADER];
-    header[..4].copy_from_slice(MAGIC);
-    header[4..8].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
-    header[8..16].copy_from_slice(&(data.len() as u64).to_le_bytes());
-    tmp.write_all(&header)?;
+    tmp.write_all(&Header::encode(data))?;
     tmp.write_all(data)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     tmp.persist(path).map_err(|e| e.error)?;
-    Ok((HEADER + data.len()) as u64)
+    Ok(size_on_disk(data.len() as u64))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn read(path: &Path) -> Result<Bytes, Bad> {
+        super::read(path, &Buffers::new(1 << 20))
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
     #[test]
-    fn round_trip_and_damage_is_detected() {
+    fn round_trip_whole_and_in_ranges() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ab/entry");
-        let data = b"some verified chunk".repeat(100);
-        assert_eq!(
-            write(dir.path(), &path, &data).unwrap(),
-            (HEADER + data.len()) as u64
-        );
-        assert_eq!(&read(&path).unwrap()[..], &data[..]);
+        for len in [0, 1, 1000, BLOCK, 3 * BLOCK + 17] {
+            let d = data(len);
+            let size = write(dir.path(), &path, &d).unwrap();
+            assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+            assert_eq!(size, size_on_disk(len as u64));
+            assert_eq!(&read(&path).unwrap()[..], &d[..], "{len}");
+            let l = len as u64;
+            let b = BLOCK as u64;
+            for r in [
+                0..l,
+                0..l.min(1),
+                l / 2..l,
+                l.saturating_sub(1)..l,
+                l.min(b - 1)..l.min(b + 1),
+            ] {
+                let (got, total) = read_range(&path, r.clone()).unwrap();
+                assert_eq!(total, l);
+                assert_eq!(
+                    &got[..],
+                    &d[r.start as usize..r.end as usize],
+                    "{len} {r:?}"
+                );
+            }
+            assert!(matches!(read_range(&path, 0..l + 1), Err(Bad::Damaged(_))));
+        }
+    }
 
+    #[test]
+    fn a_table_larger_than_a_page_is_read_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry");
+        let d = data(1100 * BLOCK);
+        write(dir.path(), &path, &d).unwrap();
+        assert!(data_offset(d.len() as u64) > ALIGN);
+        let r = 1099 * BLOCK as u64 + 5..1100 * BLOCK as u64;
+        assert_eq!(
+            &read_range(&path, r.clone()).unwrap().0[..],
+            &d[r.start as usize..]
+        );
+        assert_eq!(read(&path).unwrap().len(), d.len());
+    }
+
+    #[test]
+    fn damage_is_detected_where_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry");
+        let d = data(3 * BLOCK);
+        write(dir.path(), &path, &d).unwrap();
         let mut raw = std::fs::read(&path).unwrap();
-        raw[HEADER + 7] ^= 1;
+        let at = data_offset(d.len() as u64) + 2 * BLOCK + 7;
+        raw[at] ^= 1;
         std::fs::write(&path, &raw).unwrap();
-        assert!(matches!(
-            read(&path),
-            Err(Bad::Damaged("checksum mismatch"))
-        ));
+        fn mismatch<T>(r: Result<T, Bad>) -> bool {
+            matches!(r, Err(Bad::Damaged("checksum mismatch")))
+        }
+        assert!(mismatch(read(&path)));
+        assert!(mismatch(read_range(
+            &path,
+            2 * BLOCK as u64..2 * BLOCK as u64 + 10
+        )));
+        // Undamaged blocks of the entry are still served, checked.
+        let (ok, _) = read_range(&path, 0..BLOCK as u64 + 10).unwrap();
+        assert_eq!(&ok[..], &d[..BLOCK + 10]);
+        // A damaged table is caught before any block is trusted.
+        raw[at] ^= 1;
+        raw[FIXED + 1] ^= 1;
+        std::fs::write(&path, &raw).unwrap();
+        assert!(mismatch(read(&path)));
+        assert!(mismatch(read_range(&path, 0..1)));
+
         std::fs::write(&path, &raw[..raw.len() - 1]).unwrap();
         assert!(matches!(read(&path), Err(Bad::Damaged("wrong length"))));
+        assert!(matches!(
+            read_range(&path, 0..1),
+            Err(Bad::Damaged("wrong length"))
+        ));
+        // A length field far past the file is refused before anything is sized by it.
+        raw[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&path, &raw).unwrap();
+        assert!(matches!(
+            read_range(&path, 0..1),
+            Err(Bad::Damaged("wrong length"))
+        ));
         std::fs::write(&path, b"xx").unwrap();
         assert!(matches!(read(&path), Err(Bad::Damaged(_))));
+        assert!(matches!(read_range(&path, 0..1), Err(Bad::Damaged(_))));
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(read(&path), Err(Bad::Missing)));
+        assert!(matches!(read_range(&path, 0..1), Err(Bad::Missing)));
     }
 }

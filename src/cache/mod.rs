@@ -11,9 +11,10 @@
 //! background when a daemon starts, so mounting never waits for it; recency survives restarts
 //! through file modification times, refreshed on use at most every few minutes.
 //!
-//! Layout: `DIR/v1/ab/ab12…` entries, `DIR/tmp/` temporary files, `DIR/stats/PID.json`
+//! Layout: `DIR/v2/ab/ab12…` entries, `DIR/tmp/` temporary files, `DIR/stats/PID.json`
 //! counters of each daemon (read by `datastore cache stats`).
 
+pub mod buffers;
 pub mod entry;
 pub mod stats;
 
@@ -23,6 +24,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+/// The directory of entries, named after the entry format ([`entry`]) it holds.
+pub const ENTRIES: &str = "v2";
+
+/// Bytes of read buffers kept for reuse once their chunks are dropped (see [`buffers`]).
+const IDLE_BUFFERS: usize = 16 << 20;
 
 /// After an eviction the cache holds at most this share of its quota.
 const LOW_WATERMARK: f64 = 0.9;
@@ -94,6 +101,7 @@ pub struct DiskCache {
     quota: u64,
     index: Mutex<Index>,
     scanned: AtomicBool,
+    buffers: Arc<buffers::Buffers>,
     pub stats: stats::Counters,
 }
 
@@ -101,7 +109,7 @@ impl DiskCache {
     /// Opens (creating) a cache directory and starts rebuilding its index in the background.
     pub fn open(dir: &Path, size: CacheSize) -> Result<Arc<DiskCache>, CacheError> {
         let err = |e| CacheError::Dir(dir.to_path_buf(), e);
-        let entries = dir.join("v1");
+        let entries = dir.join(ENTRIES);
         let tmp = dir.join("tmp");
         for d in [&entries, &tmp, &dir.join("stats")] {
             std::fs::create_dir_all(d).map_err(err)?;
@@ -120,6 +128,7 @@ impl DiskCache {
                 bytes: 0,
             }),
             scanned: AtomicBool::new(false),
+            buffers: buffers::Buffers::new(IDLE_BUFFERS),
             stats: stats::Counters::default(),
         });
         remove_stale_temporaries(&cache.tmp);
@@ -172,8 +181,31 @@ impl DiskCache {
     /// The verified bytes of `h`, if cached and undamaged. Blocking.
     pub fn get(&self, h: &Sha256) -> Option<Bytes> {
         let path = self.path(h);
-        match entry::read(&path) {
-            Ok(data) => {
+        let read = entry::read(&path, &self.buffers).map(|data| {
+            let len = data.len() as u64;
+            (data, len)
+        });
+        self.served(h, &path, read)
+    }
+
+    /// Bytes `range` of the cached chunk `h`, checked block by block, if cached and undamaged
+    /// there: a small read of a large chunk reads a little of the entry, not all of it.
+    /// Blocking.
+    pub fn get_range(&self, h: &Sha256, range: std::ops::Range<u64>) -> Option<Bytes> {
+        let path = self.path(h);
+        self.served(h, &path, entry::read_range(&path, range))
+    }
+
+    /// Counts a read of entry `h` (the bytes served and the length of its data), refreshes its
+    /// recency, and drops it if damaged.
+    fn served(
+        &self,
+        h: &Sha256,
+        path: &Path,
+        read: Result<(Bytes, u64), entry::Bad>,
+    ) -> Option<Bytes> {
+        match read {
+            Ok((data, len)) => {
                 self.stats.hit(data.len() as u64);
                 let now = SystemTime::now();
                 let mut idx = self.lock();
@@ -181,7 +213,7 @@ impl DiskCache {
                     Some(&(_, t)) => t,
                     None => {
                         // Written by another daemon sharing the directory: learn it.
-                        let size = (entry::HEADER + data.len()) as u64;
+                        let size = entry::size_on_disk(len);
                         idx.bytes += size;
                         idx.lru.put(*h, (size, SystemTime::UNIX_EPOCH));
                         SystemTime::UNIX_EPOCH
@@ -194,7 +226,7 @@ impl DiskCache {
                     drop(idx);
                     let _ = std::fs::File::options()
                         .append(true)
-                        .open(&path)
+                        .open(path)
                         .and_then(|f| f.set_modified(now));
                 }
                 Some(data)
@@ -224,7 +256,7 @@ impl DiskCache {
     /// Stores verified bytes under their hash, then evicts if over quota. Blocking. A failure
     /// (disk full, permissions) is logged and otherwise ignored: the cache is an optimisation.
     pub fn put(&self, h: &Sha256, data: &[u8]) {
-        if self.quota == 0 || (entry::HEADER + data.len()) as u64 > self.quota {
+        if self.quota == 0 || entry::size_on_disk(data.len() as u64) > self.quota {
             return;
         }
         if self.lock().lru.contains(h) {
@@ -295,6 +327,8 @@ impl DiskCache {
     /// used since this daemon started), then enforces the quota.
     fn scan(&self) {
         let started = std::time::Instant::now();
+        // Entries of the first format (before per-block checksums) are never read again.
+        let _ = std::fs::remove_dir_all(self.dir.join("v1"));
         let mut found: Vec<(SystemTime, Sha256, u64)> = entry_files(&self.dir)
             .unwrap_or_default()
             .into_iter()
@@ -358,7 +392,7 @@ impl DiskCache {
 /// listed, evicted by another daemon, are left out).
 fn entry_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
     let mut out = Vec::new();
-    for fan in std::fs::read_dir(dir.join("v1"))?.flatten() {
+    for fan in std::fs::read_dir(dir.join(ENTRIES))?.flatten() {
         for e in std::fs::read_dir(fan.path())?.flatten() {
             if let Ok(m) = e.metadata() {
                 out.push((e.path(), m));
@@ -380,6 +414,18 @@ fn filesystem_size(dir: &Path) -> std::io::Result<u64> {
     Ok(st.f_blocks as u64 * st.f_frsize as u64)
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (a killed daemon nobody has
+/// reaped yet still has a /proc entry).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None)
+    })
+}
+
 /// Removes temporary files left by daemons that died while writing (their PID is in the name).
 fn remove_stale_temporaries(tmp: &Path) {
     for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
@@ -388,7 +434,7 @@ fn remove_stale_temporaries(tmp: &Path) {
             .to_str()
             .and_then(|n| n.split('-').next())
             .and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        let alive = pid.is_some_and(process_alive);
         if !alive {
             let _ = std::fs::remove_file(e.path());
         }

@@ -35,13 +35,14 @@ fn entries_survive_a_restart_and_damage_is_dropped() {
 
     let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 20)).unwrap();
     wait_scanned(&c);
-    assert_eq!(c.bytes(), (entry::HEADER + 1000) as u64);
+    assert_eq!(c.bytes(), entry::size_on_disk(1000));
     assert_eq!(&c.get(&h).unwrap()[..], &data[..]);
 
     // Flip a byte on disk: the entry is dropped, not served.
     let path = c.path(&h);
     let mut raw = std::fs::read(&path).unwrap();
-    raw[entry::HEADER + 10] ^= 1;
+    let at = raw.len() - 1000 + 10;
+    raw[at] ^= 1;
     std::fs::write(&path, raw).unwrap();
     assert!(c.get(&h).is_none());
     assert!(!path.exists());
@@ -52,7 +53,7 @@ fn entries_survive_a_restart_and_damage_is_dropped() {
 #[test]
 fn quota_evicts_least_recently_used_to_the_low_watermark() {
     let dir = tempfile::tempdir().unwrap();
-    let entry_size = (entry::HEADER + 10_000) as u64;
+    let entry_size = entry::size_on_disk(10_000);
     let c = DiskCache::open(dir.path(), CacheSize::Bytes(entry_size * 10)).unwrap();
     wait_scanned(&c);
     let chunks: Vec<_> = (0..30).map(|i| chunk(i, 10_000)).collect();

@@ -60,7 +60,7 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
             println!("damaged    {} (dropped and fetched again)", s.damaged);
         }
         Action::Clear => {
-            if !dir.join("v1").is_dir() {
+            if !dir.join(crate::cache::ENTRIES).is_dir() {
                 println!("{}: no cache here", dir.display());
                 return Ok(ExitCode::SUCCESS);
             }

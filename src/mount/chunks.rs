@@ -13,6 +13,7 @@ use crate::store::Store;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -56,12 +57,14 @@ impl ChunkReader {
     }
 
     /// Bytes `offset..offset + size` of file entry `file` (fewer at the end of the file).
+    /// `sequential` says the reader goes on from here, so whole chunks are worth loading.
     pub async fn read(
         &self,
         m: &Manifest,
         file: usize,
         offset: u64,
         size: u32,
+        sequential: bool,
     ) -> Result<Bytes, ContentError> {
         let EntryKind::File {
             size: file_size,
@@ -81,22 +84,50 @@ impl ChunkReader {
             .iter()
             .take_while(|c| c.file_offset < end)
             .collect();
-        let fetched =
-            futures::future::try_join_all(needed.iter().map(|c| self.chunk(content::locate(m, c))))
-                .await?;
-        // One chunk (the usual case) is served without copying.
-        if let ([c], [data]) = (needed.as_slice(), fetched.as_slice()) {
-            let from = (offset - c.file_offset) as usize;
-            let to = (end - c.file_offset) as usize;
-            return Ok(data.slice(from..to));
-        }
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
-        for (c, data) in needed.iter().zip(&fetched) {
+        let mut parts = futures::future::try_join_all(needed.iter().map(|c| {
             let from = offset.max(c.file_offset) - c.file_offset;
             let to = end.min(c.file_offset + c.len as u64) - c.file_offset;
-            out.extend_from_slice(&data[from as usize..to as usize]);
+            self.part(content::locate(m, c), from..to, sequential)
+        }))
+        .await?;
+        // One chunk (the usual case) is served without copying.
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_default());
+        }
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for p in &parts {
+            out.extend_from_slice(p);
         }
         Ok(out.freeze())
+    }
+
+    /// Bytes `range` of a chunk. For a random read, a part of a chunk that is neither in
+    /// memory nor on its way there is read from the disk cache alone, checked block by
+    /// block, so it costs a block of the cache entry, not the whole chunk; everything else
+    /// goes through [`chunk`](Self::chunk).
+    async fn part(
+        &self,
+        at: Located,
+        range: Range<u64>,
+        sequential: bool,
+    ) -> Result<Bytes, ContentError> {
+        let partial = !sequential && range.end - range.start < at.len as u64;
+        if let Some(disk) = self
+            .disk
+            .as_ref()
+            .filter(|d| partial && d.contains(&at.hash))
+        {
+            if !self.in_memory(&at.hash) {
+                let (disk, hash, r) = (disk.clone(), at.hash, range.clone());
+                if let Ok(Some(data)) =
+                    tokio::task::spawn_blocking(move || disk.get_range(&hash, r)).await
+                {
+                    return Ok(data);
+                }
+            }
+        }
+        let data = self.chunk(at).await?;
+        Ok(data.slice(range.start as usize..range.end as usize))
     }
 
     /// One verified chunk: from memory, from a fetch already under way, or from the disk
@@ -324,7 +355,7 @@ mod tests {
             (123, 0),
         ];
         for (off, len) in cases {
-            let got = r.read(&m, 1, off, len).await.unwrap();
+            let got = r.read(&m, 1, off, len, true).await.unwrap();
             let end = (off as usize + len as usize).min(data.len());
             let want = data.get(off as usize..end).unwrap_or(&[]);
             assert_eq!(&got[..], want, "read({off}, {len})");
@@ -340,8 +371,31 @@ mod tests {
         let key = keys::blob(&m.chunks[1].hash);
         store.put(&key, Bytes::from(vec![8u8; 2500])).await.unwrap();
         let r = ChunkReader::new(store, 1 << 20, None, 1 << 20);
-        assert_eq!(r.read(&m, 1, 0, 100).await.unwrap().len(), 100);
-        let e = r.read(&m, 1, 2000, 1000).await.unwrap_err();
+        assert_eq!(r.read(&m, 1, 0, 100, true).await.unwrap().len(), 100);
+        let e = r.read(&m, 1, 2000, 1000, true).await.unwrap_err();
         assert!(matches!(e, ContentError::Corrupt { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn random_reads_of_a_cached_chunk_read_only_the_blocks_they_need() {
+        let store = Store::open("memory://", &Default::default()).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 253) as u8).collect();
+        let m = chunked_file(&store, &data, &[0]).await;
+        let hash = m.chunks[0].hash;
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskCache::open(dir.path(), crate::cache::CacheSize::Bytes(1 << 30)).unwrap();
+        disk.put(&hash, &data);
+        // Only the disk cache can answer now.
+        store.delete(&keys::blob(&hash)).await.unwrap();
+        let r = ChunkReader::new(store, 1 << 20, Some(disk.clone()), 1 << 20);
+        let got = r.read(&m, 1, 70_000, 4096, false).await.unwrap();
+        assert_eq!(&got[..], &data[70_000..74_096]);
+        assert!(!r.in_memory(&hash), "a random read loads no whole chunk");
+        assert_eq!(disk.stats.snapshot().hit_bytes, 4096);
+        // A sequential read does: the reads after it are served from memory.
+        let got = r.read(&m, 1, 0, 4096, true).await.unwrap();
+        assert_eq!(&got[..], &data[..4096]);
+        assert!(r.in_memory(&hash));
+        assert_eq!(disk.stats.snapshot().hit_bytes, 4096 + data.len() as u64);
     }
 }

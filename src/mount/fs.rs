@@ -145,33 +145,30 @@ impl DatastoreFs {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What to fetch besides this read: a read-ahead range of a file read sequentially, and
-    /// whether this is a small file not yet at hand (whose neighbours are then fetched too).
-    fn plan_prefetch(
-        &self,
-        fh: FileHandle,
-        i: usize,
-        offset: u64,
-        size: u32,
-    ) -> (Option<std::ops::Range<u64>>, bool) {
+    /// How to serve a read and what to fetch besides it.
+    fn plan_read(&self, fh: FileHandle, i: usize, offset: u64, size: u32) -> ReadPlan {
+        let mut plan = ReadPlan::default();
         let EntryKind::File {
             size: file_size,
             chunks,
             ..
         } = self.manifest.entries[i].kind
         else {
-            return (None, false);
+            return plan;
         };
+        let mut ahead = None;
+        if let Some(r) = self.lock_handles().get_mut(&fh.0) {
+            ahead = r.on_read(offset, size, file_size);
+            plan.sequential = r.sequential();
+        }
         if chunks.len == 1 {
             let c = &self.manifest.chunks[chunks.start as usize];
             let small = matches!(c.location, crate::format::Location::Pack { .. });
-            return (None, small && offset == 0 && !self.reader.has(&c.hash));
+            plan.small_miss = small && offset == 0 && !self.reader.has(&c.hash);
+        } else {
+            plan.ahead = ahead;
         }
-        let ahead = self
-            .lock_handles()
-            .get_mut(&fh.0)
-            .and_then(|r| r.on_read(offset, size, file_size));
-        (ahead, false)
+        plan
     }
 
     fn kind(&self, i: usize) -> FileType {
@@ -263,6 +260,17 @@ fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     } else {
         reply.data(value);
     }
+}
+
+/// What [`DatastoreFs::plan_read`] decided for one read.
+#[derive(Default)]
+struct ReadPlan {
+    /// A range to fetch ahead of a file read sequentially.
+    ahead: Option<std::ops::Range<u64>>,
+    /// A small file not yet at hand: its neighbours in the pack are fetched too.
+    small_miss: bool,
+    /// The read continues the last: whole chunks are worth loading.
+    sequential: bool,
 }
 
 impl Filesystem for DatastoreFs {
@@ -365,14 +373,16 @@ impl Filesystem for DatastoreFs {
         let manifest = self.manifest.clone();
         let reader = self.reader.clone();
         let label = self.label.clone();
-        let (ahead, small_miss) = self.plan_prefetch(fh, i, offset, size);
+        let plan = self.plan_read(fh, i, offset, size);
         let prefetcher = self.prefetcher.clone();
         self.rt.spawn(async move {
-            if let Some(range) = ahead {
+            if let Some(range) = plan.ahead {
                 prefetcher.ahead(&manifest, i, range);
             }
-            let result = reader.read(&manifest, i, offset, size).await;
-            if small_miss {
+            let result = reader
+                .read(&manifest, i, offset, size, plan.sequential)
+                .await;
+            if plan.small_miss {
                 prefetcher.neighbours(&manifest, i);
             }
             match result {

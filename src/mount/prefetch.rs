@@ -34,6 +34,11 @@ pub struct Readahead {
 }
 
 impl Readahead {
+    /// Whether the last read continued the one before it.
+    pub fn sequential(&self) -> bool {
+        self.window > 0
+    }
+
     /// Records a read and returns the byte range to fetch ahead of it, if any.
     pub fn on_read(&mut self, offset: u64, size: u32, file_size: u64) -> Option<Range<u64>> {
         let end = (offset + size as u64).min(file_size);
