@@ -176,7 +176,10 @@ impl Catalog {
 
     /// Fetches a version's manifest, checks it against the hash in the ref, and decodes it.
     pub async fn manifest(&self, v: &VersionRef) -> Result<Manifest, CatalogError> {
-        let bytes = self.store.get(&keys::manifest(&v.manifest)).await?;
+        let bytes = self
+            .store
+            .get_sized(&keys::manifest(&v.manifest), v.manifest_size)
+            .await?;
         if Sha256::of(&bytes) != v.manifest {
             return Err(CatalogError::ManifestHashMismatch(
                 v.label(),

@@ -206,6 +206,26 @@ impl Store {
         Ok(data)
     }
 
+    /// The whole object, whose size is known beforehand: a large one comes in parallel
+    /// ranged GETs, several times faster than one stream (a million-file manifest is tens of
+    /// MB and stands between `mount` and the first `ls`). `size` may be wrong (it comes from
+    /// the store too): the caller checks what it gets.
+    pub async fn get_sized(&self, key: &str, size: u64) -> Result<Bytes, StoreError> {
+        const PART: u64 = 8 << 20;
+        if size <= PART {
+            return self.get(key).await;
+        }
+        let ranges = (0..size)
+            .step_by(PART as usize)
+            .map(|o| o..(o + PART).min(size));
+        let parts = futures::future::try_join_all(ranges.map(|r| self.get_range(key, r))).await?;
+        let mut out = bytes::BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+        for p in parts {
+            out.extend_from_slice(&p);
+        }
+        Ok(out.freeze())
+    }
+
     /// A byte range of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         let path = self.path(key);
