@@ -114,7 +114,10 @@ pub fn markdown(rows: &[Row], targets: &[Target], limit_secs: u64) -> String {
         );
         for (sys, f) in System::ALL.iter().zip(&r.systems) {
             if let Some(Figure::Failed(e)) = f {
-                failures.push(format!("{} / {}: {e}", r.workload, sys.name()));
+                let line = format!("{} / {}: {e}", r.workload, sys.name());
+                if !failures.contains(&line) {
+                    failures.push(line);
+                }
             }
         }
     }
