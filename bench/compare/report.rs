@@ -195,7 +195,7 @@ pub fn machine(dir: &Path) -> String {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu.trim(),
         sh("uname -r"),
-        sh("s3fs --version 2>&1 | head -1 | cut -d' ' -f1-6 | sed 's/ (.*//'"),
+        sh("s3fs --version 2>&1 | head -1 | grep -o 'V[0-9.]*' | sed 's/^V/s3fs /'"),
         sh("rclone version 2>&1 | head -1"),
         sh("fio --version"),
     )
