@@ -4,7 +4,8 @@
 //! places in turn: a small in-memory LRU of verified chunks (so the many small kernel reads
 //! inside one multi-MiB chunk cost one lookup), the node's disk cache, and the store (verified
 //! against the chunk's SHA-256, then written to the disk cache). Concurrent requests for the
-//! same chunk are merged into one fetch.
+//! same chunk are merged into one fetch. The one exception is a random read of a chunk that
+//! only the disk cache holds: it reads just the checked blocks it needs from the entry.
 
 use crate::cache::DiskCache;
 use crate::content::{self, ContentError, Located};
@@ -111,19 +112,15 @@ impl ChunkReader {
         range: Range<u64>,
         sequential: bool,
     ) -> Result<Bytes, ContentError> {
-        let partial = !sequential && range.end - range.start < at.len as u64;
-        if let Some(disk) = self
-            .disk
-            .as_ref()
-            .filter(|d| partial && d.contains(&at.hash))
-        {
-            if !self.in_memory(&at.hash) {
-                let (disk, hash, r) = (disk.clone(), at.hash, range.clone());
-                if let Ok(Some(data)) =
-                    tokio::task::spawn_blocking(move || disk.get_range(&hash, r)).await
-                {
-                    return Ok(data);
-                }
+        let random = !sequential && range.end - range.start < at.len as u64;
+        let on_disk_only = |d: &&Arc<DiskCache>| d.contains(&at.hash) && !self.in_memory(&at.hash);
+        if let Some(disk) = self.disk.as_ref().filter(|d| random && on_disk_only(d)) {
+            let (disk, hash, r) = (disk.clone(), at.hash, range.clone());
+            // A damaged block drops the entry; the chunk is then fetched whole below.
+            if let Ok(Some(data)) =
+                tokio::task::spawn_blocking(move || disk.get_range(&hash, r)).await
+            {
+                return Ok(data);
             }
         }
         let data = self.chunk(at).await?;
