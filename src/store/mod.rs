@@ -207,18 +207,25 @@ impl Store {
     }
 
     /// The whole object, whose size is known beforehand: a large one comes in parallel
-    /// ranged GETs, several times faster than one stream (a million-file manifest is tens of
-    /// MB and stands between `mount` and the first `ls`). `size` may be wrong (it comes from
-    /// the store too): the caller checks what it gets.
+    /// ranged GETs, faster than one stream (a million-file manifest is tens of MB and stands
+    /// between `mount` and the first `ls`). `size` comes from the store too and may be wrong:
+    /// the caller checks what it gets, and a size past any sane object is fetched with one
+    /// plain GET rather than split into that many requests.
     pub async fn get_sized(&self, key: &str, size: u64) -> Result<Bytes, StoreError> {
+        use futures::{StreamExt, TryStreamExt};
         const PART: u64 = 8 << 20;
-        if size <= PART {
+        const MOST_PARTS: u64 = 1024;
+        if size <= PART || size > PART * MOST_PARTS {
             return self.get(key).await;
         }
         let ranges = (0..size)
             .step_by(PART as usize)
             .map(|o| o..(o + PART).min(size));
-        let parts = futures::future::try_join_all(ranges.map(|r| self.get_range(key, r))).await?;
+        let parts: Vec<Bytes> = futures::stream::iter(ranges)
+            .map(|r| self.get_range(key, r))
+            .buffered(16)
+            .try_collect()
+            .await?;
         let mut out = bytes::BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
         for p in parts {
             out.extend_from_slice(&p);

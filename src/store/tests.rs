@@ -88,4 +88,9 @@ async fn a_large_object_of_known_size_comes_whole_in_ranges() {
     let short = store.get_sized("big", 9 << 20).await.unwrap();
     assert_eq!(&short[..], &data[..9 << 20]);
     assert!(store.get_sized("big", 30 << 20).await.is_err());
+    // An absurd size is one plain GET, not billions of ranged ones.
+    assert_eq!(
+        store.get_sized("big", u64::MAX).await.unwrap().len(),
+        data.len()
+    );
 }
