@@ -6,7 +6,7 @@
 use datastore::store::Store;
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,41 +33,61 @@ impl Figure {
     }
 }
 
-/// Runs `cmd` to its end or for `limit` at most (then kills it by PID): its stdout, or `None`
-/// when it ran out of time.
-fn run_limited(cmd: &mut Command, limit: Duration) -> Result<Option<String>, String> {
+/// What a child process left: its stdout, and how it ended.
+struct Run {
+    stdout: String,
+    /// `None`: killed at the time limit.
+    status: Option<std::process::ExitStatus>,
+    stderr: String,
+}
+
+impl Run {
+    /// The stdout of a run that finished well, else why not.
+    fn finished(self) -> Result<String, String> {
+        match self.status {
+            None => Err("stalled: a read did not return within the time limit".into()),
+            Some(s) if !s.success() => {
+                Err(format!("{s}: {}", self.stderr.lines().last().unwrap_or("")))
+            }
+            Some(_) => Ok(self.stdout),
+        }
+    }
+}
+
+/// Runs `cmd` to its end or for `limit` at most (then kills it by PID), keeping what it
+/// printed either way.
+fn run_limited(cmd: &mut Command, limit: Duration) -> Result<Run, String> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    let mut out = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
     let start = Instant::now();
-    loop {
+    let status = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let stdout = reader.join().unwrap_or_default();
-            if !status.success() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let line = err.lines().last().unwrap_or("").to_string();
-                return Err(format!("{status}: {line}"));
-            }
-            return Ok(Some(stdout));
+            break Some(status);
         }
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            return Ok(None);
+            break None;
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Run {
+        stdout: stdout.join().unwrap_or_default(),
+        status,
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// One fio job's read figures.
@@ -115,8 +135,7 @@ fn fio(file: &Path, args: &[&str], limit: Duration) -> Result<Fio, String> {
     .arg(format!("--runtime={}", limit.as_secs().max(1)))
     .args(["--group_reporting", "--output-format=json"])
     .args(args);
-    let out = run_limited(&mut cmd, limit + GRACE)?
-        .ok_or_else(|| format!("fio did not stop within {} s", (limit + GRACE).as_secs()))?;
+    let out = run_limited(&mut cmd, limit + GRACE)?.finished()?;
     let json = out.find('{').map(|i| &out[i..]).unwrap_or("");
     let v: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("fio output: {e}"))?;
@@ -149,8 +168,7 @@ pub fn small_files(
         .arg(limit.as_secs().to_string());
     let r = run_limited(&mut cmd, limit + GRACE);
     let _ = std::fs::remove_file(&list);
-    let parsed = r.and_then(|o| {
-        let o = o.ok_or("stalled: a read did not return within the time limit")?;
+    let parsed = r.and_then(Run::finished).and_then(|o| {
         let f: Vec<f64> = o
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
@@ -222,33 +240,17 @@ pub fn small_files_worker(args: &[String]) {
 
 /// `find` with a stat of every entry under `root`: entries/s (and the entries seen).
 pub fn walk(root: &Path, expected: u64, limit: Duration) -> (Figure, u64) {
-    let mut child = match Command::new("find")
-        .arg(root)
-        .args(["-printf", "%s %m\n"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return (Figure::Failed(e.to_string()), 0),
-    };
-    let out = child.stdout.take().expect("piped");
+    let mut cmd = Command::new("find");
+    cmd.arg(root).args(["-printf", "%s %m\n"]);
     let start = Instant::now();
-    let counter = std::thread::spawn(move || std::io::BufReader::new(out).lines().count() as u64);
-    let mut timed_out = false;
-    while child.try_wait().ok().flatten().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            timed_out = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.wait();
+    let run = match run_limited(&mut cmd, limit) {
+        Ok(r) => r,
+        Err(e) => return (Figure::Failed(e), 0),
+    };
     let secs = start.elapsed().as_secs_f64();
-    let n = counter.join().unwrap_or(0);
+    let n = run.stdout.lines().count() as u64;
     let rate = n as f64 / secs;
-    if timed_out || n < expected {
+    if run.status.is_none() || n < expected {
         (Figure::Partial(rate), n)
     } else {
         (Figure::Done(rate), n)
