@@ -18,10 +18,6 @@ fn get(env: &Env, target: &str, dest: &Path) {
     env.ok([OsStr::new("get"), OsStr::new(target), dest.as_os_str()]);
 }
 
-fn versions(env: &Env, name: &str) -> usize {
-    env.ok(["log", name]).lines().count() - 1
-}
-
 #[test]
 fn re_push_of_an_unchanged_tree_uploads_nothing() {
     for env in Env::both() {
@@ -35,7 +31,7 @@ fn re_push_of_an_unchanged_tree_uploads_nothing() {
         assert_eq!(again["unchanged"], true, "{again}");
         assert_eq!(again["uploaded_bytes"], 0, "{again}");
         assert_eq!(again["version"], "ds@v1");
-        assert_eq!(versions(&env, "ds"), 1);
+        assert_eq!(env.versions("ds"), 1);
         assert_eq!(env.objects(&["blobs/", "packs/", "manifests/"]), objects);
 
         // The same content under another name shares every content object.

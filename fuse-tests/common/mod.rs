@@ -8,6 +8,8 @@
 #![allow(dead_code)]
 
 pub mod mount;
+pub mod proxy;
+pub mod report;
 pub mod tree;
 
 use datastore::store::{Store, StoreOptions};
@@ -54,10 +56,7 @@ pub struct Output {
 
 impl Env {
     pub fn new(kind: Kind) -> Env {
-        let scratch = tempfile::Builder::new()
-            .prefix("datastore-test-")
-            .tempdir()
-            .expect("create a scratch directory");
+        let scratch = scratch();
         let mut vars = vec![];
         let url = match kind {
             Kind::Local => scratch.path().join("store").display().to_string(),
@@ -79,6 +78,28 @@ impl Env {
     /// Both backends, for tests that must hold on each.
     pub fn both() -> [Env; 2] {
         [Env::new(Kind::Local), Env::new(Kind::S3)]
+    }
+
+    /// The same S3 store reached through another port of 127.0.0.1 (a fault-injecting proxy),
+    /// with a scratch directory (and so a cache) of its own.
+    pub fn via(&self, port: u16) -> Env {
+        assert_eq!(
+            self.kind,
+            Kind::S3,
+            "only an S3 store is reached over the network"
+        );
+        Env {
+            kind: Kind::S3,
+            url: self.url.clone(),
+            scratch: scratch(),
+            vars: s3_vars(port),
+        }
+    }
+
+    /// Sets (or replaces) an environment variable of every command this test runs.
+    pub fn set_var(&mut self, key: &str, value: &str) {
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.push((key.into(), value.into()));
     }
 
     /// This test's own disk cache, so tests never share cached content.
@@ -190,6 +211,20 @@ impl Env {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("push --json: {e}: {out}"))
     }
 
+    /// How many versions `dataset` has (0 when it does not exist).
+    pub fn versions(&self, dataset: &str) -> usize {
+        let out = self.run(["log", dataset]);
+        if !out.status.success() {
+            assert!(
+                out.stderr.contains("not found"),
+                "log {dataset}: {}",
+                out.stderr
+            );
+            return 0;
+        }
+        out.stdout.lines().count() - 1
+    }
+
     /// A handle on the same store through the library, for inspecting and damaging objects.
     pub fn store(&self) -> Store {
         for (k, v) in &self.vars {
@@ -231,6 +266,13 @@ impl Env {
         let store = self.store();
         block_on(store.get(key)).expect("get object").to_vec()
     }
+}
+
+fn scratch() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("datastore-test-")
+        .tempdir()
+        .expect("create a scratch directory")
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -382,10 +424,7 @@ impl Moto {
 
     /// An environment whose S3 store is on this server.
     pub fn env(&self) -> Env {
-        let scratch = tempfile::Builder::new()
-            .prefix("datastore-test-")
-            .tempdir()
-            .expect("create a scratch directory");
+        let scratch = scratch();
         let bucket = new_bucket(self.port);
         Env {
             kind: Kind::S3,

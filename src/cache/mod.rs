@@ -103,7 +103,13 @@ pub struct DiskCache {
     scanned: AtomicBool,
     buffers: Arc<buffers::Buffers>,
     pub stats: stats::Counters,
+    /// When a failed write was last logged: a full disk fails every write, and one line a
+    /// minute says so as well as thousands would.
+    write_warned: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a persisting cache write failure is logged again.
+const WRITE_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl DiskCache {
     /// Opens (creating) a cache directory and starts rebuilding its index in the background.
@@ -130,6 +136,7 @@ impl DiskCache {
             scanned: AtomicBool::new(false),
             buffers: buffers::Buffers::new(IDLE_BUFFERS),
             stats: stats::Counters::default(),
+            write_warned: Mutex::new(None),
         });
         remove_stale_temporaries(&cache.tmp);
         let c = cache.clone();
@@ -277,10 +284,16 @@ impl DiskCache {
             }
             Err(e) => {
                 self.stats.write_failed();
-                tracing::warn!(
-                    "cannot write to the disk cache in {}: {e}",
-                    self.dir.display()
-                );
+                let mut last = self.write_warned.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|t| t.elapsed() >= WRITE_WARNING_EVERY) {
+                    *last = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        "cannot write to the disk cache in {}: {e}; reads go on from the store \
+                         (failed writes so far: {}; free space there or lower cache_size)",
+                        self.dir.display(),
+                        self.stats.snapshot().write_failures
+                    );
+                }
             }
         }
     }

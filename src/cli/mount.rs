@@ -45,8 +45,9 @@ pub struct Args {
     #[arg(long)]
     pub allow_other: bool,
     /// Disk cache directory, shared by every mount on the node [default: /var/cache/datastore
-    /// for root, else the user's cache dir] (same as -o cache_dir=DIR).
-    #[arg(long, env = "DATASTORE_CACHE_DIR", value_name = "DIR")]
+    /// for root, else the user's cache dir] (same as -o cache_dir=DIR, which, being on the
+    /// command line too, beats $DATASTORE_CACHE_DIR).
+    #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Disk cache size: bytes (200G) or a share of its filesystem (80%); 0 disables the cache
     /// [default: 25%] (same as -o cache_size=SIZE).
@@ -144,10 +145,14 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             .unwrap_or_else(default_prefetch_budget),
         trace: a.record_trace,
         metrics_addr: a.metrics_addr,
-        cache: Some(ctx.config.cache(
-            a.cache_dir.or(opts.cache_dir),
-            a.cache_size.or(opts.cache_size),
-        )?),
+        cache: Some(
+            ctx.config.cache(
+                a.cache_dir
+                    .or(opts.cache_dir)
+                    .or_else(|| std::env::var_os("DATASTORE_CACHE_DIR").map(PathBuf::from)),
+                a.cache_size.or(opts.cache_size),
+            )?,
+        ),
     };
     match serve(&ctx.catalog, req, &mut notify).await {
         Ok(()) => Ok(ExitCode::SUCCESS),

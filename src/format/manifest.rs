@@ -235,14 +235,38 @@ impl Manifest {
         if root.parent != 0 || root.name.len != 0 || !matches!(root.kind, EntryKind::Dir { .. }) {
             return Err(corrupt("entry 0 is not the root directory"));
         }
+        // Each entry's own fields first, so that the tree checks below only ever compare names
+        // already known to be short: comparing unchecked spans of a huge string table would
+        // cost the length of the table per comparison.
         for (i, e) in self.entries.iter().enumerate() {
             self.check_span(e.name)?;
             if e.mode & !0o7777 != 0 {
                 return Err(corrupt(format!("entry {i} has mode bits outside 0o7777")));
             }
+            // Readers turn mtimes into system times, where a carry out of the nanoseconds can
+            // overflow (a panic) at the edge of the range; no clock produces such a value.
+            if e.mtime.nanos >= 1_000_000_000 {
+                return Err(corrupt(format!(
+                    "entry {i} has an mtime of {} nanoseconds",
+                    e.mtime.nanos
+                )));
+            }
             if i > 0 {
                 let name = self.string(e.name);
                 check_name(name).map_err(|why| corrupt(format!("entry {i}: {why}")))?;
+            }
+            if let EntryKind::Symlink { target } = &e.kind {
+                self.check_span(*target)?;
+                let t = self.string(*target);
+                if t.is_empty() || t.len() > MAX_TARGET_LEN || t.contains(&0) {
+                    return Err(corrupt(format!("entry {i} has an invalid symlink target")));
+                }
+            }
+        }
+        // One bit per chunk: which chunks a file already owns.
+        let mut owned = vec![0u64; self.chunks.len().div_ceil(64)];
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
                 let p = e.parent as usize;
                 if p >= i {
                     return Err(corrupt(format!("entry {i} comes before its parent")));
@@ -254,15 +278,19 @@ impl Manifest {
             }
             match &e.kind {
                 EntryKind::Dir { children } => self.check_children(i, *children)?,
-                EntryKind::File { size, chunks, .. } => self.check_chunks(i, *size, *chunks)?,
-                EntryKind::Symlink { target } => {
-                    self.check_span(*target)?;
-                    let t = self.string(*target);
-                    if t.is_empty() || t.len() > MAX_TARGET_LEN || t.contains(&0) {
-                        return Err(corrupt(format!("entry {i} has an invalid symlink target")));
-                    }
+                EntryKind::File { size, chunks, .. } => {
+                    self.check_chunks(i, *size, *chunks, &mut owned)?
                 }
+                EntryKind::Symlink { .. } => {}
             }
+        }
+        // Only once the tree is known to be well formed can targets be walked through it.
+        if let Some((i, fault)) = self.escaping_link() {
+            return Err(corrupt(format!(
+                "symlink {} leads outside the dataset ({})",
+                self.link_path(i),
+                fault.why()
+            )));
         }
         Ok(())
     }
@@ -304,13 +332,30 @@ impl Manifest {
         Ok(())
     }
 
-    fn check_chunks(&self, file: usize, size: u64, run: Run) -> Result<(), FormatError> {
+    /// Checks that a file's chunks tile it and that no other file owns any of them (`owned`):
+    /// a chunk shared by two files would make validation cost files × chunks, the sum of file
+    /// sizes overflow, and the encoding ambiguous (a hash left implied by one file would be
+    /// filled in from the other on decode).
+    fn check_chunks(
+        &self,
+        file: usize,
+        size: u64,
+        run: Run,
+        owned: &mut [u64],
+    ) -> Result<(), FormatError> {
         let end = run.start as usize + run.len as usize;
         if end > self.chunks.len() {
             return Err(corrupt(format!("file {file} has chunks out of range")));
         }
         let mut offset = 0u64;
-        for c in &self.chunks[run.range()] {
+        for (k, c) in run.range().zip(&self.chunks[run.range()]) {
+            let (word, bit) = (k / 64, 1u64 << (k % 64));
+            if owned[word] & bit != 0 {
+                return Err(corrupt(format!(
+                    "file {file} shares chunk {k} with another file"
+                )));
+            }
+            owned[word] |= bit;
             if c.file_offset != offset || c.len == 0 {
                 return Err(corrupt(format!(
                     "file {file} has a gap or overlap in its chunks"
@@ -385,6 +430,9 @@ impl Cursor<'_> {
         count.min(left as u64) as usize
     }
 }
+
+mod links;
+pub use links::LinkFault;
 
 #[cfg(test)]
 pub(crate) mod tests;

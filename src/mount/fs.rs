@@ -340,6 +340,19 @@ impl Filesystem for DatastoreFs {
         }
     }
 
+    /// Called on every close(2); nothing is buffered, so nothing to do (left to fuser's
+    /// default it would log a warning per close).
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
     fn release(
         &self,
         _req: &Request,

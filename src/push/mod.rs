@@ -52,6 +52,12 @@ pub enum PushError {
     Vanished(PathBuf),
     #[error("{0}: {1}")]
     BadName(PathBuf, &'static str),
+    #[error("{path} is a symlink to '{target}' that leads outside the pushed tree ({why}); a mount would send readers there: replace the link with what it points to, or remove it")]
+    LinkOutside {
+        path: PathBuf,
+        target: String,
+        why: &'static str,
+    },
     #[error("{0} has more than 4 billion entries; push it as several datasets")]
     TooManyEntries(PathBuf),
     #[error("gc is running on this store ({0}); push again when it has finished")]

@@ -28,7 +28,7 @@ async fn push_repush_and_edit() {
     std::fs::write(root.join("a/b/dup.txt"), b"hello").unwrap();
     std::fs::write(root.join("empty"), b"").unwrap();
     std::fs::write(root.join("big.bin"), random(20 << 20, 1)).unwrap();
-    std::os::unix::fs::symlink("../../etc/passwd", root.join("a/out")).unwrap();
+    std::os::unix::fs::symlink("../small.txt", root.join("a/out")).unwrap();
 
     let c = catalog();
     let first = run(&c, root).await;

@@ -5,7 +5,7 @@
 
 use super::PushError;
 use crate::format::manifest::{check_name, Run, Span, Timestamp};
-use crate::format::{Entry, EntryKind, Sha256};
+use crate::format::{Entry, EntryKind, Manifest, Sha256};
 use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs::Metadata;
@@ -121,7 +121,35 @@ pub fn scan(root: &Path) -> Result<Scanned, PushError> {
         };
         out.entries[dir_idx as usize].kind = EntryKind::Dir { children: run };
     }
+    refuse_links_out(root, &mut out)?;
     Ok(out)
+}
+
+/// Refuses a tree with a symlink that leads outside it (see `format::manifest::links`): once
+/// mounted, the kernel would follow it to whatever the reading node has there.
+fn refuse_links_out(root: &Path, out: &mut Scanned) -> Result<(), PushError> {
+    if out.symlinks == 0 {
+        return Ok(());
+    }
+    // The check walks a manifest; lend it the scanned tree (no chunks are needed).
+    let view = Manifest {
+        entries: std::mem::take(&mut out.entries),
+        strings: std::mem::take(&mut out.strings),
+        ..Manifest::default()
+    };
+    let bad = view.escaping_link().map(|(i, fault)| {
+        let EntryKind::Symlink { target } = view.entries[i].kind else {
+            unreachable!("escaping_link names symlinks only")
+        };
+        PushError::LinkOutside {
+            path: root.join(view.link_path(i)),
+            target: String::from_utf8_lossy(view.string(target)).into_owned(),
+            why: fault.why(),
+        }
+    });
+    out.entries = view.entries;
+    out.strings = view.strings;
+    bad.map_or(Ok(()), Err)
 }
 
 fn scan_one(

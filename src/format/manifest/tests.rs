@@ -11,7 +11,8 @@ pub(crate) fn build(paths: &[&str]) -> Manifest {
     let mut root = Node::default();
     for p in paths {
         let mut n = &mut root;
-        let parts: Vec<&str> = p.trim_end_matches('/').split('/').collect();
+        let path = p.split("->").next().unwrap_or_default();
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         for (i, part) in parts.iter().enumerate() {
             n = n.children.entry(part.as_bytes().to_vec()).or_default();
             if i == parts.len() - 1 && !p.ends_with('/') {
@@ -92,7 +93,7 @@ pub(crate) fn build(paths: &[&str]) -> Manifest {
 
 #[test]
 fn round_trip() {
-    let m = build(&["a/b/c.txt", "a/d.txt", "e/", "link->../a", "z.bin"]);
+    let m = build(&["a/b/c.txt", "a/d.txt", "e/", "e/link->../a", "z.bin"]);
     m.validate().unwrap();
     let bytes = m.encode();
     assert_eq!(Manifest::decode(&bytes).unwrap(), m);
@@ -191,4 +192,92 @@ fn million_entries_decode() {
         bytes.len(),
         took
     );
+}
+
+/// Targets are walked through the tree as the kernel would, links expanded on the way.
+#[test]
+fn symlinks_that_lead_out_of_the_tree_are_refused() {
+    use super::LinkFault::*;
+    let inside = [
+        &["a/b/up->..", "a/b/f"][..],
+        &["a/l->../x/y", "x/y"],
+        &["a/b/up->..", "a/b/l->up/../x", "x"],
+        // Dangling, or through a file: the kernel's walk ends there.
+        &["a/l->../missing/../../..", "a/f"],
+        &["a/l->f/../../..", "a/f"],
+        // A cycle ends in ELOOP, inside.
+        &["a->b", "b->a"],
+        &["d/loop->.."],
+    ];
+    for paths in inside {
+        let m = build(paths);
+        assert_eq!(m.escaping_link(), None, "{paths:?}");
+        m.validate().unwrap();
+    }
+    let outside = [
+        (&["l->/etc/passwd"][..], Absolute),
+        (&["a/l->../../etc"], Escapes),
+        (&["l->.."], Escapes),
+        (&["a/l->./../b/../..", "b/"], Escapes),
+        // `up` is a/, so `up/..` is the root and one more `..` climbs out, although the
+        // target read as text (a/b + up/../..) stays inside.
+        (&["a/b/up->..", "a/b/l->up/../.."], Escapes),
+        (&["a/l->../b/abs", "b/abs->/etc"], Absolute),
+    ];
+    for (paths, fault) in outside {
+        let m = build(paths);
+        assert_eq!(m.escaping_link().map(|(_, f)| f), Some(fault), "{paths:?}");
+        let err = m.validate().unwrap_err().to_string();
+        assert!(err.contains("symlink"), "{err}");
+    }
+}
+
+/// Found by the `manifest` fuzz target: an entry whose mtime has 4,037,292,779 nanoseconds
+/// decoded and validated. Readers build a `SystemTime` from an mtime, and the carry out of the
+/// nanoseconds overflows (a panic) when the seconds are near `i64::MAX`.
+#[test]
+fn mtime_nanoseconds_past_a_second_are_refused() {
+    let crash = hex::decode(concat!(
+        "44534d46010001570000000000000028b52ffd2057b9020001000200c55a7a80e37cc918",
+        "36337b074baa40529e5212ba82ee7172c302491119a20930be955617dac3a89aee7058a1",
+        "cca9ef93617148273b677c694b3bbf87367ef35d000000fbed01fc00e2a7cafceb32a4f0",
+        "000100",
+    ))
+    .unwrap();
+    let err = Manifest::decode(&crash).unwrap_err().to_string();
+    assert!(err.contains("nanoseconds"), "{err}");
+    let mut m = build(&["f"]);
+    m.entries[1].mtime = Timestamp {
+        secs: i64::MAX,
+        nanos: 1_000_000_000,
+    };
+    assert!(m.validate().is_err());
+    m.entries[1].mtime.nanos = 999_999_999;
+    m.validate().unwrap();
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+}
+
+/// Two files naming the same chunk validated, and did not survive a round trip: the hash left
+/// implied by the second file's digest was filled in from the first file's on decode.
+#[test]
+fn files_sharing_chunks_are_refused() {
+    let mut m = build(&["a", "b"]);
+    // `a` now names `b`'s chunk, whose hash is `b`'s digest, not its own.
+    if let EntryKind::File { chunks, .. } = &mut m.entries[1].kind {
+        *chunks = Run { start: 1, len: 1 };
+    }
+    let err = m.validate().unwrap_err().to_string();
+    assert!(err.contains("shares chunk 1"), "{err}");
+    assert!(Manifest::decode(&m.encode()).is_err());
+}
+
+/// Names are compared (sorted, unique) only once each is known to be at most 255 bytes, so a
+/// hostile table of long overlapping names cannot make each comparison cost megabytes.
+#[test]
+fn long_names_are_refused_before_they_are_compared() {
+    let mut m = build(&["a", "b"]);
+    rename(&mut m, 1, &[b'b'; 300]);
+    rename(&mut m, 2, &[b'a'; 300]);
+    let err = m.validate().unwrap_err().to_string();
+    assert!(err.contains("longer than 255"), "{err}");
 }

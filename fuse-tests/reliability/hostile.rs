@@ -1,0 +1,269 @@
+//! Hostile input: manifests that break the tree's rules, symlinks that lead out of the tree,
+//! and credentials that must never be shown.
+
+use crate::common::mount::is_mounted;
+use crate::common::proxy::Proxy;
+use crate::common::{block_on, report, Env, Kind, Moto};
+use datastore::catalog::{Catalog, NewVersion};
+use datastore::format::manifest::{Run, Span, Timestamp};
+use datastore::format::{Entry, EntryKind, Manifest, Sha256};
+use std::ffi::OsStr;
+
+/// Children of the root: a name, and a symlink target (a directory where there is none).
+type Children = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// One child of the root: a directory called `name`, or a symlink to `target`.
+fn one_child(name: &[u8], target: Option<&[u8]>) -> Children {
+    vec![(name.to_vec(), target.map(|t| t.to_vec()))]
+}
+
+/// A manifest whose root holds `children` (directories, or symlinks where a target is given)
+/// in the order given, committed as the next version of `dataset` by hand, bypassing push.
+fn commit_raw(env: &Env, dataset: &str, children: &Children) {
+    let mut m = Manifest::default();
+    let mut span = |s: &[u8]| {
+        let sp = Span {
+            start: m.strings.len() as u32,
+            len: s.len() as u32,
+        };
+        m.strings.extend_from_slice(s);
+        sp
+    };
+    let mut entries = vec![Entry {
+        parent: 0,
+        name: Span::default(),
+        mode: 0o755,
+        mtime: Timestamp::default(),
+        kind: EntryKind::Dir {
+            children: Run {
+                start: 1,
+                len: children.len() as u32,
+            },
+        },
+    }];
+    for (name, target) in children {
+        let name = span(name);
+        let kind = match target {
+            Some(t) => EntryKind::Symlink { target: span(t) },
+            None => EntryKind::Dir {
+                children: Run::default(),
+            },
+        };
+        entries.push(Entry {
+            parent: 0,
+            name,
+            mode: 0o755,
+            mtime: Timestamp::default(),
+            kind,
+        });
+    }
+    m.entries = entries;
+    let bytes = m.encode();
+    let hash = Sha256::of(&bytes);
+    env.put_object(&datastore::store::keys::manifest(&hash), bytes.clone());
+    block_on(Catalog::new(env.store()).commit(
+        dataset,
+        NewVersion {
+            manifest: hash,
+            manifest_size: bytes.len() as u64,
+            parent: None,
+            files: 0,
+            bytes: 0,
+            message: String::new(),
+        },
+    ))
+    .unwrap();
+}
+
+/// Manifests that pass their hash check but break the tree's rules are refused at mount with
+/// the version and the fault named; nothing is mounted.
+#[test]
+fn hostile_manifests_are_refused_at_mount() {
+    let env = Env::new(Kind::Local);
+    let long_name = vec![b'n'; 256];
+    let long_target = vec![b'a'; 4097];
+    let cases: Vec<(&str, Children)> = vec![
+        ("'..'", one_child(b"..", None)),
+        ("'.'", one_child(b".", None)),
+        ("empty name", one_child(b"", None)),
+        ("'/' in a name", one_child(b"a/b", None)),
+        ("NUL in a name", one_child(b"nul\0name", None)),
+        ("256-byte name", one_child(&long_name, None)),
+        (
+            "duplicate names",
+            vec![(b"same".to_vec(), None), (b"same".to_vec(), None)],
+        ),
+        (
+            "unsorted names",
+            vec![(b"b".to_vec(), None), (b"a".to_vec(), None)],
+        ),
+        (
+            "4097-byte symlink target",
+            one_child(b"l", Some(&long_target)),
+        ),
+        ("NUL in a symlink target", one_child(b"l", Some(b"a\0b"))),
+        ("absolute symlink", one_child(b"l", Some(b"/etc/passwd"))),
+        (
+            "symlink climbing out",
+            one_child(b"l", Some(b"../../etc/passwd")),
+        ),
+        (
+            "symlink climbing out through another",
+            // `a/..` reads as the root, but `a` is the root, so `..` climbs out of it.
+            vec![
+                (b"a".to_vec(), Some(b".".to_vec())),
+                (b"l".to_vec(), Some(b"a/..".to_vec())),
+            ],
+        ),
+    ];
+    for (n, (what, children)) in cases.iter().enumerate() {
+        let name = format!("evil{n}");
+        commit_raw(&env, &name, children);
+        let point = env.mount_point(&name);
+        // Unmounts it should the mount wrongly succeed.
+        let _guard = crate::common::mount::Mounted::adopt(&point);
+        let line = env.fails(
+            [OsStr::new("mount"), OsStr::new(&name), point.as_os_str()],
+            "is corrupt",
+        );
+        assert!(line.contains(&format!("{name}@v1")), "{what}: {line}");
+        assert!(!is_mounted(&point), "{what}: mounted");
+    }
+    report::row(
+        "hostile manifest",
+        &cases.iter().map(|c| c.0).collect::<Vec<_>>().join(", "),
+        cases.len() as u64,
+        "each refused at mount with one error naming dataset@version and the fault; nothing mounted",
+    );
+}
+
+/// Symlinks that lead outside the pushed tree are refused at push, before anything is
+/// uploaded; links inside it, loops included, are pushed and behave as on a local disk.
+#[test]
+fn symlinks_out_of_the_tree_are_refused_at_push() {
+    let env = Env::new(Kind::Local);
+    let outside: [(&str, &str); 4] = [
+        ("abs", "/etc/passwd"),
+        ("up", "../secret"),
+        ("d/up2", "../../secret"),
+        ("d/via", "hop/../.."),
+    ];
+    for (i, (link, target)) in outside.iter().enumerate() {
+        let src = env.dir(&format!("src{i}"));
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::write(src.join("d/file"), b"data").unwrap();
+        std::os::unix::fs::symlink("..", src.join("d/hop")).unwrap();
+        std::os::unix::fs::symlink(target, src.join(link)).unwrap();
+        let line = env.fails(
+            [OsStr::new("push"), src.as_os_str(), OsStr::new("ds")],
+            "leads outside",
+        );
+        assert!(line.contains(link) && line.contains(target), "{line}");
+        assert!(env.content_keys().is_empty(), "{link}: content uploaded");
+    }
+    env.fails(["log", "ds"], "not found");
+
+    // Inside: a loop, a link to a directory that links back up, a dangling link.
+    let src = env.dir("inside");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/file"), b"data").unwrap();
+    std::os::unix::fs::symlink("b", src.join("a")).unwrap();
+    std::os::unix::fs::symlink("a", src.join("b")).unwrap();
+    std::os::unix::fs::symlink("..", src.join("d/up")).unwrap();
+    std::os::unix::fs::symlink("missing/../..", src.join("dangling")).unwrap();
+    env.push(&src, "ds");
+    let mnt = env.mount("ds", &[]);
+    let e = std::fs::read(mnt.point.join("a")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+    assert_eq!(
+        std::fs::read(mnt.point.join("d/up/d/up/d/file")).unwrap(),
+        b"data"
+    );
+    let e = std::fs::read(mnt.point.join("dangling")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
+    report::row(
+        "symlinks out of the tree",
+        "absolute, `..` past the root, `..` past the root through another link; loops and dangling links inside",
+        outside.len() as u64 + 3,
+        "outside: push refused naming the link and target, nothing uploaded; inside: pushed, ELOOP / ENOENT / followed within the mount",
+    );
+}
+
+const KEY_ID: &str = "AKIADATASTOREFAKEKEY";
+const SECRET: &str = "dsFakeSecret+NeverShown/0123456789abcdef";
+
+/// Recognisable fake credentials never show in logs (at debug level), errors, the daemon's
+/// log or its metrics, whether the store works or not.
+#[test]
+fn credentials_never_show() {
+    let moto = Moto::start();
+    let direct = moto.env();
+    let proxy = Proxy::start(moto.port, 9);
+    let mut env = direct.via(proxy.port);
+    env.set_var("AWS_ACCESS_KEY_ID", KEY_ID);
+    env.set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    env.set_var("RUST_LOG", "trace");
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(src.join("g"), vec![8u8; 300_000]).unwrap();
+    let mut seen = String::new();
+    let mut run = |args: &[&str]| {
+        let out = env.run(args);
+        seen.push_str(&out.stdout);
+        seen.push_str(&out.stderr);
+        out
+    };
+    assert!(run(&["push", src.to_str().unwrap(), "ds"]).status.success());
+    run(&["ls", "ds"]);
+    run(&["verify", "ds"]);
+    proxy.down();
+    assert!(
+        !run(&["push", src.to_str().unwrap(), "ds2", "--timeout", "2"])
+            .status
+            .success()
+    );
+    assert!(!run(&["ls", "ds", "--timeout", "2"]).status.success());
+    proxy.up();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    {
+        let mnt = env.mount_with("ds", &["timeout=2"], &["--metrics-addr", &addr]);
+        assert_eq!(std::fs::read(mnt.point.join("f")).unwrap().len(), 300_000);
+        proxy.down();
+        assert!(std::fs::read(mnt.point.join("g")).is_err());
+        proxy.up();
+        seen.push_str(&crate::load::http_get(port, "/metrics"));
+        seen.push_str(&mnt.log());
+    }
+    assert!(seen.contains("datastore_"), "no metrics scraped");
+    assert!(
+        seen.len() > 10_000,
+        "too little output to mean anything: {}",
+        seen.len()
+    );
+    for secret in [KEY_ID, SECRET] {
+        assert!(
+            !seen.contains(secret),
+            "{secret} shown:\n{}",
+            context(&seen, secret)
+        );
+    }
+    report::row(
+        "credentials in output",
+        "fake key id and secret; push, ls, verify, mount, reads, metrics scrape, with the store up and down; RUST_LOG=trace",
+        7,
+        &format!("{} KiB of output and metrics searched; neither the key id nor the secret appears", seen.len() >> 10),
+    );
+}
+
+fn context(hay: &str, needle: &str) -> String {
+    hay.lines()
+        .filter(|l| l.contains(needle))
+        .take(5)
+        .collect::<Vec<_>>()
+        .join("\n")
+}

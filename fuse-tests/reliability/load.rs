@@ -1,0 +1,230 @@
+//! Load: many readers for minutes over a dataset larger than the cache, and many mounts of
+//! one cache at once.
+
+use crate::common::{report, tree, Moto};
+use crate::crashes::assert_cache_consistent;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A plain HTTP GET on 127.0.0.1; the response body (empty if nothing answers).
+pub fn http_get(port: u16, path: &str) -> String {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// A `/proc/PID/status` field in bytes (for the kB ones).
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        << 10
+}
+
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
+}
+
+struct Sample {
+    at: Duration,
+    rss: u64,
+    fds: u64,
+    cache: u64,
+}
+
+/// 64 readers, whole files and scattered ranges, over a dataset three times the cache, for
+/// two minutes (ten in the long run): no error, every byte right, RSS and open descriptors
+/// flat after warm-up, the cache within its quota.
+#[test]
+fn sixty_four_readers_over_a_dataset_larger_than_the_cache() {
+    let duration = Duration::from_secs(report::pick(120, 600));
+    let quota: u64 = 48 << 20;
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let mut names = vec![];
+    std::fs::create_dir_all(src.join("big")).unwrap();
+    for i in 0..36 {
+        let name = format!("big/f{i:02}.bin");
+        tree::write_random(&src.join(&name), 4 << 20, &mut rng);
+        names.push(name);
+    }
+    for i in 0..200 {
+        let name = format!("small/{:02}/s{i:03}.bin", i % 10);
+        std::fs::create_dir_all(src.join(&name).parent().unwrap()).unwrap();
+        tree::write_random(&src.join(&name), rng.gen_range(1..100_000), &mut rng);
+        names.push(name);
+    }
+    env.push(&src, "ds");
+    let want: BTreeMap<String, Vec<u8>> = names
+        .iter()
+        .map(|n| (n.clone(), std::fs::read(src.join(n)).unwrap()))
+        .collect();
+    let total: usize = want.values().map(|v| v.len()).sum();
+    assert!(total as u64 > 3 * quota);
+    let mnt = env.mount(
+        "ds",
+        &[&format!("cache_size={quota}"), "memory=16M", "prefetch=64M"],
+    );
+    let pid = mnt.pid().unwrap();
+    let stop = AtomicBool::new(false);
+    let (reads, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut samples = vec![];
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..64u64 {
+            let (mnt, want, names, stop, reads, bytes) =
+                (&mnt, &want, &names, &stop, &reads, &bytes);
+            s.spawn(move || {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + t);
+                while !stop.load(Ordering::Relaxed) {
+                    let name = &names[rng.gen_range(0..names.len())];
+                    let expect = &want[name];
+                    let path = mnt.point.join(name);
+                    if rng.gen_bool(0.5) {
+                        let got = std::fs::read(&path)
+                            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", mnt.log()));
+                        assert!(&got == expect, "{name} differs");
+                        bytes.fetch_add(got.len() as u64, Ordering::Relaxed);
+                    } else {
+                        let f = std::fs::File::open(&path).unwrap();
+                        for _ in 0..8 {
+                            let off = rng.gen_range(0..expect.len());
+                            let len = (64 << 10).min(expect.len() - off);
+                            let mut buf = vec![0; len];
+                            f.read_exact_at(&mut buf, off as u64)
+                                .unwrap_or_else(|e| panic!("{name} at {off}: {e}\n{}", mnt.log()));
+                            assert!(buf == expect[off..off + len], "{name} at {off} differs");
+                            bytes.fetch_add(len as u64, Ordering::Relaxed);
+                        }
+                    }
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        while start.elapsed() < duration {
+            std::thread::sleep(Duration::from_secs(2));
+            samples.push(Sample {
+                at: start.elapsed(),
+                rss: status_bytes(pid, "VmRSS:"),
+                fds: open_fds(pid),
+                cache: datastore::cache::DiskCache::usage(&env.cache_dir()).1,
+            });
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let elapsed = start.elapsed();
+    let peak = status_bytes(pid, "VmHWM:");
+    drop(mnt);
+    // Growth is judged after a warm-up of a quarter of the run: the first third of what is
+    // left against the last third.
+    let settled: Vec<&Sample> = samples.iter().filter(|s| s.at > duration / 4).collect();
+    let third = settled.len() / 3;
+    assert!(third >= 2, "too few samples: {}", samples.len());
+    let (early, late) = (&settled[..third], &settled[settled.len() - third..]);
+    let max = |v: &[&Sample], f: fn(&Sample) -> u64| v.iter().map(|s| f(s)).max().unwrap();
+    let (rss_early, rss_late) = (max(early, |s| s.rss), max(late, |s| s.rss));
+    let (fd_early, fd_late) = (max(early, |s| s.fds), max(late, |s| s.fds));
+    let cache_max = samples.iter().map(|s| s.cache).max().unwrap();
+    assert!(
+        rss_late <= rss_early + rss_early / 10 + (16 << 20),
+        "RSS grew from {} to {} MiB",
+        rss_early >> 20,
+        rss_late >> 20
+    );
+    assert!(
+        fd_late <= fd_early + 8,
+        "open descriptors grew from {fd_early} to {fd_late}"
+    );
+    // An entry is written before eviction brings the cache back under its quota.
+    assert!(
+        cache_max <= quota + (8 << 20),
+        "cache at {cache_max} over {quota}"
+    );
+    assert_cache_consistent(&env.cache_dir());
+    let reads = reads.load(Ordering::Relaxed);
+    let mib = bytes.load(Ordering::Relaxed) >> 20;
+    println!("soak: {reads} reads, {mib} MiB in {elapsed:?}; RSS {} → {} MiB, peak {} MiB; fds {fd_early} → {fd_late}; cache max {} MiB", rss_early >> 20, rss_late >> 20, peak >> 20, cache_max >> 20);
+    report::row(
+        "soak",
+        &format!(
+            "64 readers (whole files, 8 × 64 KiB ranges) over {} MiB in {} files, cache_size 48M, memory 16M, S3, {} s",
+            total >> 20,
+            names.len(),
+            duration.as_secs()
+        ),
+        reads,
+        &format!(
+            "no error, all bytes right ({mib} MiB read); RSS {} → {} MiB after warm-up (peak {}); fds {fd_early} → {fd_late}; cache at most {} MiB of 48",
+            rss_early >> 20,
+            rss_late >> 20,
+            peak >> 20,
+            cache_max >> 20
+        ),
+    );
+}
+
+/// Twenty versions mounted at once, every daemon on one cache directory: each mount shows
+/// its own version, byte for byte, while all are read together.
+#[test]
+fn twenty_versions_mounted_at_once_from_one_cache() {
+    const VERSIONS: usize = 20;
+    let moto = Moto::start();
+    let env = moto.env();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(12);
+    let mut shared = vec![];
+    for i in 0..8 {
+        let mut data = vec![0u8; 512 << 10];
+        rng.fill(&mut data[..]);
+        shared.push((format!("shared/s{i}.bin"), data));
+    }
+    let mut srcs = vec![];
+    for v in 1..=VERSIONS {
+        let src = env.dir(&format!("src{v}"));
+        for (name, data) in &shared {
+            std::fs::create_dir_all(src.join(name).parent().unwrap()).unwrap();
+            std::fs::write(src.join(name), data).unwrap();
+        }
+        std::fs::write(src.join("version.txt"), format!("{v}\n")).unwrap();
+        tree::write_random(&src.join("own.bin"), 1 << 20, &mut rng);
+        let r = env.push(&src, "ds");
+        assert_eq!(r["version"], format!("ds@v{v}"));
+        srcs.push(src);
+    }
+    let mounts: Vec<_> = (1..=VERSIONS)
+        .map(|v| env.mount(&format!("ds@{v}"), &[]))
+        .collect();
+    std::thread::scope(|s| {
+        for (m, src) in mounts.iter().zip(&srcs) {
+            s.spawn(move || tree::assert_same(src, &m.point));
+        }
+    });
+    let pids: std::collections::BTreeSet<u32> = mounts.iter().map(|m| m.pid().unwrap()).collect();
+    assert_eq!(pids.len(), VERSIONS);
+    drop(mounts);
+    let entries = assert_cache_consistent(&env.cache_dir());
+    report::row(
+        "many mounts",
+        "20 versions (8 shared files + 2 own each) mounted at once by 20 daemons on one cache directory, read together",
+        VERSIONS as u64,
+        &format!("every mount byte-identical to its version; {entries} cache entries, all consistent"),
+    );
+}
