@@ -2,20 +2,10 @@
 
 mod common;
 
-use common::mount::Mounted;
-use common::{tree, Env, Moto};
-use rand::SeedableRng;
+use common::tree::random_files;
+use common::{drop_page_cache, Env, Moto};
 use std::ffi::OsStr;
-use std::os::fd::AsRawFd;
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// Drops the kernel's cached pages of a file, so the next read reaches the daemon.
-fn drop_page_cache(path: &Path) {
-    let f = std::fs::File::open(path).unwrap();
-    // SAFETY: a valid descriptor; advice only.
-    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
+use std::time::Duration;
 
 /// The store key of each content object, by listing the store.
 fn blob_keys(env: &Env) -> Vec<String> {
@@ -41,48 +31,6 @@ fn cache_entries(env: &Env) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-fn random_files(src: &Path, seed: u64, n: usize, size: usize) {
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    for i in 0..n {
-        tree::write_random(&src.join(format!("f{i:03}.bin")), size, &mut rng);
-    }
-}
-
-/// A file read once is served from the disk cache while the store is down; one never read
-/// fails with EIO within the timeout.
-#[test]
-fn cached_reads_survive_a_store_outage() {
-    let moto = Moto::start();
-    let env = moto.env();
-    let src = env.dir("src");
-    random_files(&src, 1, 2, 3 << 20);
-    env.push(&src, "ds");
-    // No memory cache: the second read must come from disk.
-    let mnt = env.mount("ds", &["memory=0", "timeout=2"]);
-    let a = mnt.point.join("f000.bin");
-    assert_eq!(
-        std::fs::read(&a).unwrap(),
-        std::fs::read(src.join("f000.bin")).unwrap()
-    );
-    drop_page_cache(&a);
-
-    moto.signal(libc::SIGSTOP);
-    let again = std::fs::read(&a);
-    let start = Instant::now();
-    let uncached = std::fs::read(mnt.point.join("f001.bin"));
-    let took = start.elapsed();
-    moto.signal(libc::SIGCONT);
-    assert_eq!(again.unwrap(), std::fs::read(src.join("f000.bin")).unwrap());
-    assert_eq!(uncached.unwrap_err().raw_os_error(), Some(libc::EIO));
-    assert!(took < Duration::from_secs(8), "{took:?}");
-    drop(mnt);
-    let stats = env.ok(["cache", "stats"]);
-    assert!(
-        !stats.contains("hits       0 "),
-        "the disk cache served nothing: {stats}"
-    );
 }
 
 /// Random reads of cached chunks read only the blocks they need from the cache entry, check
@@ -228,47 +176,6 @@ fn a_damaged_cache_entry_is_refetched() {
     for b in blob_keys(&env) {
         assert_eq!(moto.gets(&b), 2, "{b}: one fetch, one refetch");
     }
-}
-
-/// kill -9 of the daemon in the middle of heavy reads, then a remount: every byte is right
-/// and no temporary file is left behind.
-#[test]
-fn kill_9_during_reads_then_remount_reads_right() {
-    let env = Env::new(common::Kind::Local);
-    let src = env.dir("src");
-    random_files(&src, 5, 16, 3 << 20);
-    env.push(&src, "ds");
-    let point = env.mount_point("killed");
-    let guard = Mounted::adopt(&point);
-    env.ok([OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()]);
-    let readers: Vec<_> = (0..4)
-        .map(|t| {
-            let point = point.clone();
-            std::thread::spawn(move || {
-                for i in (t..16).step_by(4) {
-                    let _ = std::fs::read(point.join(format!("f{i:03}.bin")));
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(150));
-    for pid in common::mount::daemon_pids(&point) {
-        // SAFETY: kill(2) of the daemon this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    for r in readers {
-        r.join().unwrap();
-    }
-    env.ok([OsStr::new("umount"), point.as_os_str()]);
-    drop(guard);
-
-    let mnt = env.mount("ds", &[]);
-    tree::assert_same(&src, &mnt.point);
-    let leftovers: Vec<_> = std::fs::read_dir(env.cache_dir().join("tmp"))
-        .unwrap()
-        .flatten()
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
 /// Sequential reads of a large file fetch ahead of the reader; scattered small reads do not

@@ -83,59 +83,6 @@ fn a_one_byte_edit_re_uploads_only_the_touched_chunks() {
     }
 }
 
-/// Starts a push and SIGKILLs it once it has stored some content.
-fn kill_push_midway(env: &Env, src: &Path) {
-    let mut child = env
-        .command([OsStr::new("push"), src.as_os_str(), OsStr::new("ds")])
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "push finished before it could be killed; make the tree larger"
-        );
-        if env.content_keys().len() >= 3 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "push stored nothing"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
-#[test]
-fn kill_9_during_push_leaves_no_version_and_the_re_push_resumes() {
-    for env in Env::both() {
-        let src = env.dir("src");
-        let mut r = rng(5);
-        for i in 0..100 {
-            tree::write_random(&src.join(format!("f{i:03}.bin")), 3 << 20, &mut r);
-        }
-        kill_push_midway(&env, &src);
-        env.fails(["log", "ds"], "dataset 'ds' not found");
-        assert_eq!(env.ok(["ls"]).lines().count(), 0);
-        let stored_before = env.content_keys().len();
-        assert!(stored_before >= 3);
-
-        let r = env.push(&src, "ds");
-        assert_eq!(r["version"], "ds@v1");
-        let total_chunks = env.content_keys().len();
-        assert_eq!(
-            r["uploaded_objects"].as_u64().unwrap() as usize,
-            total_chunks - stored_before + 1,
-            "the re-push must skip what the killed one stored: {r}"
-        );
-        let dest = env.scratch.path().join("dest");
-        get(&env, "ds", &dest);
-        tree::assert_same(&src, &dest);
-    }
-}
-
 #[test]
 fn concurrent_pushes_get_distinct_versions() {
     for env in Env::both() {

@@ -268,6 +268,14 @@ impl Env {
     }
 }
 
+/// Drops the kernel's cached pages of a file, so the next read reaches the daemon.
+pub fn drop_page_cache(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: a valid descriptor; advice only.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
 fn scratch() -> TempDir {
     tempfile::Builder::new()
         .prefix("datastore-test-")

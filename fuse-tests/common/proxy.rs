@@ -45,7 +45,9 @@ struct Shared {
     epoch: AtomicU64,
     listening: AtomicBool,
     stop: AtomicBool,
+    /// Both sockets of every open connection, by connection number, so `down` can reset them.
     live: Mutex<Vec<(u64, TcpStream)>>,
+    next_id: AtomicU64,
     counters: Counters,
     rng: Mutex<rand::rngs::SmallRng>,
 }
@@ -67,6 +69,7 @@ impl Proxy {
             listening: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             live: Mutex::new(vec![]),
+            next_id: AtomicU64::new(0),
             counters: Counters::default(),
             rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
         });
@@ -83,8 +86,8 @@ impl Proxy {
     pub fn down(&self) {
         self.shared.listening.store(false, Ordering::SeqCst);
         self.shared.epoch.fetch_add(1, Ordering::SeqCst);
-        for (_, s) in self.shared.live.lock().unwrap().drain(..) {
-            reset(&s);
+        for (_, s) in self.shared.live.lock().unwrap().iter() {
+            reset(s);
         }
     }
 
@@ -165,16 +168,15 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let epoch = shared.epoch.load(Ordering::SeqCst);
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     {
         let mut live = shared.live.lock().unwrap();
-        live.retain(|(e, s)| *e == shared.epoch.load(Ordering::SeqCst) && s.peer_addr().is_ok());
-        live.push((epoch, client.try_clone().unwrap()));
-        live.push((epoch, server.try_clone().unwrap()));
+        live.push((id, client.try_clone().unwrap()));
+        live.push((id, server.try_clone().unwrap()));
     }
     if epoch != shared.epoch.load(Ordering::SeqCst) {
         reset(&client);
         reset(&server);
-        return;
     }
     // Response bytes after which the connection is reset (u64::MAX: never).
     let reset_at = Arc::new(AtomicU64::new(u64::MAX));
@@ -263,6 +265,7 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
     let _ = to_client.shutdown(Shutdown::Write);
     let _ = reader.join();
     let _ = delay.join();
+    shared.live.lock().unwrap().retain(|(i, _)| *i != id);
 }
 
 fn wait_while_hung(shared: &Shared) {

@@ -81,6 +81,14 @@ pub fn random(root: &Path, seed: u64, entries: usize, max_depth: usize, large: b
     }
 }
 
+/// Writes `n` files of `size` random bytes, f000.bin, f001.bin…, in `dir`.
+pub fn random_files(dir: &Path, seed: u64, n: usize, size: usize) {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    for i in 0..n {
+        write_random(&dir.join(format!("f{i:03}.bin")), size, &mut rng);
+    }
+}
+
 /// Writes `size` random bytes.
 pub fn write_random(path: &Path, size: usize, rng: &mut impl RngCore) {
     let mut data = vec![0u8; size];

@@ -2,8 +2,9 @@
 //! push, and a disk cache whose filesystem is full.
 
 use crate::common::mount::{daemon_pids, Mounted};
+use crate::common::tree::random_files;
 use crate::common::{report, tree, Env, Kind};
-use crate::faults::{random_files, walk_names};
+use crate::faults::walk_names;
 use datastore::format::Sha256;
 use rand::{Rng, SeedableRng};
 use std::ffi::OsStr;
@@ -228,7 +229,7 @@ fn a_full_cache_filesystem() {
     for _round in 0..2 {
         tree::assert_same(&src, &mnt.point);
         for i in 0..24 {
-            crate::faults::drop_page_cache(&mnt.point.join(format!("f{i:03}.bin")));
+            crate::common::drop_page_cache(&mnt.point.join(format!("f{i:03}.bin")));
         }
     }
     let log = mnt.log();

@@ -4,26 +4,11 @@
 
 use crate::common::mount::Mounted;
 use crate::common::proxy::{Faults, Proxy};
-use crate::common::{report, tree, Moto};
+use crate::common::tree::random_files;
+use crate::common::{drop_page_cache, report, tree, Moto};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Writes `n` files of `size` random bytes named f000.bin….
-pub fn random_files(src: &Path, seed: u64, n: usize, size: usize) {
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    for i in 0..n {
-        tree::write_random(&src.join(format!("f{i:03}.bin")), size, &mut rng);
-    }
-}
-
-/// Drops the kernel's cached pages of a file, so the next read reaches the daemon.
-pub fn drop_page_cache(path: &Path) {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path).unwrap();
-    // SAFETY: a valid descriptor; advice only.
-    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
 
 fn same(mnt: &Mounted, src: &Path, name: &str) -> std::io::Result<bool> {
     let got = std::fs::read(mnt.point.join(name))?;

@@ -205,7 +205,9 @@ fn credentials_never_show() {
     env.set_var("RUST_LOG", "trace");
     let src = env.dir("src");
     std::fs::write(src.join("f"), vec![7u8; 300_000]).unwrap();
-    std::fs::write(src.join("g"), vec![8u8; 300_000]).unwrap();
+    // Big enough to be a blob of its own, so reading `f` does not fetch it along.
+    std::fs::create_dir(src.join("other")).unwrap();
+    std::fs::write(src.join("other/g"), vec![8u8; 3 << 20]).unwrap();
     let mut seen = String::new();
     let mut run = |args: &[&str]| {
         let out = env.run(args);
@@ -234,7 +236,7 @@ fn credentials_never_show() {
         let mnt = env.mount_with("ds", &["timeout=2"], &["--metrics-addr", &addr]);
         assert_eq!(std::fs::read(mnt.point.join("f")).unwrap().len(), 300_000);
         proxy.down();
-        assert!(std::fs::read(mnt.point.join("g")).is_err());
+        assert!(std::fs::read(mnt.point.join("other/g")).is_err());
         proxy.up();
         seen.push_str(&crate::load::http_get(port, "/metrics"));
         seen.push_str(&mnt.log());

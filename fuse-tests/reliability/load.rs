@@ -127,7 +127,7 @@ fn sixty_four_readers_over_a_dataset_larger_than_the_cache() {
                         bytes.fetch_add(got.len() as u64, Ordering::Relaxed);
                         // Versions are immutable, so the kernel would keep every page and
                         // the daemon would idle; dropping them sends each read to it.
-                        crate::faults::drop_page_cache(&path);
+                        crate::common::drop_page_cache(&path);
                     } else {
                         let f = std::fs::File::open(&path).unwrap();
                         for _ in 0..8 {
@@ -137,7 +137,7 @@ fn sixty_four_readers_over_a_dataset_larger_than_the_cache() {
                             f.read_exact_at(&mut buf, off as u64)
                                 .unwrap_or_else(|e| panic!("{name} at {off}: {e}\n{}", mnt.log()));
                             assert!(buf == expect[off..off + len], "{name} at {off} differs");
-                            crate::faults::drop_page_cache(&path);
+                            crate::common::drop_page_cache(&path);
                             bytes.fetch_add(len as u64, Ordering::Relaxed);
                         }
                     }
