@@ -16,9 +16,16 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, ContentError>>>;
+
+/// How long a failed fetch answers for its chunk. When a read fails, the kernel at once
+/// retries the page it was reading; without this, a store that is down would make every
+/// failed read wait out the timeout twice. Short enough that a read after the store is back
+/// fetches again.
+const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub struct ChunkReader {
     store: Store,
@@ -26,6 +33,8 @@ pub struct ChunkReader {
     budget: Budget,
     cache: Mutex<Recent>,
     in_flight: Mutex<HashMap<Sha256, Fetch>>,
+    /// Chunks whose last fetch failed, when, and why (see [`FAILURE_MEMORY`]).
+    failed: Mutex<HashMap<Sha256, (Instant, ContentError)>>,
 }
 
 /// Verified chunks, least recently used first out once over the byte budget.
@@ -54,6 +63,7 @@ impl ChunkReader {
                 budget: memory_budget,
             }),
             in_flight: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -146,6 +156,9 @@ impl ChunkReader {
             return Some(Ok(b.clone()));
         }
         let hash = at.hash;
+        if let Some(e) = self.recent_failure(&hash) {
+            return Some(Err(e));
+        }
         let mut permit = None;
         let fetch = loop {
             if let Some(f) = self.lock_in_flight().get(&hash) {
@@ -170,7 +183,26 @@ impl ChunkReader {
         };
         let result = fetch.await;
         self.lock_in_flight().remove(&hash);
-        Some(result.inspect(|data| self.lock_cache().insert(hash, data.clone())))
+        match &result {
+            Ok(data) => self.lock_cache().insert(hash, data.clone()),
+            Err(e) => {
+                let mut failed = self.lock_failed();
+                failed.retain(|_, (at, _)| at.elapsed() < FAILURE_MEMORY);
+                failed.insert(hash, (Instant::now(), e.clone()));
+            }
+        }
+        Some(result)
+    }
+
+    /// The error of a fetch of this chunk that failed a moment ago.
+    fn recent_failure(&self, hash: &Sha256) -> Option<ContentError> {
+        let failed = self.lock_failed();
+        let (at, e) = failed.get(hash)?;
+        (at.elapsed() < FAILURE_MEMORY).then(|| e.clone())
+    }
+
+    fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashMap<Sha256, (Instant, ContentError)>> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Sha256, Fetch>> {
@@ -358,6 +390,30 @@ mod tests {
             assert_eq!(&got[..], want, "read({off}, {len})");
         }
         assert!(r.lock_cache().bytes <= 4096);
+    }
+
+    /// The kernel retries a failed page at once: that retry gets the same error without a
+    /// second wait on the store, and a read a moment later fetches again.
+    #[tokio::test]
+    async fn a_failed_fetch_answers_for_its_chunk_briefly() {
+        let store = Store::open("memory://", &Default::default()).unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 13) as u8).collect();
+        let m = chunked_file(&store, &data, &[0]).await;
+        let key = keys::blob(&m.chunks[0].hash);
+        store.delete(&key).await.unwrap();
+        let r = ChunkReader::new(store.clone(), 1 << 20, None, 1 << 20);
+        assert!(r.read(&m, 1, 0, 100, true).await.is_err());
+        store
+            .put(&key, Bytes::copy_from_slice(&data))
+            .await
+            .unwrap();
+        assert!(r.read(&m, 1, 0, 100, true).await.is_err(), "not remembered");
+        tokio::time::sleep(FAILURE_MEMORY).await;
+        assert_eq!(
+            &r.read(&m, 1, 0, 100, true).await.unwrap()[..],
+            &data[..100]
+        );
+        assert!(r.lock_failed().len() <= 1);
     }
 
     #[tokio::test]
