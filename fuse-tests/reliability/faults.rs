@@ -24,7 +24,7 @@ fn the_store_dying_or_hanging_mid_epoch() {
     // The bound a reader may wait: the timeout, and slack for a loaded machine. (The kernel
     // retries a failed page at once; the daemon answers that retry from the failure it just
     // saw rather than waiting out the timeout again.)
-    let bound = Duration::from_secs(TIMEOUT + 2);
+    let bound = Duration::from_secs(TIMEOUT + 3);
     let rounds = report::pick(2, 10);
     let moto = Moto::start();
     let direct = moto.env();

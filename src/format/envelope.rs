@@ -39,6 +39,15 @@ const HEADER_LEN: usize = 4 + 2 + 1 + 8;
 const CODEC_NONE: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 
+/// How much larger than its compressed bytes a body may be. Manifests hold a SHA-256 per chunk,
+/// which does not compress, so real ones shrink a few times at most; a body claiming far more
+/// is a decompression bomb, which a few kilobytes in the store would otherwise turn into
+/// gigabytes in every daemon that opens it (decoded entries and chunks take several times
+/// their encoded size again).
+const MAX_EXPANSION: u64 = 256;
+/// Bodies up to this size are accepted at any ratio: small enough to hold whatever they claim.
+const ANY_RATIO_BELOW: u64 = 4 << 20;
+
 /// Wraps an encoded body in a header; `compress` zstd-compresses it.
 pub fn seal(kind: Kind, body: &[u8], compress: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() / 2);
@@ -81,6 +90,21 @@ pub fn open(kind: Kind, bytes: &[u8], max_len: u64) -> Result<Vec<u8>, FormatErr
         });
     }
     let payload = &bytes[HEADER_LEN..];
+    if codec == CODEC_ZSTD {
+        let most = (payload.len() as u64)
+            .saturating_mul(MAX_EXPANSION)
+            .max(ANY_RATIO_BELOW);
+        if len > most {
+            return Err(FormatError::Corrupt(
+                kind.name(),
+                format!(
+                    "a body of {len} bytes from {} compressed bytes is past any real \
+                     compression ratio",
+                    payload.len()
+                ),
+            ));
+        }
+    }
     let body = match codec {
         CODEC_NONE => payload.to_vec(),
         CODEC_ZSTD => {
@@ -88,7 +112,7 @@ pub fn open(kind: Kind, bytes: &[u8], max_len: u64) -> Result<Vec<u8>, FormatErr
             // real output, never with what a hostile header claims.
             let decoder = zstd::stream::read::Decoder::new(payload)
                 .map_err(|_| FormatError::Corrupt(kind.name(), "bad zstd stream".into()))?;
-            let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+            let mut out = Vec::with_capacity(zstd_capacity(len, payload.len()));
             decoder
                 .take(len + 1)
                 .read_to_end(&mut out)
@@ -106,6 +130,15 @@ pub fn open(kind: Kind, bytes: &[u8], max_len: u64) -> Result<Vec<u8>, FormatErr
         return Err(FormatError::Truncated(kind.name()));
     }
     Ok(body)
+}
+
+/// The buffer to start a zstd body in. The declared length is only an upper bound, so it is
+/// also capped at four times the payload: a body that really expands further grows the buffer
+/// as it arrives, and a short object that declares gigabytes fails on its real, short output.
+fn zstd_capacity(declared: u64, payload: usize) -> usize {
+    declared
+        .min((payload as u64).saturating_mul(4))
+        .min(64 << 20) as usize
 }
 
 #[cfg(test)]
@@ -143,5 +176,47 @@ mod tests {
         let mut lying = sealed.clone();
         lying[7..15].copy_from_slice(&10u64.to_le_bytes());
         assert!(open(Kind::Manifest, &lying, 10_000).is_err());
+    }
+
+    /// A few KiB of zstd that expand to 64 MiB: refused before decompressing, while a body of
+    /// the same size that does not compress, and a small one that compresses very well, open.
+    #[test]
+    fn decompression_bombs_are_refused() {
+        let zeros = vec![0u8; 64 << 20];
+        let bomb = seal(Kind::Manifest, &zeros, true);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let e = open(Kind::Manifest, &bomb, 4 << 30)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("compression ratio"), "{e}");
+        let small = vec![0u8; 4 << 20];
+        assert_eq!(
+            open(Kind::Manifest, &seal(Kind::Manifest, &small, true), 4 << 30).unwrap(),
+            small
+        );
+        let noise: Vec<u8> = (0..8u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let sealed = seal(Kind::Manifest, &noise, true);
+        assert_eq!(open(Kind::Manifest, &sealed, 4 << 30).unwrap(), noise);
+    }
+
+    #[test]
+    fn hostile_declared_length_allocates_by_input() {
+        // A 20-byte object declaring a 4 GiB zstd body: the start of a zstd frame, then nothing.
+        let mut hostile = Vec::new();
+        hostile.extend_from_slice(b"DSMF");
+        hostile.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        hostile.push(CODEC_ZSTD);
+        hostile.extend_from_slice(&(4u64 << 30).to_le_bytes());
+        hostile.extend_from_slice(&[0x28, 0xb5, 0x2f, 0xfd, 0x00]);
+        assert_eq!(hostile.len(), 20);
+        let t = std::time::Instant::now();
+        assert!(open(Kind::Manifest, &hostile, 4 << 30).is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        // The buffer is sized by the 5 payload bytes, not by the 4 GiB the header claims.
+        assert_eq!(zstd_capacity(4 << 30, 5), 20);
+        assert_eq!(zstd_capacity(100, 1 << 20), 100);
+        assert_eq!(zstd_capacity(u64::MAX, usize::MAX >> 2), 64 << 20);
     }
 }

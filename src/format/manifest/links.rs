@@ -82,6 +82,11 @@ impl Manifest {
         let mut at = vec![dir];
         while let Some(&d) = at.last().filter(|&&d| d != 0) {
             at.push(self.entries[d].parent as usize);
+            // Climbing to the root counts too: many links deep in a deep tree are work.
+            *steps += 1;
+        }
+        if *steps > MAX_STEPS {
+            return Err(LinkFault::TooComplex);
         }
         at.reverse();
         let mut todo: VecDeque<&[u8]> = target.split(|&b| b == b'/').collect();
