@@ -10,6 +10,8 @@
 //!   delay, pipelined like a real link, so bulk transfers are not serialised per chunk).
 //! - `resets`: each request (a burst of client bytes) has this probability of getting its
 //!   connection reset, at a random point of the response.
+//! - `slow_downs`: each GET has this probability of being answered `503 Slow Down` by the
+//!   proxy, as S3 answers when it throttles.
 //!
 //! Every proxy thread ends when its sockets close; the accept loop ends when the proxy drops.
 
@@ -28,6 +30,9 @@ pub struct Faults {
     pub latency: Duration,
     /// Probability, per request, that its connection is reset.
     pub resets: f64,
+    /// Probability, per GET, that the proxy answers `503 Slow Down` itself, as S3 does when
+    /// it throttles, without the server seeing the request.
+    pub slow_downs: f64,
 }
 
 /// What the proxy has done, for reports and for asserting a fault really happened.
@@ -36,6 +41,7 @@ pub struct Counters {
     pub connections: AtomicU64,
     pub requests: AtomicU64,
     pub resets: AtomicU64,
+    pub slow_downs: AtomicU64,
 }
 
 struct Shared {
@@ -183,6 +189,7 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
 
     let (mut c_in, s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let mut c_out = client.try_clone().unwrap();
     let sh = shared.clone();
     let arm = reset_at.clone();
     let reader = std::thread::spawn(move || {
@@ -204,6 +211,20 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
             }
             let faults = sh.faults.lock().unwrap().clone();
             sh.counters.requests.fetch_add(1, Ordering::Relaxed);
+            // Only a whole GET (headers, no body) is answered here, so the connection stays in
+            // step: no part of the request reaches the server.
+            let whole_get = buf[..n].starts_with(b"GET ") && buf[..n].ends_with(b"\r\n\r\n");
+            if whole_get
+                && faults.slow_downs > 0.0
+                && sh.rng.lock().unwrap().gen_bool(faults.slow_downs.min(1.0))
+            {
+                sh.counters.slow_downs.fetch_add(1, Ordering::Relaxed);
+                let answer = b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n";
+                if c_out.write_all(answer).is_err() {
+                    break;
+                }
+                continue;
+            }
             if faults.resets > 0.0 && arm.load(Ordering::SeqCst) == u64::MAX {
                 let mut rng = sh.rng.lock().unwrap();
                 if rng.gen_bool(faults.resets.min(1.0)) {

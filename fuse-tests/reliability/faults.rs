@@ -97,7 +97,8 @@ fn the_store_dying_or_hanging_mid_epoch() {
 }
 
 /// Reads of many readers over a link with 200 ms latency and 1 % of requests reset, then
-/// 10 % reset: every byte right, nothing hangs, and the slowdown is reported.
+/// 10 % reset, then 20 % of GETs answered `503 Slow Down`: every byte right, nothing hangs,
+/// and the slowdown is reported.
 #[test]
 fn a_slow_lossy_link() {
     let moto = Moto::start();
@@ -118,19 +119,19 @@ fn a_slow_lossy_link() {
     direct.push(&src, "ds");
     let proxy = Proxy::start(moto.port, 2);
     let env = direct.via(proxy.port);
+    // Requests seen, and faults injected (resets and 503s).
+    let counts = || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = proxy.counters();
+        (
+            c.requests.load(Relaxed),
+            c.resets.load(Relaxed) + c.slow_downs.load(Relaxed),
+        )
+    };
     let read_all = |faults: Faults| -> (Duration, u64, u64) {
         proxy.set(faults);
         let _ = std::fs::remove_dir_all(env.cache_dir());
-        let (req0, reset0) = (
-            proxy
-                .counters()
-                .requests
-                .load(std::sync::atomic::Ordering::Relaxed),
-            proxy
-                .counters()
-                .resets
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let (req0, faults0) = counts();
         let start = Instant::now();
         let mnt = env.mount("ds", &["timeout=30"]);
         std::thread::scope(|s| {
@@ -151,16 +152,17 @@ fn a_slow_lossy_link() {
         });
         let took = start.elapsed();
         drop(mnt);
-        let c = proxy.counters();
-        (
-            took,
-            c.requests.load(std::sync::atomic::Ordering::Relaxed) - req0,
-            c.resets.load(std::sync::atomic::Ordering::Relaxed) - reset0,
-        )
+        let (req, faults) = counts();
+        (took, req - req0, faults - faults0)
     };
     let rounds = report::pick(1, 5);
-    let (mut clean, mut slow, mut lossy) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let (mut requests, mut resets) = (0, 0);
+    let (mut clean, mut slow, mut lossy, mut throttled) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let (mut requests, mut injected) = (0, 0);
     for _ in 0..rounds {
         clean += read_all(Faults::default()).0;
         let (t, q, r) = read_all(Faults {
@@ -170,25 +172,33 @@ fn a_slow_lossy_link() {
         });
         slow += t;
         requests += q;
-        resets += r;
+        injected += r;
         let (t, q, r) = read_all(Faults {
             resets: 0.10,
             ..Faults::default()
         });
         lossy += t;
         requests += q;
-        resets += r;
+        injected += r;
+        let (t, q, r) = read_all(Faults {
+            slow_downs: 0.20,
+            ..Faults::default()
+        });
+        assert!(r > 0, "no 503 was injected in {q} requests");
+        throttled += t;
+        requests += q;
+        injected += r;
     }
-    assert!(resets > 0, "no reset was injected in {requests} requests");
     report::row(
         "slow, lossy link",
-        &format!("4 readers × 8 files (2 × 3 MiB + small), mount to last byte; 200 ms + 1 % resets, then 10 % resets; {rounds} rounds"),
+        &format!("4 readers × 8 files (2 × 3 MiB + small), mount to last byte; 200 ms + 1 % resets, then 10 % resets, then 20 % of GETs answered 503 Slow Down; {rounds} rounds"),
         rounds as u64,
         &format!(
-            "all bytes right, no hang; {resets} resets injected in {requests} requests; time {:.1}s clean, {:.1}s at 200 ms + 1 %, {:.1}s at 10 %",
+            "all bytes right, no hang; {injected} resets and 503s injected in {requests} requests; time {:.1}s clean, {:.1}s at 200 ms + 1 %, {:.1}s at 10 % resets, {:.1}s at 20 % 503s",
             clean.as_secs_f64() / rounds as f64,
             slow.as_secs_f64() / rounds as f64,
-            lossy.as_secs_f64() / rounds as f64
+            lossy.as_secs_f64() / rounds as f64,
+            throttled.as_secs_f64() / rounds as f64
         ),
     );
 }
