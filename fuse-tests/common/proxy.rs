@@ -184,14 +184,17 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
         reset(&client);
         reset(&server);
     }
-    // Response bytes after which the connection is reset (u64::MAX: never).
+    // Response bytes after which the connection is reset (u64::MAX: never), and how many have
+    // been sent, so that a reset lands inside the response to the request that armed it.
     let reset_at = Arc::new(AtomicU64::new(u64::MAX));
+    let sent = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
 
     let (mut c_in, s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let mut c_out = client.try_clone().unwrap();
     let sh = shared.clone();
     let arm = reset_at.clone();
+    let sent_so_far = sent.clone();
     let reader = std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 << 10];
         let mut last: Option<Instant> = None;
@@ -228,7 +231,8 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
             if faults.resets > 0.0 && arm.load(Ordering::SeqCst) == u64::MAX {
                 let mut rng = sh.rng.lock().unwrap();
                 if rng.gen_bool(faults.resets.min(1.0)) {
-                    arm.store(rng.gen_range(0..256 << 10), Ordering::SeqCst);
+                    let at = sent_so_far.load(Ordering::SeqCst) + rng.gen_range(0..256 << 10);
+                    arm.store(at, Ordering::SeqCst);
                 }
             }
             if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
@@ -255,7 +259,6 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
     });
     let mut from_server = server.try_clone().unwrap();
     let mut to_client = client.try_clone().unwrap();
-    let mut sent = 0u64;
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = match from_server.read(&mut buf) {
@@ -267,15 +270,16 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
             break;
         }
         let limit = reset_at.load(Ordering::SeqCst);
-        let n_ok = if sent + n as u64 > limit {
-            (limit - sent.min(limit)) as usize
+        let done = sent.load(Ordering::SeqCst);
+        let n_ok = if done + n as u64 > limit {
+            (limit - done.min(limit)) as usize
         } else {
             n
         };
         if to_client.write_all(&buf[..n_ok]).is_err() {
             break;
         }
-        sent += n_ok as u64;
+        sent.fetch_add(n_ok as u64, Ordering::SeqCst);
         if n_ok < n {
             shared.counters.resets.fetch_add(1, Ordering::Relaxed);
             reset(&client);
