@@ -28,7 +28,7 @@ def main():
     failed = sorted(set(re.findall(r"^test (\S+) \.\.\. FAILED", tests, re.M)))
     passed = len(re.findall(r"^test \S+ \.\.\. ok", tests, re.M))
     for m in re.finditer(
-        r"^fuzz-result target=(\S+) runs=(\d+) seconds=(\d+) crashes=(\d+)",
+        r"^fuzz-result target=(\S+) runs=(\d+) seconds=([\d.]+) crashes=(\d+)",
         open(args.fuzz, errors="replace").read(),
         re.M,
     ):
@@ -36,7 +36,7 @@ def main():
         rows.append(
             {
                 "class": f"fuzzing: {target} decoder",
-                "tried": f"cargo fuzz (libFuzzer) for {secs} s, inputs up to 64 KiB, "
+                "tried": f"cargo fuzz (libFuzzer), {float(secs):.0f} s, inputs up to 64 KiB, "
                 "any single allocation over 256 MiB aborts, RSS limit 2 GiB",
                 "times": int(runs),
                 "outcome": "no panic, no oversized allocation, round trip stable"
