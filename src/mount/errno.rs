@@ -21,3 +21,5 @@ pub const TOO_SMALL: Errno = Errno::ERANGE;
 pub const NOT_A_DIRECTORY: Errno = Errno::ENOTDIR;
 pub const IS_A_DIRECTORY: Errno = Errno::EISDIR;
 pub const INVALID: Errno = Errno::EINVAL;
+/// An operation a read-only view never needs (FLUSH): the kernel stops asking for it.
+pub const NOT_NEEDED: Errno = Errno::ENOSYS;
