@@ -14,6 +14,7 @@ use crate::store::Store;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
+use std::future::Future;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,11 +22,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, ContentError>>>;
 
-/// How long a failed fetch answers for its chunk. When a read fails, the kernel at once
-/// retries the page it was reading; without this, a store that is down would make every
-/// failed read wait out the timeout twice. Short enough that a read after the store is back
-/// fetches again.
-const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long after a failed fetch a new fetch of the same chunk counts as a retry. When a read
+/// fails, the kernel at once retries the page it was reading; without this, a store that is
+/// down would make every failed read wait out the timeout twice.
+const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a retry may take before it fails with the first error: long enough for a store
+/// that is back to answer, short enough that a dead one fails a read within the timeout plus
+/// this.
+const RETRY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct ChunkReader {
     store: Store,
@@ -156,9 +160,7 @@ impl ChunkReader {
             return Some(Ok(b.clone()));
         }
         let hash = at.hash;
-        if let Some(e) = self.recent_failure(&hash) {
-            return Some(Err(e));
-        }
+        let mut retry_of = self.recent_failure(&hash);
         let mut permit = None;
         let fetch = loop {
             if let Some(f) = self.lock_in_flight().get(&hash) {
@@ -175,7 +177,9 @@ impl ChunkReader {
                 Some(p) => {
                     let store = self.store.clone();
                     let disk = self.disk.clone();
-                    let f = fetch_through(store, disk, at, p).boxed().shared();
+                    let f = bounded_retry(fetch_through(store, disk, at, p), retry_of.take())
+                        .boxed()
+                        .shared();
                     self.lock_in_flight().insert(hash, f.clone());
                     break f;
                 }
@@ -194,7 +198,7 @@ impl ChunkReader {
         Some(result)
     }
 
-    /// The error of a fetch of this chunk that failed a moment ago.
+    /// The error of a fetch of this chunk that failed a moment ago (see [`FAILURE_MEMORY`]).
     fn recent_failure(&self, hash: &Sha256) -> Option<ContentError> {
         let failed = self.lock_failed();
         let (at, e) = failed.get(hash)?;
@@ -328,6 +332,20 @@ impl Recent {
     }
 }
 
+/// A fetch; if it retries one that failed a moment ago (`retry_of`), it gets
+/// [`RETRY_DEADLINE`] rather than the store's whole timeout, and then fails with that error.
+async fn bounded_retry(
+    fetch: impl Future<Output = Result<Bytes, ContentError>>,
+    retry_of: Option<ContentError>,
+) -> Result<Bytes, ContentError> {
+    match retry_of {
+        None => fetch.await,
+        Some(first) => tokio::time::timeout(RETRY_DEADLINE, fetch)
+            .await
+            .unwrap_or(Err(first)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,10 +410,27 @@ mod tests {
         assert!(r.lock_cache().bytes <= 4096);
     }
 
-    /// The kernel retries a failed page at once: that retry gets the same error without a
-    /// second wait on the store, and a read a moment later fetches again.
+    /// The kernel retries a failed page at once: against a store that still does not answer,
+    /// that retry gives up after the short deadline with the first error; against one that is
+    /// back, it reads.
     #[tokio::test]
-    async fn a_failed_fetch_answers_for_its_chunk_briefly() {
+    async fn a_retry_of_a_failed_fetch_is_bounded() {
+        let first = ContentError::Corrupt {
+            key: "k".into(),
+            start: 0,
+            end: 1,
+            expected: Sha256::default(),
+        };
+        let t = Instant::now();
+        let hung = futures::future::pending::<Result<Bytes, ContentError>>();
+        let e = bounded_retry(hung, Some(first.clone())).await.unwrap_err();
+        assert!(matches!(e, ContentError::Corrupt { .. }), "{e}");
+        assert!(t.elapsed() >= RETRY_DEADLINE && t.elapsed() < 2 * RETRY_DEADLINE);
+        let ok = bounded_retry(async { Ok(Bytes::from_static(b"x")) }, Some(first)).await;
+        assert_eq!(ok.unwrap(), Bytes::from_static(b"x"));
+
+        // Through the reader: a failure is remembered for its chunk, and a read once the
+        // object is back succeeds at once.
         let store = Store::open("memory://", &Default::default()).unwrap();
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 13) as u8).collect();
         let m = chunked_file(&store, &data, &[0]).await;
@@ -403,17 +438,15 @@ mod tests {
         store.delete(&key).await.unwrap();
         let r = ChunkReader::new(store.clone(), 1 << 20, None, 1 << 20);
         assert!(r.read(&m, 1, 0, 100, true).await.is_err());
+        assert!(r.recent_failure(&m.chunks[0].hash).is_some());
         store
             .put(&key, Bytes::copy_from_slice(&data))
             .await
             .unwrap();
-        assert!(r.read(&m, 1, 0, 100, true).await.is_err(), "not remembered");
-        tokio::time::sleep(FAILURE_MEMORY).await;
         assert_eq!(
             &r.read(&m, 1, 0, 100, true).await.unwrap()[..],
             &data[..100]
         );
-        assert!(r.lock_failed().len() <= 1);
     }
 
     #[tokio::test]
