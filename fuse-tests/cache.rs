@@ -365,29 +365,14 @@ fn prefetch_warms_the_cache_and_replays_a_trace() {
 /// `--metrics-addr` serves Prometheus metrics that follow what the mount does.
 #[test]
 fn metrics_count_reads_cache_and_store_requests() {
-    use std::io::{Read, Write};
     let env = Env::new(common::Kind::Local);
     let src = env.dir("src");
     random_files(&src, 11, 2, 2 << 20);
     env.push(&src, "ds");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mnt = env.mount_with("ds", &[], &["--metrics-addr", &addr]);
-    let scrape = || {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
-    };
+    let scrape = || common::http_get(port, "/metrics");
     let value = |body: &str, name: &str| -> f64 {
         body.lines()
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))

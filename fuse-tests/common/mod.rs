@@ -276,6 +276,28 @@ pub fn drop_page_cache(path: &Path) {
     unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
+/// A loopback port nothing listens on (bound, then released), for a server a test starts.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// The whole response (status line, headers, body) to a plain HTTP GET on 127.0.0.1.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect for an HTTP GET");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the HTTP response");
+    out
+}
+
 fn scratch() -> TempDir {
     tempfile::Builder::new()
         .prefix("datastore-test-")
@@ -457,10 +479,7 @@ impl Drop for Moto {
 /// Starts a moto server on a free loopback port; returns its port, PID and request log.
 fn start_moto() -> Result<(u16, i32, PathBuf), String> {
     let bin = moto_binary();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
+    let port = free_port();
     let log =
         std::env::temp_dir().join(format!("datastore-moto-{}-{port}.log", std::process::id()));
     let (tx, rx) = mpsc::channel();

@@ -226,11 +226,7 @@ fn credentials_never_show() {
     );
     assert!(!run(&["ls", "ds", "--timeout", "2"]).status.success());
     proxy.up();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let addr = format!("127.0.0.1:{port}");
     {
         let mnt = env.mount_with("ds", &["timeout=2"], &["--metrics-addr", &addr]);
@@ -238,7 +234,7 @@ fn credentials_never_show() {
         proxy.down();
         assert!(std::fs::read(mnt.point.join("other/g")).is_err());
         proxy.up();
-        seen.push_str(&crate::load::http_get(port, "/metrics"));
+        seen.push_str(&crate::common::http_get(port, "/metrics"));
         seen.push_str(&mnt.log());
     }
     assert!(seen.contains("datastore_"), "no metrics scraped");

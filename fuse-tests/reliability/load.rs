@@ -5,25 +5,9 @@ use crate::common::{report, tree, Moto};
 use crate::crashes::assert_cache_consistent;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// A plain HTTP GET on 127.0.0.1; the response body (empty if nothing answers).
-pub fn http_get(port: u16, path: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
 
 /// A `/proc/PID/status` field in bytes (for the kB ones).
 fn status_bytes(pid: u32, field: &str) -> u64 {
