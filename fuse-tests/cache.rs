@@ -19,20 +19,6 @@ fn cache_bytes(env: &Env) -> u64 {
     datastore::cache::DiskCache::usage(&env.cache_dir()).1
 }
 
-fn cache_entries(env: &Env) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    for fan in std::fs::read_dir(env.cache_dir().join(datastore::cache::ENTRIES))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for e in std::fs::read_dir(fan.path()).unwrap().flatten() {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
 /// Random reads of cached chunks read only the blocks they need from the cache entry, check
 /// them, and never serve a damaged block: with the store down, an intact block is served and
 /// a damaged one is EIO with the entry named in the log.
@@ -50,7 +36,7 @@ fn random_reads_come_from_checked_blocks_of_the_disk_cache() {
         assert_eq!(std::fs::read(mnt.point.join("f000.bin")).unwrap(), want);
     }
     // Damage one byte in the middle of every entry's data.
-    let entries = cache_entries(&env);
+    let entries = common::cache_entries(&env.cache_dir());
     assert!(entries.len() >= 2, "{entries:?}");
     for e in &entries {
         let mut raw = std::fs::read(e).unwrap();
@@ -162,7 +148,7 @@ fn a_damaged_cache_entry_is_refetched() {
         let mnt = env.mount("ds", &[]);
         assert_eq!(std::fs::read(mnt.point.join("f000.bin")).unwrap(), want);
     }
-    let entries = cache_entries(&env);
+    let entries = common::cache_entries(&env.cache_dir());
     assert!(!entries.is_empty());
     for e in &entries {
         let mut raw = std::fs::read(e).unwrap();
@@ -200,7 +186,7 @@ fn sequential_reads_fetch_ahead_and_random_reads_do_not() {
             }
             // 4 MiB read touched at most two chunks; read-ahead brings more.
             common::mount::wait_for("read-ahead", Duration::from_secs(20), || {
-                cache_entries(&env).len() >= 5
+                common::cache_entries(&env.cache_dir()).len() >= 5
             });
         } else {
             let mut small = vec![0u8; 4096];
@@ -209,7 +195,7 @@ fn sequential_reads_fetch_ahead_and_random_reads_do_not() {
                 assert_eq!(&small[..], &want[off as usize..][..4096]);
             }
             std::thread::sleep(Duration::from_millis(500));
-            let n = cache_entries(&env).len();
+            let n = common::cache_entries(&env.cache_dir()).len();
             assert!(
                 n <= 6 && n < chunks,
                 "{n} of {chunks} chunks fetched for 3 small reads"
@@ -238,7 +224,7 @@ fn small_files_of_a_directory_come_in_one_ranged_get() {
         std::fs::read(imgs.join("f000.bin")).unwrap()
     );
     common::mount::wait_for("the neighbours", Duration::from_secs(20), || {
-        cache_entries(&env).len() >= 300
+        common::cache_entries(&env.cache_dir()).len() >= 300
     });
     for i in 0..300 {
         let f = format!("imgs/f{i:03}.bin");
@@ -435,7 +421,7 @@ fn two_daemons_share_one_cache_directory() {
         }
     });
     let blobs = env.objects(&["blobs/"]);
-    let entries = cache_entries(&env);
+    let entries = common::cache_entries(&env.cache_dir());
     assert_eq!(entries.len(), blobs.len(), "one cache entry per chunk");
     // Each entry is the chunk behind its header of block checksums.
     let stored: u64 = blobs

@@ -276,6 +276,18 @@ pub fn drop_page_cache(path: &Path) {
     unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
+/// Every entry file of the disk cache in `cache_dir`.
+pub fn cache_entries(cache_dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let entries = cache_dir.join(datastore::cache::ENTRIES);
+    for fan in std::fs::read_dir(entries).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(fan.path()).unwrap().flatten() {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
 /// A loopback port nothing listens on (bound, then released), for a server a test starts.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

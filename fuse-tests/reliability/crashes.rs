@@ -16,22 +16,18 @@ use std::time::{Duration, Instant};
 /// bytes hash to its name. Returns how many there are.
 pub fn assert_cache_consistent(cache: &Path) -> usize {
     let buffers = datastore::cache::buffers::Buffers::new(0);
-    let mut n = 0;
-    let entries = cache.join(datastore::cache::ENTRIES);
-    for fan in std::fs::read_dir(&entries).into_iter().flatten().flatten() {
-        for e in std::fs::read_dir(fan.path()).unwrap().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let data = datastore::cache::entry::read(&e.path(), &buffers)
-                .unwrap_or_else(|err| panic!("cache entry {name} is damaged: {err:?}"));
-            assert_eq!(
-                Sha256::of(&data).to_hex(),
-                name,
-                "cache entry {name} holds other bytes"
-            );
-            n += 1;
-        }
+    let entries = crate::common::cache_entries(cache);
+    for path in &entries {
+        let name = path.file_name().unwrap().to_string_lossy();
+        let data = datastore::cache::entry::read(path, &buffers)
+            .unwrap_or_else(|err| panic!("cache entry {name} is damaged: {err:?}"));
+        assert_eq!(
+            Sha256::of(&data).to_hex(),
+            name,
+            "cache entry {name} holds other bytes"
+        );
     }
-    n
+    entries.len()
 }
 
 fn temporaries(cache: &Path) -> usize {
