@@ -15,14 +15,9 @@ impl Manifest {
         }
     }
 
-    /// The child of `dir` called `name`.
+    /// The child of `dir` called `name` (the same search validation walks symlinks with).
     pub fn child(&self, dir: usize, name: &[u8]) -> Option<usize> {
-        let run = self.children(dir);
-        let slice = &self.entries[run.clone()];
-        slice
-            .binary_search_by(|e| self.string(e.name).cmp(name))
-            .ok()
-            .map(|i| run.start + i)
+        self.child_named(dir, name)
     }
 
     /// The entry at `path` (components from the root), if there is one.

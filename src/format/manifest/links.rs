@@ -50,8 +50,9 @@ impl Manifest {
         None
     }
 
-    /// The child of directory `dir` called `name` (children are sorted by name).
-    fn child_named(&self, dir: usize, name: &[u8]) -> Option<usize> {
+    /// The child of directory `dir` called `name` (children are sorted by name); `None` for a
+    /// non-directory. `Manifest::child`, for everyone above this layer, is this search.
+    pub(crate) fn child_named(&self, dir: usize, name: &[u8]) -> Option<usize> {
         let EntryKind::Dir { children } = self.entries[dir].kind else {
             return None;
         };
