@@ -252,7 +252,7 @@ fn sixty_four_readers_stay_within_the_memory_budget() {
     random_files(&src, 8, 64, 6 << 20);
     env.push(&src, "ds");
     let manifest_bytes: u64 = env.objects(&["manifests/"]).iter().map(|(_, s)| s).sum();
-    let mnt = env.mount("ds", &[&format!("memory={memory},prefetch={fetch}")]);
+    let mnt = env.mount("ds", &[&format!("memory={memory},fetch_budget={fetch}")]);
     std::thread::scope(|s| {
         for i in 0..64 {
             let (point, src) = (&mnt.point, &src);

@@ -87,7 +87,11 @@ fn sixty_four_readers_over_a_dataset_larger_than_the_cache() {
     assert!(total as u64 > 3 * quota);
     let mnt = env.mount(
         "ds",
-        &[&format!("cache_size={quota}"), "memory=16M", "prefetch=64M"],
+        &[
+            &format!("cache_size={quota}"),
+            "memory=16M",
+            "fetch_budget=64M",
+        ],
     );
     let pid = mnt.pid().unwrap();
     let stop = AtomicBool::new(false);

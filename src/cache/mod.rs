@@ -54,7 +54,7 @@ impl CacheSize {
                 .ok()
                 .filter(|p| *p <= 100)
                 .map(CacheSize::Percent),
-            None => crate::mount::options::parse_size(s).map(CacheSize::Bytes),
+            None => crate::size::parse_size(s).map(CacheSize::Bytes),
         }
     }
 }

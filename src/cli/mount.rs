@@ -3,9 +3,8 @@ use crate::cache::CacheSize;
 use crate::format::name::parse_target;
 use crate::mount::daemon::{self, Notify, READY_FD};
 use crate::mount::options::MountOptions;
-use crate::mount::{
-    default_prefetch_budget, mountpoint, serve, MountRequest, DEFAULT_MEMORY, DEFAULT_THREADS,
-};
+use crate::mount::{mountpoint, serve, MountRequest, DEFAULT_THREADS};
+use crate::read::{default_fetch_budget, DEFAULT_MEMORY};
 use anyhow::Result;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,7 +21,7 @@ use std::process::ExitCode;
 ///
 /// Options (-o, comma-separated, also accepted from fstab and `mount -t fuse.datastore`):
 ///   store=URL  timeout=SECS  allow_other  allow_root  threads=N  memory=SIZE  log=FILE
-///   cache_dir=DIR  cache_size=SIZE  prefetch=SIZE
+///   cache_dir=DIR  cache_size=SIZE  fetch_budget=SIZE
 /// Options of mount(8) such as ro, dev, suid, _netdev, nofail and x-* are ignored.
 ///
 /// Examples:
@@ -53,10 +52,10 @@ pub struct Args {
     /// [default: 25%] (same as -o cache_size=SIZE).
     #[arg(long, value_name = "SIZE")]
     pub cache_size: Option<CacheSize>,
-    /// Memory all read-ahead may use together [default: 1/16 of RAM, at most 1G]
-    /// (same as -o prefetch=SIZE).
-    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
-    pub prefetch_memory: Option<u64>,
+    /// Bytes all fetches together (reads and read-ahead) may hold in flight [default: 1/16
+    /// of RAM, at most 1G] (same as -o fetch_budget=SIZE).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, alias = "prefetch-memory")]
+    pub fetch_budget: Option<u64>,
     /// Record the order files are first opened in, one path per line, for
     /// `datastore prefetch NAME@VER --from-list FILE` to replay before the next run.
     #[arg(long, value_name = "FILE")]
@@ -70,7 +69,7 @@ pub struct Args {
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
-    crate::mount::options::parse_size(s).ok_or_else(|| format!("'{s}' is not a size such as 512M"))
+    crate::size::parse_size(s).ok_or_else(|| format!("'{s}' is not a size such as 512M"))
 }
 
 impl Args {
@@ -115,8 +114,8 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             args.push("--metrics-addr".into());
             args.push(m.to_string().into());
         }
-        if let Some(p) = a.prefetch_memory {
-            args.push("--prefetch-memory".into());
+        if let Some(p) = a.fetch_budget {
+            args.push("--fetch-budget".into());
             args.push(p.to_string().into());
         }
         if let Some(s) = &a.cache_size {
@@ -139,10 +138,10 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
         allow_root: opts.allow_root,
         threads: opts.threads.unwrap_or(DEFAULT_THREADS),
         memory: opts.memory.unwrap_or(DEFAULT_MEMORY),
-        prefetch_budget: a
-            .prefetch_memory
-            .or(opts.prefetch)
-            .unwrap_or_else(default_prefetch_budget),
+        fetch_budget: a
+            .fetch_budget
+            .or(opts.fetch_budget)
+            .unwrap_or_else(default_fetch_budget),
         trace: a.record_trace,
         metrics_addr: a.metrics_addr,
         cache: Some(

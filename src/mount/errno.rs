@@ -1,6 +1,6 @@
 //! The one place where errors become errno values for the kernel.
 
-use crate::content::ContentError;
+use crate::read::ContentError;
 use fuser::Errno;
 
 /// Every failure to produce content is EIO: the store is unreachable, slow beyond the
@@ -21,5 +21,7 @@ pub const TOO_SMALL: Errno = Errno::ERANGE;
 pub const NOT_A_DIRECTORY: Errno = Errno::ENOTDIR;
 pub const IS_A_DIRECTORY: Errno = Errno::EISDIR;
 pub const INVALID: Errno = Errno::EINVAL;
+/// A read on a file handle this mount never gave out (or gave for another file).
+pub const BAD_HANDLE: Errno = Errno::EBADF;
 /// An operation a read-only view never needs (FLUSH): the kernel stops asking for it.
 pub const NOT_NEEDED: Errno = Errno::ENOSYS;

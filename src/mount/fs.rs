@@ -9,10 +9,9 @@
 //! Reads are dispatched to the async runtime and answered from there, so the FUSE threads are
 //! never blocked on the network and many readers progress at once.
 
-use super::chunks::ChunkReader;
 use super::errno;
-use super::prefetch::{Prefetcher, Readahead};
 use crate::format::{Entry, EntryKind, Manifest};
+use crate::read::{OpenFile, Reader};
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
@@ -44,10 +43,9 @@ pub struct DatastoreFs {
     manifest: Arc<Manifest>,
     /// `NAME@vN`, for the version xattr and logs.
     label: String,
-    reader: Arc<ChunkReader>,
-    prefetcher: Arc<Prefetcher>,
-    /// Read-ahead state of each open file, by file handle.
-    handles: Mutex<HashMap<u64, Readahead>>,
+    reader: Arc<Reader>,
+    /// Each open file, by file handle.
+    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_handle: AtomicU64,
     trace: Option<Trace>,
     rt: tokio::runtime::Handle,
@@ -57,13 +55,8 @@ pub struct DatastoreFs {
 }
 
 impl DatastoreFs {
-    pub fn new(
-        manifest: Arc<Manifest>,
-        label: String,
-        reader: Arc<ChunkReader>,
-        prefetcher: Arc<Prefetcher>,
-        rt: tokio::runtime::Handle,
-    ) -> DatastoreFs {
+    pub fn new(reader: Arc<Reader>, label: String, rt: tokio::runtime::Handle) -> DatastoreFs {
+        let manifest = reader.manifest().clone();
         let total_bytes = manifest
             .entries
             .iter()
@@ -76,7 +69,6 @@ impl DatastoreFs {
             manifest,
             label,
             reader,
-            prefetcher,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             trace: None,
@@ -141,34 +133,8 @@ impl DatastoreFs {
         }
     }
 
-    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Readahead>> {
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<OpenFile>>> {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How to serve a read and what to fetch besides it.
-    fn plan_read(&self, fh: FileHandle, i: usize, offset: u64, size: u32) -> ReadPlan {
-        let mut plan = ReadPlan::default();
-        let EntryKind::File {
-            size: file_size,
-            chunks,
-            ..
-        } = self.manifest.entries[i].kind
-        else {
-            return plan;
-        };
-        let mut ahead = None;
-        if let Some(r) = self.lock_handles().get_mut(&fh.0) {
-            ahead = r.on_read(offset, size, file_size);
-            plan.sequential = r.sequential();
-        }
-        if chunks.len == 1 {
-            let c = &self.manifest.chunks[chunks.start as usize];
-            let small = matches!(c.location, crate::format::Location::Pack { .. });
-            plan.small_miss = small && offset == 0 && !self.reader.has(&c.hash);
-        } else {
-            plan.ahead = ahead;
-        }
-        plan
     }
 
     fn kind(&self, i: usize) -> FileType {
@@ -262,17 +228,6 @@ fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     }
 }
 
-/// What [`DatastoreFs::plan_read`] decided for one read.
-#[derive(Default)]
-struct ReadPlan {
-    /// A range to fetch ahead of a file read sequentially.
-    ahead: Option<std::ops::Range<u64>>,
-    /// A small file not yet at hand: its neighbours in the pack are fetched too.
-    small_miss: bool,
-    /// The read continues the last: whole chunks are worth loading.
-    sequential: bool,
-}
-
 impl Filesystem for DatastoreFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
@@ -333,7 +288,8 @@ impl Filesystem for DatastoreFs {
                     t.record(&self.manifest, i);
                 }
                 let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-                self.lock_handles().insert(fh, Readahead::default());
+                self.lock_handles()
+                    .insert(fh, Arc::new(self.reader.open(i)));
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
             }
             Err(e) => reply.error(e),
@@ -384,22 +340,16 @@ impl Filesystem for DatastoreFs {
             Ok(_) => return reply.error(errno::IS_A_DIRECTORY),
             Err(e) => return reply.error(e),
         };
-        let manifest = self.manifest.clone();
-        let reader = self.reader.clone();
-        let label = self.label.clone();
-        let plan = self.plan_read(fh, i, offset, size);
-        let prefetcher = self.prefetcher.clone();
+        let Some(open) = self.lock_handles().get(&fh.0).cloned() else {
+            return reply.error(errno::BAD_HANDLE);
+        };
+        if open.file() != i {
+            return reply.error(errno::BAD_HANDLE);
+        }
+        let read = self.reader.read(&open, offset, size);
+        let (manifest, label) = (self.manifest.clone(), self.label.clone());
         self.rt.spawn(async move {
-            if let Some(range) = plan.ahead {
-                prefetcher.ahead(&manifest, i, range);
-            }
-            let result = reader
-                .read(&manifest, i, offset, size, plan.sequential)
-                .await;
-            if plan.small_miss {
-                prefetcher.neighbours(&manifest, i);
-            }
-            match result {
+            match read.await {
                 Ok(data) => {
                     metrics::counter!(crate::metrics::READS).increment(1);
                     metrics::counter!(crate::metrics::READ_BYTES).increment(data.len() as u64);

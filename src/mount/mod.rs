@@ -2,42 +2,26 @@
 //!
 //! Mounting fetches and decodes the version's manifest and nothing else: no listing, no
 //! per-file requests, so mount time depends only on the manifest's size. The kernel is then
-//! served from memory for every metadata operation, and from the store (through
-//! [`chunks::ChunkReader`], the seam for caching and prefetching) for file content.
+//! served from memory for every metadata operation, and through the read engine
+//! ([`crate::read::Reader`]) for file content. This module speaks FUSE and mounting only.
 
-pub mod chunks;
 pub mod daemon;
 mod errno;
 pub mod fs;
 mod kernel;
 pub mod mountpoint;
 pub mod options;
-pub mod prefetch;
 
 use crate::cache::{CacheError, CacheSize, DiskCache};
 use crate::catalog::{Catalog, CatalogError};
 use crate::format::name::Target;
-use chunks::ChunkReader;
+use crate::read::Reader;
 use daemon::Notify;
 use fs::DatastoreFs;
 use fuser::{MountOption, SessionACL};
 use mountpoint::MountPointError;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Bytes of verified chunks kept in memory by default.
-pub const DEFAULT_MEMORY: u64 = 256 << 20;
-/// The default prefetch budget: a sixteenth of the machine's memory, at most 1 GiB.
-pub fn default_prefetch_budget() -> u64 {
-    // SAFETY: sysinfo fills the struct it is given.
-    let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
-    let total = if unsafe { libc::sysinfo(&mut si) } == 0 {
-        si.totalram as u64 * si.mem_unit as u64
-    } else {
-        4 << 30
-    };
-    (total / 16).clamp(64 << 20, 1 << 30)
-}
 
 /// FUSE request threads by default. Reads are answered asynchronously, so a few threads keep
 /// many readers going.
@@ -50,9 +34,10 @@ pub struct MountRequest {
     pub allow_other: bool,
     pub allow_root: bool,
     pub threads: usize,
+    /// Bytes of verified chunks kept in memory.
     pub memory: u64,
     /// Bytes all fetches together (reads and read-ahead) may hold in flight.
-    pub prefetch_budget: u64,
+    pub fetch_budget: u64,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where to record the order files are opened in, if anywhere.
@@ -108,11 +93,12 @@ pub async fn serve(
         Some((_, CacheSize::Bytes(0))) | None => None,
         Some((dir, size)) => Some(DiskCache::open(dir, *size)?),
     };
-    let reader = Arc::new(ChunkReader::new(
+    let reader = Arc::new(Reader::new(
+        manifest.clone(),
         catalog.store().clone(),
-        req.memory,
         disk.clone(),
-        req.prefetch_budget,
+        req.memory,
+        req.fetch_budget,
     ));
     if let Some(addr) = req.metrics_addr {
         crate::metrics::serve(addr).map_err(|e| MountError::Metrics(addr, e))?;
@@ -127,14 +113,7 @@ pub async fn serve(
             }
         });
     }
-    let prefetcher = Arc::new(prefetch::Prefetcher::new(reader.clone()));
-    let mut fs = DatastoreFs::new(
-        manifest.clone(),
-        label.clone(),
-        reader,
-        prefetcher,
-        tokio::runtime::Handle::current(),
-    );
+    let mut fs = DatastoreFs::new(reader, label.clone(), tokio::runtime::Handle::current());
     if let Some(path) = &req.trace {
         std::fs::File::create(path)
             .and_then(|f| fs.record_trace(f))

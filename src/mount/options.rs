@@ -6,6 +6,7 @@
 //! read-only (even when `rw` is given), nosuid and nodev; anything else is an error naming the option.
 
 use crate::cache::CacheSize;
+use crate::size::parse_size;
 use std::path::PathBuf;
 
 /// What `-o` options ask of a mount.
@@ -23,11 +24,12 @@ pub struct MountOptions {
     pub threads: Option<usize>,
     /// `memory=SIZE`: bytes of verified chunks kept in memory.
     pub memory: Option<u64>,
-    /// `cache_dir=DIR`, `cache_size=SIZE|N%`: the disk cache. `prefetch=SIZE`: the read-ahead
-    /// budget, accepted (and checked) now so that fstab lines written today keep working.
+    /// `cache_dir=DIR`, `cache_size=SIZE|N%`: the disk cache.
     pub cache_dir: Option<PathBuf>,
     pub cache_size: Option<CacheSize>,
-    pub prefetch: Option<u64>,
+    /// `fetch_budget=SIZE`: bytes all fetches together may hold in flight (`prefetch=SIZE`,
+    /// its first name, is still accepted so that fstab lines written with it keep working).
+    pub fetch_budget: Option<u64>,
     /// `log=FILE`: where a background mount logs (default: syslog).
     pub log: Option<PathBuf>,
 }
@@ -35,7 +37,7 @@ pub struct MountOptions {
 /// A bad `-o` option.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionError {
-    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, prefetch=SIZE, log=FILE")]
+    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, log=FILE")]
     Unknown(String),
     #[error("mount option '{0}' needs a value ({1})")]
     Invalid(String, &'static str),
@@ -132,7 +134,7 @@ impl MountOptions {
                     OptionError::Invalid(opt.into(), "a size such as 100G or 80%")
                 })?);
             }
-            "prefetch" => self.prefetch = Some(size("a size such as 1G")?),
+            "fetch_budget" | "prefetch" => self.fetch_budget = Some(size("a size such as 1G")?),
             "log" => self.log = Some(PathBuf::from(need("a file path")?)),
             k if IGNORED.contains(&k) || k.starts_with("x-") || k == "comment" => {}
             // Set by mount helpers, or meaningful only to them.
@@ -144,23 +146,6 @@ impl MountOptions {
     }
 }
 
-/// `123`, `64K`, `512M`, `10G`, `1T` (binary units; `KiB`, `MB`… spellings too).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(digits);
-    let n: u64 = n.parse().ok()?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,14 +154,16 @@ mod tests {
     fn ours_are_parsed_and_mount8_options_ignored() {
         let o = MountOptions::parse(&[
             "ro,_netdev,nofail,allow_other,dev,suid",
-            "store=s3://b/p,timeout=5,cache_size=10G,prefetch=512M,x-systemd.automount",
+            "store=s3://b/p,timeout=5,cache_size=10G,fetch_budget=512M,x-systemd.automount",
         ])
         .unwrap();
         assert_eq!(o.store.as_deref(), Some("s3://b/p"));
         assert_eq!(o.timeout_secs, Some(5));
         assert!(o.allow_other && !o.allow_root);
         assert_eq!(o.cache_size, Some(CacheSize::Bytes(10 << 30)));
-        assert_eq!(o.prefetch, Some(512 << 20));
+        assert_eq!(o.fetch_budget, Some(512 << 20));
+        let old = MountOptions::parse(&["prefetch=1G"]).unwrap();
+        assert_eq!(old.fetch_budget, Some(1 << 30), "the option's first name");
     }
 
     #[test]
@@ -191,14 +178,5 @@ mod tests {
             let e = MountOptions::parse(&[bad]).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("123"), Some(123));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size("2GiB"), Some(2 << 30));
-        assert_eq!(parse_size("1x"), None);
-        assert_eq!(parse_size("99999999999T"), None);
     }
 }

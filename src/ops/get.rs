@@ -8,10 +8,10 @@
 
 use super::{open, OpenError};
 use crate::catalog::Catalog;
-use crate::content::{fetch_chunk, ContentError};
 use crate::format::hash::StreamHasher;
 use crate::format::name::Target;
 use crate::format::{EntryKind, Manifest, Sha256};
+use crate::read::{fetch_chunk, ContentError};
 use futures::StreamExt;
 use std::ffi::OsStr;
 use std::io::{Read, Write};

@@ -5,9 +5,9 @@
 //! also hashed together against its whole-file SHA-256.
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::content::{fetch_chunk, ContentError};
 use crate::format::hash::StreamHasher;
 use crate::format::{EntryKind, Location, Manifest, Sha256, VersionRef};
+use crate::read::{fetch_chunk, ContentError};
 use crate::store::keys;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};

@@ -9,21 +9,19 @@
 //!   other in one pack, so a miss on one fetches the pack region holding its following
 //!   neighbours with one ranged GET, splits it, verifies each file and caches it.
 //!
-//! Reads and read-ahead share one memory budget (a semaphore of bytes in flight, see
-//! [`super::chunks::Budget`]): reads wait for their share, read-ahead is skipped, never
-//! queued, when it is used up, so any number of readers cannot push the daemon above it.
-//! Prefetched data lands in the disk cache, so it is never fetched twice.
+//! Reads and read-ahead share the fetch budget ([`super::budget`]): reads wait for their
+//! share, read-ahead is skipped, never queued, when it is used up. Prefetched data lands in the
+//! disk cache, so it is never fetched twice.
 
 use super::chunks::ChunkReader;
-use crate::content;
-use crate::format::{EntryKind, Location, Manifest, Sha256};
+use super::fetch;
+use super::pack::{self, Region};
+use crate::format::{EntryKind, Location, Manifest};
 use std::ops::Range;
 use std::sync::Arc;
 
 const FIRST_WINDOW: u64 = 1 << 20;
 const MAX_WINDOW: u64 = 64 << 20;
-/// The most bytes of following neighbours fetched with one small-file miss.
-const NEIGHBOUR_SPAN: u64 = 8 << 20;
 
 /// Where an open file's reads have been going.
 #[derive(Debug, Default)]
@@ -84,7 +82,7 @@ impl Prefetcher {
                 continue;
             }
             let reader = self.reader.clone();
-            let at = content::locate(m, c);
+            let at = fetch::locate(m, c);
             tokio::spawn(async move {
                 if let Some(Err(e)) = reader.prefetch(at).await {
                     tracing::debug!("read-ahead failed: {e}");
@@ -96,33 +94,22 @@ impl Prefetcher {
     /// After a miss on small file `file`, fetches the pack region of the neighbours that follow
     /// it in its directory, with one ranged GET.
     pub fn neighbours(&self, m: &Arc<Manifest>, file: usize) {
-        let Some((pack, region, members)) = neighbour_region(m, file, &self.reader) else {
+        let Some(region) = neighbour_region(m, file, &self.reader) else {
             return;
         };
-        let Some(permit) = self.reader.budget().try_take(region.end - region.start) else {
+        let Some(permit) = self.reader.budget().try_take(region.bytes()) else {
             return;
         };
         let reader = self.reader.clone();
-        let key = crate::store::keys::pack(&m.packs[pack as usize]);
         tokio::spawn(async move {
-            let data = match reader.store().get_range(&key, region.clone()).await {
-                Ok(d) => d,
+            let members = match pack::fetch(reader.store(), &region).await {
+                Ok(m) => m,
                 Err(e) => {
                     tracing::debug!("neighbour prefetch failed: {e}");
                     return;
                 }
             };
-            for (hash, at, len) in members {
-                let from = (at - region.start) as usize;
-                let Some(piece) = data.get(from..from + len as usize) else {
-                    return;
-                };
-                // Each file is verified on its own; a damaged one is left for the demand
-                // read to fetch again and report.
-                if Sha256::of(piece) != hash {
-                    continue;
-                }
-                let piece = data.slice(from..from + len as usize);
+            for (hash, piece) in members {
                 if let Some(disk) = reader.disk().cloned() {
                     let p = piece.clone();
                     let _ = tokio::task::spawn_blocking(move || disk.put(&hash, &p)).await;
@@ -134,15 +121,9 @@ impl Prefetcher {
     }
 }
 
-type Member = (Sha256, u64, u32);
-
 /// The contiguous pack region holding the small files after `file` in its directory that are
-/// not at hand yet, up to [`NEIGHBOUR_SPAN`] bytes.
-fn neighbour_region(
-    m: &Manifest,
-    file: usize,
-    reader: &ChunkReader,
-) -> Option<(u32, Range<u64>, Vec<Member>)> {
+/// not at hand yet, up to [`pack::REGION_MAX`] bytes.
+fn neighbour_region(m: &Manifest, file: usize, reader: &ChunkReader) -> Option<Region> {
     let single_pack_chunk = |i: usize| match m.entries[i].kind {
         EntryKind::File { chunks, .. } if chunks.len == 1 => {
             let c = &m.chunks[chunks.start as usize];
@@ -156,8 +137,7 @@ fn neighbour_region(
     let (pack, offset, first) = single_pack_chunk(file)?;
     let siblings = m.children(m.entries[file].parent as usize);
     let mut cursor = offset + first.len as u64;
-    let mut members = Vec::new();
-    let mut start = None;
+    let mut regions = Vec::new();
     for i in (file + 1)..siblings.end {
         let Some((p, off, c)) = single_pack_chunk(i) else {
             break;
@@ -167,20 +147,17 @@ fn neighbour_region(
         }
         cursor += c.len as u64;
         if reader.has(&c.hash) {
-            if start.is_some() {
-                break;
+            if regions.is_empty() {
+                continue;
             }
-            continue;
-        }
-        let s = *start.get_or_insert(off);
-        if cursor - s > NEIGHBOUR_SPAN {
             break;
         }
-        members.push((c.hash, off, c.len));
+        pack::plan(&mut regions, fetch::locate(m, c));
+        if regions.len() > 1 {
+            break;
+        }
     }
-    let start = start?;
-    let end = members.last().map(|&(_, off, len)| off + len as u64)?;
-    Some((pack, start..end, members))
+    regions.into_iter().next()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The read path of the mount: the byte range of a file, assembled from verified chunks.
+//! The byte range of a file, assembled from verified chunks.
 //!
 //! Everything that fetches content goes through [`ChunkReader::chunk`], which looks in three
 //! places in turn: a small in-memory LRU of verified chunks (so the many small kernel reads
@@ -7,8 +7,10 @@
 //! same chunk are merged into one fetch. The one exception is a random read of a chunk that
 //! only the disk cache holds: it reads just the checked blocks it needs from the entry.
 
+use super::budget::FetchBudget;
+use super::fetch::{self, ContentError, Located};
+use super::memory::MemoryCache;
 use crate::cache::DiskCache;
-use crate::content::{self, ContentError, Located};
 use crate::format::{EntryKind, Manifest, Sha256};
 use crate::store::Store;
 use bytes::{Bytes, BytesMut};
@@ -18,7 +20,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, ContentError>>>;
 
@@ -31,21 +33,15 @@ const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(1);
 /// this.
 const RETRY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Verified chunks from memory, the disk cache or the store, one fetch per chunk at a time.
 pub struct ChunkReader {
     store: Store,
     disk: Option<Arc<DiskCache>>,
-    budget: Budget,
-    cache: Mutex<Recent>,
+    budget: FetchBudget,
+    cache: Mutex<MemoryCache>,
     in_flight: Mutex<HashMap<Sha256, Fetch>>,
     /// Chunks whose last fetch failed, when, and why (see [`FAILURE_MEMORY`]).
     failed: Mutex<HashMap<Sha256, (Instant, ContentError)>>,
-}
-
-/// Verified chunks, least recently used first out once over the byte budget.
-struct Recent {
-    chunks: lru::LruCache<Sha256, Bytes>,
-    bytes: u64,
-    budget: u64,
 }
 
 impl ChunkReader {
@@ -60,12 +56,8 @@ impl ChunkReader {
         ChunkReader {
             store,
             disk,
-            budget: Budget::new(fetch_budget),
-            cache: Mutex::new(Recent {
-                chunks: lru::LruCache::unbounded(),
-                bytes: 0,
-                budget: memory_budget,
-            }),
+            budget: FetchBudget::new(fetch_budget),
+            cache: Mutex::new(MemoryCache::new(memory_budget)),
             in_flight: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
         }
@@ -102,7 +94,7 @@ impl ChunkReader {
         let mut parts = futures::future::try_join_all(needed.iter().map(|c| {
             let from = offset.max(c.file_offset) - c.file_offset;
             let to = end.min(c.file_offset + c.len as u64) - c.file_offset;
-            self.part(content::locate(m, c), from..to, sequential)
+            self.part(fetch::locate(m, c), from..to, sequential)
         }))
         .await?;
         // One chunk (the usual case) is served without copying.
@@ -156,8 +148,8 @@ impl ChunkReader {
     }
 
     async fn get(&self, at: Located, wait: bool) -> Option<Result<Bytes, ContentError>> {
-        if let Some(b) = self.lock_cache().chunks.get(&at.hash) {
-            return Some(Ok(b.clone()));
+        if let Some(b) = self.lock_cache().get(&at.hash) {
+            return Some(Ok(b));
         }
         let hash = at.hash;
         let mut retry_of = self.recent_failure(&hash);
@@ -213,7 +205,7 @@ impl ChunkReader {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn budget(&self) -> &Budget {
+    pub fn budget(&self) -> &FetchBudget {
         &self.budget
     }
 
@@ -225,7 +217,7 @@ impl ChunkReader {
 
     /// Whether a chunk is in memory or on its way there: reading it ahead would be waste.
     pub fn in_memory(&self, h: &Sha256) -> bool {
-        self.lock_cache().chunks.contains(h) || self.lock_in_flight().contains_key(h)
+        self.lock_cache().contains(h) || self.lock_in_flight().contains_key(h)
     }
 
     pub fn store(&self) -> &Store {
@@ -241,7 +233,7 @@ impl ChunkReader {
         self.lock_cache().insert(h, data);
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Recent> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, MemoryCache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -255,7 +247,7 @@ async fn fetch_through(
     _permit: OwnedSemaphorePermit,
 ) -> Result<Bytes, ContentError> {
     let Some(disk) = disk else {
-        return content::fetch(&store, &at).await;
+        return fetch::fetch(&store, &at).await;
     };
     let hash = at.hash;
     let d = disk.clone();
@@ -264,72 +256,11 @@ async fn fetch_through(
             return Ok(data);
         }
     }
-    let data = content::fetch(&store, &at).await?;
+    let data = fetch::fetch(&store, &at).await?;
     let copy = data.clone();
     // Stored before the read is answered, so a chunk read once is on disk for good.
     let _ = tokio::task::spawn_blocking(move || disk.put(&hash, &copy)).await;
     Ok(data)
-}
-
-/// The bytes that may be in flight at once, as a semaphore of KiB.
-pub struct Budget {
-    sem: Arc<Semaphore>,
-    units: u32,
-}
-
-const UNIT: u64 = 1024;
-
-impl Budget {
-    pub fn new(bytes: u64) -> Budget {
-        let units = (bytes / UNIT).clamp(1, (Semaphore::MAX_PERMITS as u64).min(u32::MAX as u64));
-        Budget {
-            sem: Arc::new(Semaphore::new(units as usize)),
-            units: units as u32,
-        }
-    }
-
-    /// A chunk larger than the whole budget takes all of it rather than waiting forever.
-    fn units(&self, bytes: u64) -> u32 {
-        (bytes.div_ceil(UNIT).max(1)).min(self.units as u64) as u32
-    }
-
-    pub async fn take(&self, bytes: u64) -> OwnedSemaphorePermit {
-        self.sem
-            .clone()
-            .acquire_many_owned(self.units(bytes))
-            .await
-            .expect("the budget semaphore is never closed")
-    }
-
-    pub fn try_take(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
-        self.sem
-            .clone()
-            .try_acquire_many_owned(self.units(bytes))
-            .ok()
-    }
-
-    /// Bytes taken now.
-    pub fn in_use(&self) -> u64 {
-        (self.units as u64 - self.sem.available_permits() as u64) * UNIT
-    }
-}
-
-impl Recent {
-    fn insert(&mut self, hash: Sha256, data: Bytes) {
-        if data.len() as u64 > self.budget {
-            return;
-        }
-        self.bytes += data.len() as u64;
-        if let Some(old) = self.chunks.put(hash, data) {
-            self.bytes -= old.len() as u64;
-        }
-        while self.bytes > self.budget {
-            match self.chunks.pop_lru() {
-                Some((_, old)) => self.bytes -= old.len() as u64,
-                None => break,
-            }
-        }
-    }
 }
 
 /// A fetch; if it retries one that failed a moment ago (`retry_of`), it gets
@@ -407,7 +338,7 @@ mod tests {
             let want = data.get(off as usize..end).unwrap_or(&[]);
             assert_eq!(&got[..], want, "read({off}, {len})");
         }
-        assert!(r.lock_cache().bytes <= 4096);
+        assert!(r.lock_cache().bytes() <= 4096);
     }
 
     /// The kernel retries a failed page at once: against a store that still does not answer,

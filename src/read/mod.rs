@@ -1,0 +1,148 @@
+//! The read engine: from (version, file, offset, size) to verified bytes.
+//!
+//! Everything between a mounted manifest and the bytes handed to a reader lives here: chunks
+//! assembled into ranges ([`chunks`]), the verified fetch of one chunk ([`fetch`]), the memory
+//! cache of recent chunks ([`memory`]), the one fetch budget ([`budget`]), read-ahead for
+//! sequential readers ([`readahead`]) and pack-region fetches of small neighbouring files
+//! ([`pack`], shared with `datastore prefetch`). The mount only translates FUSE requests into
+//! calls of [`Reader`] and replies; nothing here knows about FUSE.
+
+pub mod budget;
+pub mod chunks;
+pub mod fetch;
+pub mod memory;
+pub mod pack;
+pub mod readahead;
+
+pub use budget::{default_fetch_budget, FetchBudget};
+pub use fetch::{fetch_chunk, locate, ContentError, Located};
+
+use crate::cache::DiskCache;
+use crate::format::{EntryKind, Location, Manifest};
+use crate::store::Store;
+use bytes::Bytes;
+use chunks::ChunkReader;
+use readahead::{Prefetcher, Readahead};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// Bytes of verified chunks kept in memory by default.
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+
+/// What a reader of one mounted version needs: its manifest and where its bytes come from.
+pub struct Reader {
+    manifest: Arc<Manifest>,
+    chunks: Arc<ChunkReader>,
+    prefetcher: Prefetcher,
+}
+
+/// One open file: which entry, and where its reads have been going.
+pub struct OpenFile {
+    file: usize,
+    readahead: Mutex<Readahead>,
+}
+
+impl OpenFile {
+    /// The manifest entry this handle reads.
+    pub fn file(&self) -> usize {
+        self.file
+    }
+}
+
+/// What [`Reader::read`] decided for one read, before it runs.
+#[derive(Default)]
+struct ReadPlan {
+    /// A range to fetch ahead of a file read sequentially.
+    ahead: Option<std::ops::Range<u64>>,
+    /// A small file not yet at hand: its neighbours in the pack are fetched too.
+    small_miss: bool,
+    /// The read continues the last: whole chunks are worth loading.
+    sequential: bool,
+}
+
+impl Reader {
+    /// `memory` bounds the verified chunks kept in memory, `fetch_budget` the bytes all
+    /// fetches together may hold at once.
+    pub fn new(
+        manifest: Arc<Manifest>,
+        store: Store,
+        disk: Option<Arc<DiskCache>>,
+        memory: u64,
+        fetch_budget: u64,
+    ) -> Reader {
+        let chunks = Arc::new(ChunkReader::new(store, memory, disk, fetch_budget));
+        Reader {
+            manifest,
+            prefetcher: Prefetcher::new(chunks.clone()),
+            chunks,
+        }
+    }
+
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    pub fn budget(&self) -> &FetchBudget {
+        self.chunks.budget()
+    }
+
+    /// Starts reading file entry `file`.
+    pub fn open(&self, file: usize) -> OpenFile {
+        OpenFile {
+            file,
+            readahead: Mutex::new(Readahead::default()),
+        }
+    }
+
+    /// Bytes `offset..offset + size` of an open file (fewer at its end). What to fetch ahead is
+    /// decided now, in the order reads arrive; the returned future fetches and can be spawned.
+    pub fn read(
+        self: &Arc<Self>,
+        open: &OpenFile,
+        offset: u64,
+        size: u32,
+    ) -> impl Future<Output = Result<Bytes, ContentError>> + Send + 'static {
+        let plan = self.plan(open, offset, size);
+        let (this, file) = (self.clone(), open.file);
+        async move {
+            let m = &this.manifest;
+            if let Some(range) = plan.ahead {
+                this.prefetcher.ahead(m, file, range);
+            }
+            let result = this
+                .chunks
+                .read(m, file, offset, size, plan.sequential)
+                .await;
+            if plan.small_miss {
+                this.prefetcher.neighbours(m, file);
+            }
+            result
+        }
+    }
+
+    fn plan(&self, open: &OpenFile, offset: u64, size: u32) -> ReadPlan {
+        let mut plan = ReadPlan::default();
+        let EntryKind::File {
+            size: file_size,
+            chunks,
+            ..
+        } = self.manifest.entries[open.file].kind
+        else {
+            return plan;
+        };
+        let ahead = {
+            let mut r = open.readahead.lock().unwrap_or_else(|e| e.into_inner());
+            let ahead = r.on_read(offset, size, file_size);
+            plan.sequential = r.sequential();
+            ahead
+        };
+        if chunks.len == 1 {
+            let c = &self.manifest.chunks[chunks.start as usize];
+            let small = matches!(c.location, Location::Pack { .. });
+            plan.small_miss = small && offset == 0 && !self.chunks.has(&c.hash);
+        } else {
+            plan.ahead = ahead;
+        }
+        plan
+    }
+}
