@@ -19,6 +19,10 @@ pub const CACHE_MISSES: &str = "datastore_cache_misses_total";
 pub const CACHE_EVICTIONS: &str = "datastore_cache_evictions_total";
 pub const CACHE_DAMAGED: &str = "datastore_cache_damaged_total";
 pub const CACHE_BYTES: &str = "datastore_cache_bytes";
+/// Opens of files served by the kernel from a file entry of the disk cache (FUSE
+/// passthrough), and opens read through the daemon while passthrough is on.
+pub const PASSTHROUGH_OPENS: &str = "datastore_passthrough_opens_total";
+pub const FALLBACK_OPENS: &str = "datastore_passthrough_fallbacks_total";
 /// Store requests by operation: latency, bytes received, failures.
 pub const STORE_SECONDS: &str = "datastore_store_request_seconds";
 pub const STORE_BYTES: &str = "datastore_store_bytes_total";

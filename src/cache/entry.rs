@@ -174,7 +174,7 @@ pub fn read_range(path: &Path, range: Range<u64>) -> Result<(Bytes, u64), Bad> {
 }
 
 /// Writes an entry atomically: a temporary file in `tmp_dir` (same filesystem), then a
-/// rename. Blocking. Returns the bytes the entry takes on disk.
+/// rename. Blocking. Returns the bytes the entry takes on disk (its allocated blocks).
 pub fn write(tmp_dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<u64> {
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!("{}-", std::process::id()))
@@ -184,8 +184,9 @@ pub fn write(tmp_dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<u64> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    let size = super::file_entry::allocated(&tmp.as_file().metadata()?);
     tmp.persist(path).map_err(|e| e.error)?;
-    Ok(size_on_disk(data.len() as u64))
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -207,8 +208,9 @@ mod tests {
         for len in [0, 1, 1000, BLOCK, 3 * BLOCK + 17] {
             let d = data(len);
             let size = write(dir.path(), &path, &d).unwrap();
-            assert_eq!(size, std::fs::metadata(&path).unwrap().len());
-            assert_eq!(size, size_on_disk(len as u64));
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(size, super::super::file_entry::allocated(&meta));
+            assert_eq!(meta.len(), size_on_disk(len as u64));
             assert_eq!(&read(&path).unwrap()[..], &d[..], "{len}");
             let l = len as u64;
             let b = BLOCK as u64;

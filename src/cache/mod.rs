@@ -1,21 +1,29 @@
-//! The persistent disk cache: verified chunks on local disk, keyed by their SHA-256.
+//! The persistent disk cache: verified content on local disk, keyed by its SHA-256.
 //!
 //! Because entries are named by the hash of their content, one cache serves every dataset,
-//! version and mount on a node: a chunk shared by two versions or two datasets is stored and
+//! version and mount on a node: content shared by two versions or two datasets is stored and
 //! downloaded once, and several daemons can share the directory. Writes are atomic (temporary
-//! file, then rename), so whatever a crash leaves is either a whole entry or nothing; a cheap
-//! check on read catches disk damage (see [`entry`]).
+//! file, then rename), so whatever a crash leaves is either a whole entry or nothing.
 //!
-//! The size is bounded by a quota: past it, the least recently used entries are deleted down to
-//! a low watermark. The index lives in memory and is rebuilt from the directory in the
-//! background when a daemon starts, so mounting never waits for it; recency survives restarts
-//! through file modification times, refreshed on use at most every few minutes.
+//! Two kinds of entry share one quota and one LRU ([`Kind`]): chunk entries, a chunk of a
+//! large file behind a table of block checksums ([`entry`]), and file entries, the exact bytes
+//! of a whole file, which the kernel can serve by passthrough ([`file_entry`]). A file of one
+//! chunk is only ever a file entry; a file entry assembled from chunks sends those chunks to
+//! the cold end of the LRU, so they are the first to go when room is needed.
 //!
-//! Layout: `DIR/v2/ab/ab12…` entries, `DIR/tmp/` temporary files, `DIR/stats/PID.json`
-//! counters of each daemon (read by `datastore cache stats`).
+//! The size is bounded by a quota on the blocks entries take on disk: past it, the least
+//! recently used entries are deleted down to a low watermark. The index lives in memory and is
+//! rebuilt from the directory in the background when a daemon starts, so mounting never waits
+//! for it; recency survives restarts through file modification times, refreshed on use at
+//! most every few minutes.
+//!
+//! Layout: `DIR/v2/ab/ab12…` chunk entries, `DIR/files/ab/ab12…` file entries, `DIR/tmp/`
+//! temporary files, `DIR/stats/PID.json` counters of each daemon (read by `datastore cache
+//! stats`).
 
 pub mod buffers;
 pub mod entry;
+pub mod file_entry;
 pub mod stats;
 
 use crate::format::Sha256;
@@ -25,8 +33,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// The directory of entries, named after the entry format ([`entry`]) it holds.
+/// The directory of chunk entries, named after their format ([`entry`]).
 pub const ENTRIES: &str = "v2";
+/// The directory of file entries ([`file_entry`]).
+pub const FILES: &str = "files";
+
+/// What an entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// One chunk of a file, behind block checksums ([`entry`]).
+    Chunk,
+    /// A whole file, byte for byte ([`file_entry`]).
+    File,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Chunk => ENTRIES,
+            Kind::File => FILES,
+        }
+    }
+}
+
+/// An entry: what it holds and the SHA-256 of its bytes.
+type Key = (Kind, Sha256);
 
 /// Bytes of read buffers kept for reuse once their chunks are dropped (see [`buffers`]).
 const IDLE_BUFFERS: usize = 16 << 20;
@@ -90,13 +121,12 @@ pub enum CacheError {
 
 struct Index {
     /// Entry → (bytes on disk, when its mtime was last refreshed).
-    lru: lru::LruCache<Sha256, (u64, SystemTime)>,
+    lru: lru::LruCache<Key, (u64, SystemTime)>,
     bytes: u64,
 }
 
 pub struct DiskCache {
     dir: PathBuf,
-    entries: PathBuf,
     tmp: PathBuf,
     quota: u64,
     index: Mutex<Index>,
@@ -115,9 +145,13 @@ impl DiskCache {
     /// Opens (creating) a cache directory and starts rebuilding its index in the background.
     pub fn open(dir: &Path, size: CacheSize) -> Result<Arc<DiskCache>, CacheError> {
         let err = |e| CacheError::Dir(dir.to_path_buf(), e);
-        let entries = dir.join(ENTRIES);
         let tmp = dir.join("tmp");
-        for d in [&entries, &tmp, &dir.join("stats")] {
+        for d in [
+            &dir.join(ENTRIES),
+            &dir.join(FILES),
+            &tmp,
+            &dir.join("stats"),
+        ] {
             std::fs::create_dir_all(d).map_err(err)?;
         }
         let quota = match size {
@@ -126,7 +160,6 @@ impl DiskCache {
         };
         let cache = Arc::new(DiskCache {
             dir: dir.to_path_buf(),
-            entries,
             tmp,
             quota,
             index: Mutex::new(Index {
@@ -165,69 +198,121 @@ impl DiskCache {
         self.scanned.load(Ordering::Acquire)
     }
 
-    fn path(&self, h: &Sha256) -> PathBuf {
+    fn path(&self, (kind, h): Key) -> PathBuf {
         let hex = h.to_hex();
-        self.entries.join(&hex[..2]).join(hex)
+        self.dir.join(kind.dir()).join(&hex[..2]).join(hex)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the index knows `h` (no disk access; an entry written by another daemon may be
-    /// missed).
+    /// Whether the index knows `h`, as either kind of entry (no disk access; an entry written
+    /// by another daemon may be missed).
     pub fn contains(&self, h: &Sha256) -> bool {
-        self.lock().lru.contains(h)
+        let idx = self.lock();
+        idx.lru.contains(&(Kind::Chunk, *h)) || idx.lru.contains(&(Kind::File, *h))
     }
 
-    /// Whether an entry for `h` exists on disk (one stat; its content is checked when read).
+    /// Whether the index knows an entry of this kind for `h`.
+    pub fn contains_kind(&self, kind: Kind, h: &Sha256) -> bool {
+        self.lock().lru.contains(&(kind, *h))
+    }
+
+    /// Whether a file entry for `h` exists (one stat at most).
+    pub fn has_file(&self, h: &Sha256) -> bool {
+        self.on_disk_as((Kind::File, *h))
+    }
+
+    /// Whether an entry for `h` exists on disk (at most two stats; its content is checked
+    /// when read).
     pub fn on_disk(&self, h: &Sha256) -> bool {
-        self.contains(h) || self.path(h).exists()
+        self.contains(h)
+            || self.path((Kind::File, *h)).exists()
+            || self.path((Kind::Chunk, *h)).exists()
     }
 
-    /// The verified bytes of `h`, if cached and undamaged. Blocking.
+    /// The verified bytes of `h`, if cached and undamaged: from a chunk entry (its block
+    /// checksums checked) or a file entry (its SHA-256 checked). Blocking.
     pub fn get(&self, h: &Sha256) -> Option<Bytes> {
-        let path = self.path(h);
-        let read = entry::read(&path, &self.buffers).map(|data| {
+        let key = (Kind::Chunk, *h);
+        let path = self.path(key);
+        match entry::read(&path, &self.buffers) {
+            Err(entry::Bad::Missing) => {}
+            read => {
+                let read = read.map(|data| {
+                    let len = data.len() as u64;
+                    (data, len)
+                });
+                return self.served(key, &path, read);
+            }
+        }
+        let key = (Kind::File, *h);
+        let path = self.path(key);
+        let read = file_entry::read(&path, h).map(|data| {
             let len = data.len() as u64;
             (data, len)
         });
-        self.served(h, &path, read)
+        self.served(key, &path, read)
     }
 
-    /// Bytes `range` of the cached chunk `h`, checked block by block, if cached and undamaged
-    /// there: a small read of a large chunk reads a little of the entry, not all of it.
-    /// Blocking.
+    /// Bytes `range` of the cached chunk entry `h`, checked block by block, if cached and
+    /// undamaged there: a small read of a large chunk reads a little of the entry, not all of
+    /// it. Blocking.
     pub fn get_range(&self, h: &Sha256, range: std::ops::Range<u64>) -> Option<Bytes> {
-        let path = self.path(h);
-        self.served(h, &path, entry::read_range(&path, range))
+        let key = (Kind::Chunk, *h);
+        let path = self.path(key);
+        self.served(key, &path, entry::read_range(&path, range))
     }
 
-    /// Counts a read of entry `h` (the bytes served and the length of its data), refreshes its
-    /// recency, and drops it if damaged.
+    /// The file entry of a file with SHA-256 `h` and `len` bytes, opened for the kernel to
+    /// serve, if it is cached and has the right size (a wrong size drops it). Blocking.
+    pub fn file(&self, h: &Sha256, len: u64) -> Option<std::fs::File> {
+        let key = (Kind::File, *h);
+        let path = self.path(key);
+        let file = match file_entry::open(&path, len) {
+            Ok(f) => f,
+            // Not a miss of a lookup: most files opened have no file entry yet.
+            Err(entry::Bad::Missing) => {
+                self.forget(key);
+                return None;
+            }
+            Err(e) => {
+                self.served(key, &path, Err(e));
+                return None;
+            }
+        };
+        self.served(key, &path, Ok((Bytes::new(), len)));
+        Some(file)
+    }
+
+    /// Counts a read of entry `key` (the bytes served and the length of its data), refreshes
+    /// its recency, and drops it if damaged.
     fn served(
         &self,
-        h: &Sha256,
+        key: Key,
         path: &Path,
         read: Result<(Bytes, u64), entry::Bad>,
     ) -> Option<Bytes> {
         match read {
-            Ok((data, len)) => {
+            Ok((data, _)) => {
                 self.stats.hit(data.len() as u64);
                 let now = SystemTime::now();
                 let mut idx = self.lock();
-                let touched = match idx.lru.get(h) {
+                let touched = match idx.lru.get(&key) {
                     Some(&(_, t)) => t,
                     None => {
                         // Written by another daemon sharing the directory: learn it.
-                        let size = entry::size_on_disk(len);
+                        let size = std::fs::metadata(path)
+                            .map(|m| file_entry::allocated(&m))
+                            .unwrap_or(0);
                         idx.bytes += size;
-                        idx.lru.put(*h, (size, SystemTime::UNIX_EPOCH));
+                        idx.lru.put(key, (size, SystemTime::UNIX_EPOCH));
                         SystemTime::UNIX_EPOCH
                     }
                 };
                 if now.duration_since(touched).unwrap_or_default() > TOUCH_EVERY {
-                    if let Some(v) = idx.lru.get_mut(h) {
+                    if let Some(v) = idx.lru.get_mut(&key) {
                         v.1 = now;
                     }
                     drop(idx);
@@ -239,7 +324,7 @@ impl DiskCache {
                 Some(data)
             }
             Err(entry::Bad::Missing) => {
-                self.forget(h);
+                self.forget(key);
                 self.stats.miss();
                 None
             }
@@ -249,7 +334,7 @@ impl DiskCache {
                     path.display()
                 );
                 self.stats.damaged();
-                self.remove(h);
+                self.remove(key);
                 None
             }
             Err(entry::Bad::Io(e)) => {
@@ -260,42 +345,106 @@ impl DiskCache {
         }
     }
 
-    /// Stores verified bytes under their hash, then evicts if over quota. Blocking. A failure
+    /// Stores a verified chunk under its hash, then evicts if over quota. Blocking. A failure
     /// (disk full, permissions) is logged and otherwise ignored: the cache is an optimisation.
     pub fn put(&self, h: &Sha256, data: &[u8]) {
-        if self.quota == 0 || entry::size_on_disk(data.len() as u64) > self.quota {
+        if entry::size_on_disk(data.len() as u64) > self.quota {
             return;
         }
-        if self.lock().lru.contains(h) {
+        self.store((Kind::Chunk, *h), |tmp, path| entry::write(tmp, path, data));
+    }
+
+    /// Stores the verified bytes of a whole file (SHA-256 `h`) as a file entry. Blocking;
+    /// failures as for [`put`](Self::put).
+    pub fn put_file(&self, h: &Sha256, data: &[u8]) {
+        if data.len() as u64 > self.quota {
             return;
         }
-        match entry::write(&self.tmp, &self.path(h), data) {
+        self.store((Kind::File, *h), |tmp, path| {
+            file_entry::write(tmp, path, h, data)
+        });
+    }
+
+    /// Stores verified bytes as an entry of `kind`: [`put_file`](Self::put_file) or
+    /// [`put`](Self::put).
+    pub fn put_as(&self, kind: Kind, h: &Sha256, data: &[u8]) {
+        match kind {
+            Kind::Chunk => self.put(h, data),
+            Kind::File => self.put_file(h, data),
+        }
+    }
+
+    /// Starts a file entry written piece by piece (see [`FileWriter`]). Blocking.
+    pub fn file_writer(self: &Arc<Self>, h: Sha256, len: u64) -> Option<FileWriter> {
+        if len > self.quota || self.on_disk_as((Kind::File, h)) {
+            return None;
+        }
+        match file_entry::Writer::new(&self.tmp) {
+            Ok(w) => Some(FileWriter {
+                cache: self.clone(),
+                hash: h,
+                len,
+                writer: w,
+            }),
+            Err(e) => {
+                self.write_failed(&e);
+                None
+            }
+        }
+    }
+
+    /// Whether entry `key` is known, or on disk (written by another daemon).
+    fn on_disk_as(&self, key: Key) -> bool {
+        self.lock().lru.contains(&key) || self.path(key).exists()
+    }
+
+    /// Writes entry `key` with `write` (given the temporary directory and the entry's path,
+    /// it returns the bytes the entry takes), unless it is there already.
+    fn store(&self, key: Key, write: impl FnOnce(&Path, &Path) -> std::io::Result<u64>) {
+        if self.quota == 0 || self.on_disk_as(key) {
+            return;
+        }
+        let result = write(&self.tmp, &self.path(key));
+        self.stored(key, result);
+    }
+
+    fn stored(&self, key: Key, result: std::io::Result<u64>) {
+        match result {
             Ok(size) => {
                 self.stats.written(size);
                 let mut idx = self.lock();
-                if idx.lru.put(*h, (size, SystemTime::now())).is_none() {
-                    idx.bytes += size;
+                if let Some((old, _)) = idx.lru.put(key, (size, SystemTime::now())) {
+                    idx.bytes -= old;
                 }
+                idx.bytes += size;
                 let over = idx.bytes > self.quota;
                 drop(idx);
                 if over {
                     self.evict();
                 }
             }
-            Err(e) => {
-                self.stats.write_failed();
-                let mut last = self.write_warned.lock().unwrap_or_else(|p| p.into_inner());
-                if last.is_none_or(|t| t.elapsed() >= WRITE_WARNING_EVERY) {
-                    *last = Some(std::time::Instant::now());
-                    tracing::warn!(
-                        "cannot write to the disk cache in {}: {e}; reads go on from the store \
-                         (failed writes so far: {}; free space there or lower cache_size)",
-                        self.dir.display(),
-                        self.stats.snapshot().write_failures
-                    );
-                }
-            }
+            Err(e) => self.write_failed(&e),
         }
+    }
+
+    fn write_failed(&self, e: &std::io::Error) {
+        self.stats.write_failed();
+        let mut last = self.write_warned.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= WRITE_WARNING_EVERY) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(
+                "cannot write to the disk cache in {}: {e}; reads go on from the store \
+                 (failed writes so far: {}; free space there or lower cache_size)",
+                self.dir.display(),
+                self.stats.snapshot().write_failures
+            );
+        }
+    }
+
+    /// Sends chunk entry `h` to the cold end of the LRU: its bytes are also in a file entry,
+    /// so it is the first to go when room is needed.
+    pub fn demote_chunk(&self, h: &Sha256) {
+        self.lock().lru.demote(&(Kind::Chunk, *h));
     }
 
     /// Deletes least recently used entries down to the low watermark.
@@ -315,8 +464,9 @@ impl DiskCache {
                     None => return,
                 }
             };
-            // A reader that already opened the file keeps reading it: unlinking is safe.
-            match std::fs::remove_file(self.path(&victim)) {
+            // A reader that already opened the file (the kernel, for a passthrough file) keeps
+            // reading it: unlinking is safe.
+            match std::fs::remove_file(self.path(victim)) {
                 Ok(()) => self.stats.evicted(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!("cannot evict cache entry: {e}"),
@@ -324,16 +474,16 @@ impl DiskCache {
         }
     }
 
-    fn forget(&self, h: &Sha256) {
+    fn forget(&self, key: Key) {
         let mut idx = self.lock();
-        if let Some((size, _)) = idx.lru.pop(h) {
+        if let Some((size, _)) = idx.lru.pop(&key) {
             idx.bytes -= size;
         }
     }
 
-    fn remove(&self, h: &Sha256) {
-        self.forget(h);
-        let _ = std::fs::remove_file(self.path(h));
+    fn remove(&self, key: Key) {
+        self.forget(key);
+        let _ = std::fs::remove_file(self.path(key));
     }
 
     /// Learns the entries already on disk (oldest first, so they are evicted before anything
@@ -342,12 +492,13 @@ impl DiskCache {
         let started = std::time::Instant::now();
         // Entries of the first format (before per-block checksums) are never read again.
         let _ = std::fs::remove_dir_all(self.dir.join("v1"));
-        let mut found: Vec<(SystemTime, Sha256, u64)> = entry_files(&self.dir)
+        let mut found: Vec<(SystemTime, Key, u64)> = entry_files(&self.dir)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(path, m)| {
+            .filter_map(|(kind, path, m)| {
                 let h = path.file_name()?.to_str().and_then(Sha256::from_hex)?;
-                Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), h, m.len()))
+                let t = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                Some((t, (kind, h), file_entry::allocated(&m)))
             })
             .collect();
         found.sort_unstable_by_key(|(t, _, _)| *t);
@@ -385,30 +536,106 @@ impl DiskCache {
     pub fn clear(dir: &Path) -> std::io::Result<(u64, u64)> {
         let mut n = 0;
         let mut bytes = 0;
-        for (path, m) in entry_files(dir)? {
+        for (_, path, m) in entry_files(dir)? {
             if std::fs::remove_file(path).is_ok() {
                 n += 1;
-                bytes += m.len();
+                bytes += file_entry::allocated(&m);
             }
         }
         Ok((n, bytes))
     }
 
-    /// Entries and bytes in a cache directory, by listing it.
+    /// Entries and the bytes they take on disk in a cache directory, by listing it.
     pub fn usage(dir: &Path) -> (u64, u64) {
         let files = entry_files(dir).unwrap_or_default();
-        (files.len() as u64, files.iter().map(|(_, m)| m.len()).sum())
+        let bytes = files.iter().map(|(_, _, m)| file_entry::allocated(m)).sum();
+        (files.len() as u64, bytes)
+    }
+
+    /// Checks every entry of a cache directory against its SHA-256 and deletes those that do
+    /// not match: what `datastore cache verify` runs, for damage that the checks on open and
+    /// read cannot see (a file entry served by passthrough is read by the kernel, not by us).
+    /// Blocking; returns the entries checked and those deleted.
+    pub fn verify(dir: &Path) -> std::io::Result<(u64, Vec<PathBuf>)> {
+        let buffers = buffers::Buffers::new(IDLE_BUFFERS);
+        let mut checked = 0;
+        let mut damaged = Vec::new();
+        for (kind, path, _) in entry_files(dir)? {
+            let Some(h) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(Sha256::from_hex)
+            else {
+                continue;
+            };
+            let read = match kind {
+                Kind::Chunk => entry::read(&path, &buffers).and_then(|d| {
+                    (Sha256::of(&d) == h)
+                        .then_some(())
+                        .ok_or(entry::Bad::Damaged("SHA-256 mismatch"))
+                }),
+                Kind::File => file_entry::read(&path, &h).map(drop),
+            };
+            match read {
+                Ok(()) => checked += 1,
+                Err(entry::Bad::Damaged(_)) => {
+                    checked += 1;
+                    if std::fs::remove_file(&path).is_ok() {
+                        damaged.push(path);
+                    }
+                }
+                // Evicted while we looked, or unreadable: nothing to say about its bytes.
+                Err(entry::Bad::Missing) => {}
+                Err(entry::Bad::Io(e)) => return Err(e),
+            }
+        }
+        Ok((checked, damaged))
     }
 }
 
-/// Every entry file of a cache directory, with its metadata (entries that vanish while
-/// listed, evicted by another daemon, are left out).
-fn entry_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
+/// A file entry being assembled from its chunks, in order (see [`file_entry::Writer`]). It is
+/// put in place only if the whole hashes to the file's SHA-256.
+pub struct FileWriter {
+    cache: Arc<DiskCache>,
+    hash: Sha256,
+    len: u64,
+    writer: file_entry::Writer,
+}
+
+impl FileWriter {
+    /// Appends the next bytes. Blocking; an error leaves no entry.
+    pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.writer.write(data)
+    }
+
+    /// Puts the entry in place if it is whole and right. Blocking.
+    pub fn finish(self) -> bool {
+        let key = (Kind::File, self.hash);
+        let result = self
+            .writer
+            .finish(&self.cache.path(key), &self.hash, self.len);
+        let ok = result.is_ok();
+        self.cache.stored(key, result);
+        ok
+    }
+}
+
+/// Every entry file of a cache directory, with its kind and metadata (entries that vanish
+/// while listed, evicted by another daemon, are left out).
+fn entry_files(dir: &Path) -> std::io::Result<Vec<(Kind, PathBuf, std::fs::Metadata)>> {
     let mut out = Vec::new();
-    for fan in std::fs::read_dir(dir.join(ENTRIES))?.flatten() {
-        for e in std::fs::read_dir(fan.path())?.flatten() {
-            if let Ok(m) = e.metadata() {
-                out.push((e.path(), m));
+    for kind in [Kind::Chunk, Kind::File] {
+        let top = match std::fs::read_dir(dir.join(kind.dir())) {
+            Ok(t) => t,
+            // A cache written before file entries existed has no files/ yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind == Kind::File => continue,
+            Err(e) => return Err(e),
+        };
+        for fan in top.flatten() {
+            for e in std::fs::read_dir(fan.path())?.flatten() {
+                if let Ok(m) = e.metadata() {
+                    out.push((kind, e.path(), m));
+                }
             }
         }
     }

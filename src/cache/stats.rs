@@ -14,6 +14,8 @@ pub struct Counters {
     evictions: AtomicU64,
     damaged: AtomicU64,
     write_failures: AtomicU64,
+    passthrough_opens: AtomicU64,
+    fallback_opens: AtomicU64,
 }
 
 /// A snapshot of [`Counters`], as stored and summed.
@@ -26,6 +28,12 @@ pub struct Snapshot {
     pub evictions: u64,
     pub damaged: u64,
     pub write_failures: u64,
+    /// Opens served by the kernel from a file entry (FUSE passthrough), and opens of files
+    /// read through the daemon instead while passthrough was on (see `mount::fs`).
+    #[serde(default)]
+    pub passthrough_opens: u64,
+    #[serde(default)]
+    pub fallback_opens: u64,
 }
 
 impl Counters {
@@ -53,6 +61,16 @@ impl Counters {
     pub fn write_failed(&self) {
         self.write_failures.fetch_add(1, Ordering::Relaxed);
     }
+    /// An open served by passthrough (`true`) or read through the daemon (`false`).
+    pub fn opened(&self, passthrough: bool) {
+        let (counter, name) = if passthrough {
+            (&self.passthrough_opens, crate::metrics::PASSTHROUGH_OPENS)
+        } else {
+            (&self.fallback_opens, crate::metrics::FALLBACK_OPENS)
+        };
+        metrics::counter!(name).increment(1);
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 
     pub fn snapshot(&self) -> Snapshot {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -64,6 +82,8 @@ impl Counters {
             evictions: l(&self.evictions),
             damaged: l(&self.damaged),
             write_failures: l(&self.write_failures),
+            passthrough_opens: l(&self.passthrough_opens),
+            fallback_opens: l(&self.fallback_opens),
         }
     }
 
@@ -95,6 +115,8 @@ impl Snapshot {
         self.evictions += o.evictions;
         self.damaged += o.damaged;
         self.write_failures += o.write_failures;
+        self.passthrough_opens += o.passthrough_opens;
+        self.fallback_opens += o.fallback_opens;
     }
 
     /// The counters of every daemon that has used the cache, summed.

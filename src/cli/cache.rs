@@ -10,6 +10,7 @@ use std::process::ExitCode;
 ///
 /// Examples:
 ///   datastore cache stats
+///   datastore cache verify       # from a timer: drop entries whose bytes have rotted
 ///   datastore cache clear --cache-dir /scratch/datastore-cache
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,6 +27,9 @@ enum Action {
     Stats,
     /// Delete every entry; mounts keep working and fetch again.
     Clear,
+    /// Check every entry against its SHA-256 and delete the damaged ones; mounts fetch them
+    /// again. Exits 1 if any was damaged.
+    Verify,
 }
 
 pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
@@ -58,6 +62,29 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
             println!("written    {}", bytes(s.written_bytes));
             println!("evictions  {}", s.evictions);
             println!("damaged    {} (dropped and fetched again)", s.damaged);
+            println!(
+                "opens      {} by passthrough, {} through the daemon",
+                s.passthrough_opens, s.fallback_opens
+            );
+        }
+        Action::Verify => {
+            if !dir.join(crate::cache::ENTRIES).is_dir() {
+                println!("{}: no cache here", dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (checked, damaged) = DiskCache::verify(&dir)
+                .with_context(|| format!("cannot verify the cache in {}", dir.display()))?;
+            for p in &damaged {
+                println!("damaged, deleted: {}", p.display());
+            }
+            println!(
+                "{}: {checked} entries checked, {} damaged",
+                dir.display(),
+                damaged.len()
+            );
+            if !damaged.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Action::Clear => {
             if !dir.join(crate::cache::ENTRIES).is_dir() {

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 ///
 /// Options (-o, comma-separated, also accepted from fstab and `mount -t fuse.datastore`):
 ///   store=URL  timeout=SECS  allow_other  allow_root  threads=N  memory=SIZE  log=FILE
-///   cache_dir=DIR  cache_size=SIZE  fetch_budget=SIZE
+///   cache_dir=DIR  cache_size=SIZE  fetch_budget=SIZE  passthrough=on|off
 /// Options of mount(8) such as ro, dev, suid, _netdev, nofail and x-* are ignored.
 ///
 /// Examples:
@@ -142,6 +142,7 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             .fetch_budget
             .or(opts.fetch_budget)
             .unwrap_or_else(default_fetch_budget),
+        passthrough: opts.passthrough.unwrap_or(true),
         trace: a.record_trace,
         metrics_addr: a.metrics_addr,
         cache: Some(

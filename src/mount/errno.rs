@@ -23,5 +23,7 @@ pub const IS_A_DIRECTORY: Errno = Errno::EISDIR;
 pub const INVALID: Errno = Errno::EINVAL;
 /// A read on a file handle this mount never gave out (or gave for another file).
 pub const BAD_HANDLE: Errno = Errno::EBADF;
+/// An ioctl: files here are plain files, which answer none.
+pub const NOT_A_TERMINAL: Errno = Errno::ENOTTY;
 /// An operation a read-only view never needs (FLUSH): the kernel stops asking for it.
 pub const NOT_NEEDED: Errno = Errno::ENOSYS;

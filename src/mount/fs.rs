@@ -10,6 +10,7 @@
 //! never blocked on the network and many readers progress at once.
 
 use super::errno;
+use super::passthrough::{HandleMode, Opened, Passthrough};
 use crate::format::{Entry, EntryKind, Manifest};
 use crate::read::{OpenFile, Reader};
 use fuser::{
@@ -44,8 +45,9 @@ pub struct DatastoreFs {
     /// `NAME@vN`, for the version xattr and logs.
     label: String,
     reader: Arc<Reader>,
-    /// Each open file, by file handle.
-    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    /// Each open file, by file handle, and how the kernel reads it.
+    handles: Mutex<HashMap<u64, (Arc<OpenFile>, HandleMode)>>,
+    passthrough: Passthrough,
     next_handle: AtomicU64,
     trace: Option<Trace>,
     rt: tokio::runtime::Handle,
@@ -55,7 +57,13 @@ pub struct DatastoreFs {
 }
 
 impl DatastoreFs {
-    pub fn new(reader: Arc<Reader>, label: String, rt: tokio::runtime::Handle) -> DatastoreFs {
+    /// `passthrough` is the backing files' stack depth if passthrough is wanted, else why not.
+    pub fn new(
+        reader: Arc<Reader>,
+        label: String,
+        passthrough: Result<u32, &'static str>,
+        rt: tokio::runtime::Handle,
+    ) -> DatastoreFs {
         let manifest = reader.manifest().clone();
         let total_bytes = manifest
             .entries
@@ -70,6 +78,7 @@ impl DatastoreFs {
             label,
             reader,
             handles: Mutex::new(HashMap::new()),
+            passthrough: Passthrough::new(passthrough),
             next_handle: AtomicU64::new(1),
             trace: None,
             rt,
@@ -133,7 +142,7 @@ impl DatastoreFs {
         }
     }
 
-    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<OpenFile>>> {
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Arc<OpenFile>, HandleMode)>> {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -237,6 +246,7 @@ impl Filesystem for DatastoreFs {
         // Capabilities the kernel lacks are simply not used.
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_readahead(MAX_READAHEAD);
+        self.passthrough.init(config);
         Ok(())
     }
 
@@ -288,9 +298,16 @@ impl Filesystem for DatastoreFs {
                     t.record(&self.manifest, i);
                 }
                 let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-                self.lock_handles()
-                    .insert(fh, Arc::new(self.reader.open(i)));
-                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
+                let opened = self.passthrough.open(&self.reader, i, &reply);
+                let open = Arc::new(self.reader.open(i));
+                self.lock_handles().insert(fh, (open, opened.mode()));
+                match opened {
+                    Opened::Cached => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                    Opened::Passthrough(backing) => {
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing)
+                    }
+                    Opened::Direct => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                }
             }
             Err(e) => reply.error(e),
         }
@@ -320,8 +337,11 @@ impl Filesystem for DatastoreFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.lock_handles().remove(&fh.0);
+        let released = self.lock_handles().remove(&fh.0);
         reply.ok();
+        if let Some((open, mode)) = released {
+            self.passthrough.release(&self.reader, open.file(), mode);
+        }
     }
 
     fn read(
@@ -340,7 +360,7 @@ impl Filesystem for DatastoreFs {
             Ok(_) => return reply.error(errno::IS_A_DIRECTORY),
             Err(e) => return reply.error(e),
         };
-        let Some(open) = self.lock_handles().get(&fh.0).cloned() else {
+        let Some((open, _)) = self.lock_handles().get(&fh.0).cloned() else {
             return reply.error(errno::BAD_HANDLE);
         };
         if open.file() != i {
@@ -466,6 +486,23 @@ impl Filesystem for DatastoreFs {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(e),
         }
+    }
+
+    /// No ioctl means anything here (programs probe files with TCGETS to see whether they are
+    /// terminals): ENOTTY, the answer of a plain file, without fuser's warning in the log.
+    #[allow(clippy::too_many_arguments)]
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(errno::NOT_A_TERMINAL);
     }
 
     // Everything below would change the version: EROFS, always. (The kernel also refuses

@@ -11,6 +11,7 @@ pub mod fs;
 mod kernel;
 pub mod mountpoint;
 pub mod options;
+mod passthrough;
 
 use crate::cache::{CacheError, CacheSize, DiskCache};
 use crate::catalog::{Catalog, CatalogError};
@@ -38,6 +39,9 @@ pub struct MountRequest {
     pub memory: u64,
     /// Bytes all fetches together (reads and read-ahead) may hold in flight.
     pub fetch_budget: u64,
+    /// Let the kernel serve files whole in the disk cache by itself (FUSE passthrough), where
+    /// it and our privileges allow.
+    pub passthrough: bool,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where to record the order files are opened in, if anywhere.
@@ -113,7 +117,17 @@ pub async fn serve(
             }
         });
     }
-    let mut fs = DatastoreFs::new(reader, label.clone(), tokio::runtime::Handle::current());
+    let passthrough = match (&disk, req.passthrough) {
+        (_, false) => Err("-o passthrough=off"),
+        (None, true) => Err("no disk cache"),
+        (Some(d), true) => Ok(passthrough::stack_depth(d.dir())),
+    };
+    let mut fs = DatastoreFs::new(
+        reader,
+        label.clone(),
+        passthrough,
+        tokio::runtime::Handle::current(),
+    );
     if let Some(path) = &req.trace {
         std::fs::File::create(path)
             .and_then(|f| fs.record_trace(f))

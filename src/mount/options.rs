@@ -30,6 +30,9 @@ pub struct MountOptions {
     /// `fetch_budget=SIZE`: bytes all fetches together may hold in flight (`prefetch=SIZE`,
     /// its first name, is still accepted so that fstab lines written with it keep working).
     pub fetch_budget: Option<u64>,
+    /// `passthrough=off`: never let the kernel serve cached files itself (default: on, where
+    /// the kernel and the daemon's privileges allow it).
+    pub passthrough: Option<bool>,
     /// `log=FILE`: where a background mount logs (default: syslog).
     pub log: Option<PathBuf>,
 }
@@ -37,7 +40,7 @@ pub struct MountOptions {
 /// A bad `-o` option.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionError {
-    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, log=FILE")]
+    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, passthrough=on|off, log=FILE")]
     Unknown(String),
     #[error("mount option '{0}' needs a value ({1})")]
     Invalid(String, &'static str),
@@ -135,6 +138,13 @@ impl MountOptions {
                 })?);
             }
             "fetch_budget" | "prefetch" => self.fetch_budget = Some(size("a size such as 1G")?),
+            "passthrough" => {
+                self.passthrough = Some(match need("on or off")? {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(OptionError::Invalid(opt.into(), "on or off")),
+                })
+            }
             "log" => self.log = Some(PathBuf::from(need("a file path")?)),
             k if IGNORED.contains(&k) || k.starts_with("x-") || k == "comment" => {}
             // Set by mount helpers, or meaningful only to them.
@@ -162,6 +172,9 @@ mod tests {
         assert!(o.allow_other && !o.allow_root);
         assert_eq!(o.cache_size, Some(CacheSize::Bytes(10 << 30)));
         assert_eq!(o.fetch_budget, Some(512 << 20));
+        assert_eq!(o.passthrough, None);
+        let off = MountOptions::parse(&["passthrough=off"]).unwrap();
+        assert_eq!(off.passthrough, Some(false));
         let old = MountOptions::parse(&["prefetch=1G"]).unwrap();
         assert_eq!(old.fetch_budget, Some(1 << 30), "the option's first name");
     }
@@ -174,6 +187,7 @@ mod tests {
             ("timeout=soon", "timeout=soon"),
             ("cache_size=lots", "cache_size=lots"),
             ("store=", "store="),
+            ("passthrough=maybe", "passthrough=maybe"),
         ] {
             let e = MountOptions::parse(&[bad]).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");

@@ -8,6 +8,7 @@
 
 use crate::cache::DiskCache;
 use crate::format::{EntryKind, Manifest};
+use crate::read::chunks::keep_on_disk;
 use crate::read::pack::{self, Region};
 use crate::read::{locate, ContentError};
 use crate::store::Store;
@@ -57,7 +58,9 @@ pub async fn prefetch(
                 report.cached_bytes += c.len as u64;
                 continue;
             }
-            pack::plan(&mut regions, locate(m, c));
+            let mut at = locate(m, c);
+            at.whole_file |= chunks.len == 1;
+            pack::plan(&mut regions, at);
         }
     }
     let total: u64 = regions.iter().map(Region::bytes).sum();
@@ -80,10 +83,9 @@ async fn fetch_one(
     progress: &PrefetchProgress,
 ) -> Result<u64, ContentError> {
     let mut fetched = 0;
-    for (hash, data) in pack::fetch(store, &region).await? {
+    for (member, data) in pack::fetch(store, &region).await? {
         let len = data.len() as u64;
-        let c = cache.clone();
-        let _ = tokio::task::spawn_blocking(move || c.put(&hash, &data)).await;
+        keep_on_disk(cache.clone(), member.hash, data, member.whole_file).await;
         fetched += len;
         progress.done_bytes.fetch_add(len, Ordering::Relaxed);
     }

@@ -10,7 +10,7 @@
 use super::budget::FetchBudget;
 use super::fetch::{self, ContentError, Located};
 use super::memory::MemoryCache;
-use crate::cache::DiskCache;
+use crate::cache::{DiskCache, Kind};
 use crate::format::{EntryKind, Manifest, Sha256};
 use crate::store::Store;
 use bytes::{Bytes, BytesMut};
@@ -37,7 +37,7 @@ const RETRY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500
 pub struct ChunkReader {
     store: Store,
     disk: Option<Arc<DiskCache>>,
-    budget: FetchBudget,
+    budget: Arc<FetchBudget>,
     cache: Mutex<MemoryCache>,
     in_flight: Mutex<HashMap<Sha256, Fetch>>,
     /// Chunks whose last fetch failed, when, and why (see [`FAILURE_MEMORY`]).
@@ -56,7 +56,7 @@ impl ChunkReader {
         ChunkReader {
             store,
             disk,
-            budget: FetchBudget::new(fetch_budget),
+            budget: Arc::new(FetchBudget::new(fetch_budget)),
             cache: Mutex::new(MemoryCache::new(memory_budget)),
             in_flight: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
@@ -91,10 +91,13 @@ impl ChunkReader {
             .iter()
             .take_while(|c| c.file_offset < end)
             .collect();
+        let whole_file = run.len() == 1;
         let mut parts = futures::future::try_join_all(needed.iter().map(|c| {
             let from = offset.max(c.file_offset) - c.file_offset;
             let to = end.min(c.file_offset + c.len as u64) - c.file_offset;
-            self.part(fetch::locate(m, c), from..to, sequential)
+            let mut at = fetch::locate(m, c);
+            at.whole_file |= whole_file;
+            self.part(at, from..to, sequential)
         }))
         .await?;
         // One chunk (the usual case) is served without copying.
@@ -119,7 +122,10 @@ impl ChunkReader {
         sequential: bool,
     ) -> Result<Bytes, ContentError> {
         let random = !sequential && range.end - range.start < at.len as u64;
-        let on_disk_only = |d: &&Arc<DiskCache>| d.contains(&at.hash) && !self.in_memory(&at.hash);
+        // Only chunk entries have block checksums to read a part by.
+        let on_disk_only = |d: &&Arc<DiskCache>| {
+            d.contains_kind(Kind::Chunk, &at.hash) && !self.in_memory(&at.hash)
+        };
         if let Some(disk) = self.disk.as_ref().filter(|d| random && on_disk_only(d)) {
             let (disk, hash, r) = (disk.clone(), at.hash, range.clone());
             // A damaged block drops the entry; the chunk is then fetched whole below.
@@ -205,7 +211,7 @@ impl ChunkReader {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn budget(&self) -> &FetchBudget {
+    pub fn budget(&self) -> &Arc<FetchBudget> {
         &self.budget
     }
 
@@ -257,10 +263,16 @@ async fn fetch_through(
         }
     }
     let data = fetch::fetch(&store, &at).await?;
-    let copy = data.clone();
     // Stored before the read is answered, so a chunk read once is on disk for good.
-    let _ = tokio::task::spawn_blocking(move || disk.put(&hash, &copy)).await;
+    keep_on_disk(disk, hash, data.clone(), at.whole_file).await;
     Ok(data)
+}
+
+/// Caches verified bytes on disk: as a file entry when they are a whole file, else as a chunk
+/// entry.
+pub async fn keep_on_disk(disk: Arc<DiskCache>, hash: Sha256, data: Bytes, whole_file: bool) {
+    let kind = if whole_file { Kind::File } else { Kind::Chunk };
+    let _ = tokio::task::spawn_blocking(move || disk.put_as(kind, &hash, &data)).await;
 }
 
 /// A fetch; if it retries one that failed a moment ago (`retry_of`), it gets

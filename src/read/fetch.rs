@@ -29,9 +29,13 @@ pub struct Located {
     pub range: Option<std::ops::Range<u64>>,
     pub hash: Sha256,
     pub len: u32,
+    /// The chunk is a whole file (a small file of a pack, or a file of one chunk): the disk
+    /// cache keeps it as a file entry, which the kernel can serve by passthrough.
+    pub whole_file: bool,
 }
 
-/// The store key and byte range that hold a chunk.
+/// The store key and byte range that hold a chunk. A chunk in a pack is a whole small file;
+/// a blob is taken to be part of a larger file unless the caller knows better.
 pub fn locate(m: &Manifest, c: &ChunkRef) -> Located {
     let (key, range) = match c.location {
         Location::Blob => (keys::blob(&c.hash), None),
@@ -42,6 +46,7 @@ pub fn locate(m: &Manifest, c: &ChunkRef) -> Located {
     };
     Located {
         key,
+        whole_file: range.is_some(),
         range,
         hash: c.hash,
         len: c.len,

@@ -3,13 +3,16 @@
 //! Everything between a mounted manifest and the bytes handed to a reader lives here: chunks
 //! assembled into ranges ([`chunks`]), the verified fetch of one chunk ([`fetch`]), the memory
 //! cache of recent chunks ([`memory`]), the one fetch budget ([`budget`]), read-ahead for
-//! sequential readers ([`readahead`]) and pack-region fetches of small neighbouring files
-//! ([`pack`], shared with `datastore prefetch`). The mount only translates FUSE requests into
-//! calls of [`Reader`] and replies; nothing here knows about FUSE.
+//! sequential readers ([`readahead`]), pack-region fetches of small neighbouring files
+//! ([`pack`], shared with `datastore prefetch`), and whole files assembled in the disk cache
+//! ([`materialize`]) so that [`Reader::local_file`] can offer the kernel a local file to serve
+//! by itself. The mount only translates FUSE requests into calls of [`Reader`] and replies;
+//! nothing here knows about FUSE.
 
 pub mod budget;
 pub mod chunks;
 pub mod fetch;
+pub mod materialize;
 pub mod memory;
 pub mod pack;
 pub mod readahead;
@@ -22,6 +25,7 @@ use crate::format::{EntryKind, Location, Manifest};
 use crate::store::Store;
 use bytes::Bytes;
 use chunks::ChunkReader;
+use materialize::Materializer;
 use readahead::{Prefetcher, Readahead};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -34,6 +38,8 @@ pub struct Reader {
     manifest: Arc<Manifest>,
     chunks: Arc<ChunkReader>,
     prefetcher: Prefetcher,
+    disk: Option<Arc<DiskCache>>,
+    materializer: Option<Arc<Materializer>>,
 }
 
 /// One open file: which entry, and where its reads have been going.
@@ -62,7 +68,7 @@ struct ReadPlan {
 
 impl Reader {
     /// `memory` bounds the verified chunks kept in memory, `fetch_budget` the bytes all
-    /// fetches together may hold at once.
+    /// fetches together may hold at once. Must be called inside the runtime that will fetch.
     pub fn new(
         manifest: Arc<Manifest>,
         store: Store,
@@ -70,11 +76,13 @@ impl Reader {
         memory: u64,
         fetch_budget: u64,
     ) -> Reader {
-        let chunks = Arc::new(ChunkReader::new(store, memory, disk, fetch_budget));
+        let chunks = Arc::new(ChunkReader::new(store, memory, disk.clone(), fetch_budget));
         Reader {
             manifest,
             prefetcher: Prefetcher::new(chunks.clone()),
             chunks,
+            materializer: disk.clone().map(|d| Arc::new(Materializer::new(d))),
+            disk,
         }
     }
 
@@ -84,6 +92,45 @@ impl Reader {
 
     pub fn budget(&self) -> &FetchBudget {
         self.chunks.budget()
+    }
+
+    /// The disk cache's file entry holding file `file` whole, opened, if there is one of the
+    /// right size: the kernel can then serve the file from it (passthrough). Every byte of it
+    /// was verified against the file's SHA-256 before it was put there. Blocking (an open and
+    /// an fstat).
+    pub fn local_file(&self, file: usize) -> Option<std::fs::File> {
+        let EntryKind::File { size, sha256, .. } = self.manifest.entries[file].kind else {
+            return None;
+        };
+        if size == 0 {
+            return None;
+        }
+        self.disk.as_ref()?.file(&sha256, size)
+    }
+
+    /// Whether the disk cache still holds file `file` whole (one stat): a local file handed
+    /// to the kernel earlier is still what the cache would hand out now.
+    pub fn local_file_present(&self, file: usize) -> bool {
+        let EntryKind::File { sha256, .. } = self.manifest.entries[file].kind else {
+            return false;
+        };
+        self.disk.as_ref().is_some_and(|d| d.has_file(&sha256))
+    }
+
+    /// Counts an open served by the kernel from a local file (`true`) or through us.
+    pub fn count_open(&self, by_passthrough: bool) {
+        if let Some(d) = &self.disk {
+            d.stats.opened(by_passthrough);
+        }
+    }
+
+    /// File `file` was opened without a local file, or closed: if all its chunks are cached
+    /// now, it is assembled into one in the background (see [`materialize`]), for the opens
+    /// after this one.
+    pub fn offer_local_file(&self, file: usize) {
+        if let Some(m) = &self.materializer {
+            m.offer(&self.manifest, file, self.chunks.budget());
+        }
     }
 
     /// Starts reading file entry `file`.

@@ -32,6 +32,8 @@ pub struct Member {
     /// Where it starts inside the region's bytes.
     pub offset: u64,
     pub len: u32,
+    /// See [`Located::whole_file`].
+    pub whole_file: bool,
 }
 
 impl Region {
@@ -50,6 +52,7 @@ impl Region {
                 .map(|r| r.start + m.offset..r.start + m.offset + m.len as u64),
             hash: m.hash,
             len: m.len,
+            whole_file: m.whole_file,
         }
     }
 }
@@ -64,6 +67,7 @@ pub fn plan(regions: &mut Vec<Region>, at: Located) {
                     hash: at.hash,
                     offset: new.start - r.start,
                     len: at.len,
+                    whole_file: at.whole_file,
                 });
                 r.end = new.end;
                 return;
@@ -77,16 +81,17 @@ pub fn plan(regions: &mut Vec<Region>, at: Located) {
             hash: at.hash,
             offset: 0,
             len: at.len,
+            whole_file: at.whole_file,
         }],
     });
 }
 
 /// Fetches a region and returns each member's verified bytes, in order.
-pub async fn fetch(store: &Store, region: &Region) -> Result<Vec<(Sha256, Bytes)>, ContentError> {
+pub async fn fetch(store: &Store, region: &Region) -> Result<Vec<(Member, Bytes)>, ContentError> {
     if let [only] = region.members.as_slice() {
         // One chunk: the verified fetch, with its refetch on a mismatch.
         let data = fetch::fetch(store, &region.located(only)).await?;
-        return Ok(vec![(only.hash, data)]);
+        return Ok(vec![(*only, data)]);
     }
     let data = match &region.range {
         Some(r) => store.get_range(&region.key, r.clone()).await?,
@@ -100,7 +105,7 @@ pub async fn fetch(store: &Store, region: &Region) -> Result<Vec<(Sha256, Bytes)
             // Short or damaged: this member alone, which retries and reports.
             _ => fetch::fetch(store, &region.located(m)).await?,
         };
-        out.push((m.hash, piece));
+        out.push((*m, piece));
     }
     Ok(out)
 }
@@ -113,6 +118,7 @@ mod tests {
     fn at(key: &str, range: Option<Range<u64>>, data: &[u8]) -> Located {
         Located {
             key: key.into(),
+            whole_file: range.is_some(),
             range,
             hash: Sha256::of(data),
             len: data.len() as u32,
@@ -150,8 +156,15 @@ mod tests {
         plan(&mut r, at(&key, Some(0..100), &a));
         plan(&mut r, at(&key, Some(100..150), &b));
         let got = fetch(&store, &r[0]).await.unwrap();
-        assert_eq!(got[0], (Sha256::of(&a), Bytes::from(a.clone())));
-        assert_eq!(got[1], (Sha256::of(&b), Bytes::from(b.clone())));
+        assert_eq!(
+            (got[0].0.hash, &got[0].1),
+            (Sha256::of(&a), &Bytes::from(a.clone()))
+        );
+        assert_eq!(
+            (got[1].0.hash, &got[1].1),
+            (Sha256::of(&b), &Bytes::from(b.clone()))
+        );
+        assert!(got[0].0.whole_file);
         // The second member damaged in the store: the error names it, no wrong bytes.
         let mut bad = a.clone();
         bad.extend_from_slice(&[0u8; 50]);

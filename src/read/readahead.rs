@@ -13,7 +13,7 @@
 //! share, read-ahead is skipped, never queued, when it is used up. Prefetched data lands in the
 //! disk cache, so it is never fetched twice.
 
-use super::chunks::ChunkReader;
+use super::chunks::{keep_on_disk, ChunkReader};
 use super::fetch;
 use super::pack::{self, Region};
 use crate::format::{EntryKind, Location, Manifest};
@@ -109,12 +109,11 @@ impl Prefetcher {
                     return;
                 }
             };
-            for (hash, piece) in members {
+            for (member, piece) in members {
                 if let Some(disk) = reader.disk().cloned() {
-                    let p = piece.clone();
-                    let _ = tokio::task::spawn_blocking(move || disk.put(&hash, &p)).await;
+                    keep_on_disk(disk, member.hash, piece.clone(), member.whole_file).await;
                 }
-                reader.remember(hash, piece);
+                reader.remember(member.hash, piece);
             }
             drop(permit);
         });

@@ -1,0 +1,136 @@
+//! File entries: the exact bytes of one whole file of a version, and nothing else.
+//!
+//! A file entry is named by the file's SHA-256 (the manifest's `sha256`), so it is the same
+//! for every version and dataset holding that content, and it is laid out as the file itself:
+//! the kernel can serve it by FUSE passthrough, reads, `mmap` and page cache alike, with no
+//! daemon in the way. A file of one chunk (every small file, and large files under the
+//! maximum chunk size) is cached only this way: its one chunk is the whole file, with the same
+//! hash. Larger files become file entries once all their chunks are cached
+//! (`read::materialize`), checked against the file's SHA-256 as they are written.
+//!
+//! There is no room for checksums inside the file, so damage is caught in two ways: the size
+//! is checked at every open (an entry torn by a crash or truncated is never served), and the
+//! SHA-256 is checked whenever the daemon reads the entry itself and by `datastore cache
+//! verify`, which drops entries whose bytes have rotted or been changed. Entries are written
+//! to a temporary file and renamed into place, so a crash leaves no entry or a whole one.
+
+use super::entry::Bad;
+use crate::format::hash::StreamHasher;
+use crate::format::Sha256;
+use bytes::Bytes;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Bytes a file takes on disk: its allocated blocks.
+pub fn allocated(m: &std::fs::Metadata) -> u64 {
+    m.blocks() * 512
+}
+
+/// A file entry being written, piece by piece, and hashed as it goes.
+pub struct Writer {
+    tmp: tempfile::NamedTempFile,
+    hasher: StreamHasher,
+    len: u64,
+}
+
+impl Writer {
+    /// A new temporary file in `tmp_dir` (on the cache's filesystem). Blocking.
+    pub fn new(tmp_dir: &Path) -> std::io::Result<Writer> {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .tempfile_in(tmp_dir)?;
+        Ok(Writer {
+            tmp,
+            hasher: StreamHasher::default(),
+            len: 0,
+        })
+    }
+
+    /// Appends the next bytes of the file. Blocking.
+    pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(data);
+        self.len += data.len() as u64;
+        self.tmp.write_all(data)
+    }
+
+    /// Puts the entry in place at `path` if what was written is `len` bytes hashing to `hash`,
+    /// and returns the bytes it takes on disk; anything else is an error and leaves nothing.
+    /// Blocking.
+    pub fn finish(self, path: &Path, hash: &Sha256, len: u64) -> std::io::Result<u64> {
+        if self.len != len || self.hasher.finish() != *hash {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the pieces of {hash} do not hash to it"),
+            ));
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let size = allocated(&self.tmp.as_file().metadata()?);
+        self.tmp.persist(path).map_err(|e| e.error)?;
+        Ok(size)
+    }
+}
+
+/// Writes verified bytes as a file entry. Blocking.
+pub fn write(tmp_dir: &Path, path: &Path, hash: &Sha256, data: &[u8]) -> std::io::Result<u64> {
+    let mut w = Writer::new(tmp_dir)?;
+    w.write(data)?;
+    w.finish(path, hash, data.len() as u64)
+}
+
+/// Reads a whole entry and checks it against its SHA-256. Blocking.
+pub fn read(path: &Path, hash: &Sha256) -> Result<Bytes, Bad> {
+    let data = std::fs::read(path)?;
+    if Sha256::of(&data) != *hash {
+        return Err(Bad::Damaged("SHA-256 mismatch"));
+    }
+    Ok(Bytes::from(data))
+}
+
+/// Opens an entry for the kernel to serve, if it holds `len` bytes. Blocking.
+pub fn open(path: &Path, len: u64) -> Result<std::fs::File, Bad> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() != len {
+        return Err(Bad::Damaged("wrong length"));
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_the_file_itself_and_wrong_pieces_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ab/entry");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let hash = Sha256::of(&data);
+        let mut w = Writer::new(dir.path()).unwrap();
+        w.write(&data[..3000]).unwrap();
+        w.write(&data[3000..]).unwrap();
+        let size = w.finish(&path, &hash, data.len() as u64).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data, "exactly the file");
+        assert!(size >= data.len() as u64);
+        assert_eq!(&read(&path, &hash).unwrap()[..], &data[..]);
+        assert!(open(&path, data.len() as u64).is_ok());
+        assert!(matches!(open(&path, 1), Err(Bad::Damaged(_))));
+
+        let other = dir.path().join("ab/other");
+        let e = write(dir.path(), &other, &hash, &data[1..]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(!other.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "no temporary left: {left:?}");
+
+        let mut bad = data.clone();
+        bad[5000] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(matches!(read(&path, &hash), Err(Bad::Damaged(_))));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(read(&path, &hash), Err(Bad::Missing)));
+        assert!(matches!(open(&path, 1), Err(Bad::Missing)));
+    }
+}
