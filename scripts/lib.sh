@@ -25,6 +25,21 @@ need_cargo() {
     }
 }
 
+# /dev/fuse open to every user, as udev's rule for it leaves it on a standard Debian system
+# (minimal VMs and containers without udev have it 0600): mounts by users other than root,
+# which the tests make, need it.
+need_fuse_device() {
+    if [ ! -c /dev/fuse ]; then
+        echo "/dev/fuse is missing: load the fuse module (modprobe fuse), then run $0 again" >&2
+        exit 1
+    fi
+    [ "$(stat -c %a /dev/fuse)" = 666 ] && return 0
+    echo "==> /dev/fuse: mode 0666, as udev sets it"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" chmod 0666 /dev/fuse
+}
+
 # moto_server (an S3 server the tests run on 127.0.0.1) in the project's .venv.
 MOTO_VERSION=5.2.5
 need_moto() {

@@ -276,12 +276,34 @@ pub fn drop_page_cache(path: &Path) {
     unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
-/// Every entry file of the disk cache in `cache_dir`.
+/// Every entry file of the disk cache in `cache_dir`: chunk entries, then file entries.
 pub fn cache_entries(cache_dir: &Path) -> Vec<PathBuf> {
+    let mut out = chunk_entries(cache_dir);
+    out.extend(entries_in(&cache_dir.join(datastore::cache::FILES)));
+    out
+}
+
+/// The chunk entries (block checksums, then data) of the disk cache in `cache_dir`.
+pub fn chunk_entries(cache_dir: &Path) -> Vec<PathBuf> {
+    entries_in(&cache_dir.join(datastore::cache::ENTRIES))
+}
+
+/// Whether a cache entry is a file entry (the file's bytes alone).
+pub fn is_file_entry(path: &Path) -> bool {
+    path.parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == datastore::cache::FILES)
+}
+
+fn entries_in(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
-    let entries = cache_dir.join(datastore::cache::ENTRIES);
-    for fan in std::fs::read_dir(entries).into_iter().flatten().flatten() {
-        for e in std::fs::read_dir(fan.path()).unwrap().flatten() {
+    for fan in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(fan.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             out.push(e.path());
         }
     }

@@ -127,6 +127,18 @@ impl Env {
 
     /// Like [`mount`](Self::mount), with extra command-line arguments.
     pub fn mount_with(&self, target: &str, options: &[&str], extra: &[&str]) -> Mounted {
+        self.mount_as(target, options, extra, None)
+    }
+
+    /// Like [`mount_with`](Self::mount_with), with the daemon running as user and group
+    /// `uid` when given (it then mounts through fusermount3, as any user would).
+    pub fn mount_as(
+        &self,
+        target: &str,
+        options: &[&str],
+        extra: &[&str],
+        uid: Option<u32>,
+    ) -> Mounted {
         let point = self.mount_point(&format!("mnt-{}", target.replace(['@', '/'], "-")));
         let log = self.scratch.path().join(format!(
             "{}.log",
@@ -144,6 +156,11 @@ impl Env {
         }
         args.extend(extra.iter().map(|a| a.to_string()));
         let mut cmd = self.command(&args);
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            std::os::unix::fs::chown(&point, Some(uid), Some(uid)).expect("chown mount point");
+            cmd.uid(uid).gid(uid);
+        }
         cmd.stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         let mut child = cmd.spawn().expect("start datastore mount");

@@ -174,8 +174,14 @@ pub fn read_range(path: &Path, range: Range<u64>) -> Result<(Bytes, u64), Bad> {
 }
 
 /// Writes an entry atomically: a temporary file in `tmp_dir` (same filesystem), then a
-/// rename. Blocking. Returns the bytes the entry takes on disk (its allocated blocks).
-pub fn write(tmp_dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<u64> {
+/// rename; its mtime is `mtime`. Blocking. Returns the bytes the entry takes on disk (its
+/// allocated blocks).
+pub fn write(
+    tmp_dir: &Path,
+    path: &Path,
+    data: &[u8],
+    mtime: std::time::SystemTime,
+) -> std::io::Result<u64> {
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!("{}-", std::process::id()))
         .tempfile_in(tmp_dir)?;
@@ -184,6 +190,7 @@ pub fn write(tmp_dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<u64> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    tmp.as_file().set_modified(mtime)?;
     let size = super::file_entry::allocated(&tmp.as_file().metadata()?);
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(size)
@@ -207,7 +214,7 @@ mod tests {
         let path = dir.path().join("ab/entry");
         for len in [0, 1, 1000, BLOCK, 3 * BLOCK + 17] {
             let d = data(len);
-            let size = write(dir.path(), &path, &d).unwrap();
+            let size = write(dir.path(), &path, &d, std::time::SystemTime::now()).unwrap();
             let meta = std::fs::metadata(&path).unwrap();
             assert_eq!(size, super::super::file_entry::allocated(&meta));
             assert_eq!(meta.len(), size_on_disk(len as u64));
@@ -238,7 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("entry");
         let d = data(1100 * BLOCK);
-        write(dir.path(), &path, &d).unwrap();
+        write(dir.path(), &path, &d, std::time::SystemTime::now()).unwrap();
         assert!(data_offset(d.len() as u64) > ALIGN);
         let r = 1099 * BLOCK as u64 + 5..1100 * BLOCK as u64;
         assert_eq!(
@@ -253,7 +260,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("entry");
         let d = data(3 * BLOCK);
-        write(dir.path(), &path, &d).unwrap();
+        write(dir.path(), &path, &d, std::time::SystemTime::now()).unwrap();
         let mut raw = std::fs::read(&path).unwrap();
         let at = data_offset(d.len() as u64) + 2 * BLOCK + 7;
         raw[at] ^= 1;

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::SystemTime;
 
 /// Bytes a file takes on disk: its allocated blocks.
 pub fn allocated(m: &std::fs::Metadata) -> u64 {
@@ -55,9 +56,15 @@ impl Writer {
     }
 
     /// Puts the entry in place at `path` if what was written is `len` bytes hashing to `hash`,
-    /// and returns the bytes it takes on disk; anything else is an error and leaves nothing.
-    /// Blocking.
-    pub fn finish(self, path: &Path, hash: &Sha256, len: u64) -> std::io::Result<u64> {
+    /// with mtime `mtime`, and returns the bytes it takes on disk; anything else is an error
+    /// and leaves nothing. Blocking.
+    pub fn finish(
+        self,
+        path: &Path,
+        hash: &Sha256,
+        len: u64,
+        mtime: SystemTime,
+    ) -> std::io::Result<u64> {
         if self.len != len || self.hasher.finish() != *hash {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -67,17 +74,24 @@ impl Writer {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        self.tmp.as_file().set_modified(mtime)?;
         let size = allocated(&self.tmp.as_file().metadata()?);
         self.tmp.persist(path).map_err(|e| e.error)?;
         Ok(size)
     }
 }
 
-/// Writes verified bytes as a file entry. Blocking.
-pub fn write(tmp_dir: &Path, path: &Path, hash: &Sha256, data: &[u8]) -> std::io::Result<u64> {
+/// Writes verified bytes as a file entry with mtime `mtime`. Blocking.
+pub fn write(
+    tmp_dir: &Path,
+    path: &Path,
+    hash: &Sha256,
+    data: &[u8],
+    mtime: SystemTime,
+) -> std::io::Result<u64> {
     let mut w = Writer::new(tmp_dir)?;
     w.write(data)?;
-    w.finish(path, hash, data.len() as u64)
+    w.finish(path, hash, data.len() as u64, mtime)
 }
 
 /// Reads a whole entry and checks it against its SHA-256. Blocking.
@@ -89,13 +103,24 @@ pub fn read(path: &Path, hash: &Sha256) -> Result<Bytes, Bad> {
     Ok(Bytes::from(data))
 }
 
-/// Opens an entry for the kernel to serve, if it holds `len` bytes. Blocking.
-pub fn open(path: &Path, len: u64) -> Result<std::fs::File, Bad> {
+/// Opens an entry for the kernel to serve, if it holds `len` bytes and, where `sealed` says
+/// seals are kept, its mtime still carries the seal for `hash` ([`super::seal`]). Blocking.
+pub fn open(path: &Path, hash: &Sha256, len: u64, sealed: bool) -> Result<std::fs::File, Bad> {
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() != len {
+    check(&file, hash, len, sealed)?;
+    Ok(file)
+}
+
+/// The checks of [`open`], on a file already open. Blocking (one fstat).
+pub fn check(file: &std::fs::File, hash: &Sha256, len: u64, sealed: bool) -> Result<(), Bad> {
+    let meta = file.metadata()?;
+    if meta.len() != len {
         return Err(Bad::Damaged("wrong length"));
     }
-    Ok(file)
+    if sealed && !super::seal::holds(hash, meta.modified()?) {
+        return Err(Bad::Damaged("changed since it was cached"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -111,15 +136,17 @@ mod tests {
         let mut w = Writer::new(dir.path()).unwrap();
         w.write(&data[..3000]).unwrap();
         w.write(&data[3000..]).unwrap();
-        let size = w.finish(&path, &hash, data.len() as u64).unwrap();
+        let sealed = super::super::seal::at(&hash, SystemTime::now());
+        let size = w.finish(&path, &hash, data.len() as u64, sealed).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), data, "exactly the file");
         assert!(size >= data.len() as u64);
         assert_eq!(&read(&path, &hash).unwrap()[..], &data[..]);
-        assert!(open(&path, data.len() as u64).is_ok());
-        assert!(matches!(open(&path, 1), Err(Bad::Damaged(_))));
+        let len = data.len() as u64;
+        assert!(open(&path, &hash, len, true).is_ok());
+        assert!(matches!(open(&path, &hash, 1, true), Err(Bad::Damaged(_))));
 
         let other = dir.path().join("ab/other");
-        let e = write(dir.path(), &other, &hash, &data[1..]).unwrap_err();
+        let e = write(dir.path(), &other, &hash, &data[1..], sealed).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
         assert!(!other.exists());
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
@@ -129,8 +156,17 @@ mod tests {
         bad[5000] ^= 1;
         std::fs::write(&path, &bad).unwrap();
         assert!(matches!(read(&path, &hash), Err(Bad::Damaged(_))));
+        // Written over: caught at open by its mtime, though the size is right.
+        assert!(matches!(
+            open(&path, &hash, len, true),
+            Err(Bad::Damaged(_))
+        ));
+        assert!(
+            open(&path, &hash, len, false).is_ok(),
+            "size alone cannot see it"
+        );
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(read(&path, &hash), Err(Bad::Missing)));
-        assert!(matches!(open(&path, 1), Err(Bad::Missing)));
+        assert!(matches!(open(&path, &hash, 1, true), Err(Bad::Missing)));
     }
 }

@@ -24,6 +24,7 @@
 pub mod buffers;
 pub mod entry;
 pub mod file_entry;
+pub mod seal;
 pub mod stats;
 
 use crate::format::Sha256;
@@ -131,6 +132,8 @@ pub struct DiskCache {
     quota: u64,
     index: Mutex<Index>,
     scanned: AtomicBool,
+    /// Whether the cache's filesystem keeps the seals in mtimes ([`seal`]).
+    seals: bool,
     buffers: Arc<buffers::Buffers>,
     pub stats: stats::Counters,
     /// When a failed write was last logged: a full disk fails every write, and one line a
@@ -158,6 +161,14 @@ impl DiskCache {
             CacheSize::Bytes(b) => b,
             CacheSize::Percent(p) => filesystem_size(dir).map_err(err)? / 100 * p as u64,
         };
+        let seals = seal::supported(&tmp);
+        if !seals {
+            tracing::info!(
+                "disk cache {}: its filesystem keeps no nanoseconds in mtimes; entries served \
+                 by passthrough are checked by size alone (run `datastore cache verify`)",
+                dir.display()
+            );
+        }
         let cache = Arc::new(DiskCache {
             dir: dir.to_path_buf(),
             tmp,
@@ -167,6 +178,7 @@ impl DiskCache {
                 bytes: 0,
             }),
             scanned: AtomicBool::new(false),
+            seals,
             buffers: buffers::Buffers::new(IDLE_BUFFERS),
             stats: stats::Counters::default(),
             write_warned: Mutex::new(None),
@@ -219,9 +231,28 @@ impl DiskCache {
         self.lock().lru.contains(&(kind, *h))
     }
 
-    /// Whether a file entry for `h` exists (one stat at most).
-    pub fn has_file(&self, h: &Sha256) -> bool {
-        self.on_disk_as((Kind::File, *h))
+    /// Whether `file`, opened earlier by [`file`](Self::file) for the file entry `h` of `len`
+    /// bytes, still has that size and its seal (one fstat). If not, the entry is damaged: it
+    /// is dropped, if it is still in place, and `false` returned. Blocking.
+    pub fn file_intact(&self, h: &Sha256, len: u64, file: &std::fs::File) -> bool {
+        let key = (Kind::File, *h);
+        match file_entry::check(file, h, len, self.seals) {
+            Ok(()) => true,
+            Err(e) => {
+                let path = self.path(key);
+                let same = |p: &Path| {
+                    use std::os::unix::fs::MetadataExt;
+                    let (a, b) = (std::fs::metadata(p), file.metadata());
+                    matches!((a, b), (Ok(a), Ok(b)) if a.ino() == b.ino() && a.dev() == b.dev())
+                };
+                if same(&path) {
+                    self.served(key, &path, Err(e));
+                } else if let entry::Bad::Damaged(why) = e {
+                    tracing::warn!("an evicted cache entry {} is damaged ({why})", h);
+                }
+                false
+            }
+        }
     }
 
     /// Whether an entry for `h` exists on disk (at most two stats; its content is checked
@@ -270,7 +301,7 @@ impl DiskCache {
     pub fn file(&self, h: &Sha256, len: u64) -> Option<std::fs::File> {
         let key = (Kind::File, *h);
         let path = self.path(key);
-        let file = match file_entry::open(&path, len) {
+        let file = match file_entry::open(&path, h, len, self.seals) {
             Ok(f) => f,
             // Not a miss of a lookup: most files opened have no file entry yet.
             Err(entry::Bad::Missing) => {
@@ -319,7 +350,7 @@ impl DiskCache {
                     let _ = std::fs::File::options()
                         .append(true)
                         .open(path)
-                        .and_then(|f| f.set_modified(now));
+                        .and_then(|f| f.set_modified(seal::at(&key.1, now)));
                 }
                 Some(data)
             }
@@ -351,7 +382,10 @@ impl DiskCache {
         if entry::size_on_disk(data.len() as u64) > self.quota {
             return;
         }
-        self.store((Kind::Chunk, *h), |tmp, path| entry::write(tmp, path, data));
+        let mtime = seal::at(h, SystemTime::now());
+        self.store((Kind::Chunk, *h), |tmp, path| {
+            entry::write(tmp, path, data, mtime)
+        });
     }
 
     /// Stores the verified bytes of a whole file (SHA-256 `h`) as a file entry. Blocking;
@@ -360,8 +394,9 @@ impl DiskCache {
         if data.len() as u64 > self.quota {
             return;
         }
+        let mtime = seal::at(h, SystemTime::now());
         self.store((Kind::File, *h), |tmp, path| {
-            file_entry::write(tmp, path, h, data)
+            file_entry::write(tmp, path, h, data, mtime)
         });
     }
 
@@ -611,9 +646,10 @@ impl FileWriter {
     /// Puts the entry in place if it is whole and right. Blocking.
     pub fn finish(self) -> bool {
         let key = (Kind::File, self.hash);
+        let mtime = seal::at(&self.hash, SystemTime::now());
         let result = self
             .writer
-            .finish(&self.cache.path(key), &self.hash, self.len);
+            .finish(&self.cache.path(key), &self.hash, self.len, mtime);
         let ok = result.is_ok();
         self.cache.stored(key, result);
         ok

@@ -82,11 +82,12 @@ enum LogSink {
     Syslog,
 }
 
-/// Logs go to stderr, warnings and errors by default; a background mount daemon, which has no
-/// terminal, logs to syslog or its `log=` file, and also says when it mounts and unmounts.
-fn init_logging(verbose: u8, sink: LogSink) {
+/// Logs go to stderr, warnings and errors by default; a mount daemon also says how it mounts
+/// and when it unmounts, to stderr in the foreground (the journal, under systemd), else to
+/// syslog or its `log=` file.
+fn init_logging(verbose: u8, sink: LogSink, daemon: bool) {
     let level = match (verbose, &sink) {
-        (0, LogSink::Stderr) => "warn",
+        (0, LogSink::Stderr) if !daemon => "warn",
         (0 | 1, _) => "info",
         _ => "debug",
     };
@@ -131,7 +132,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         },
         _ => LogSink::Stderr,
     };
-    init_logging(cli.verbose, sink);
+    init_logging(cli.verbose, sink, mount_opts.is_some());
     if let Command::Umount(a) = cli.command {
         return umount::run(a);
     }

@@ -10,6 +10,12 @@ pub fn of_content(_e: &ContentError) -> Errno {
     Errno::EIO
 }
 
+/// A file whose local copy, handed to the kernel for passthrough, was changed on disk while
+/// open: new opens fail as a failed read would.
+pub fn of_content_damaged() -> Errno {
+    Errno::EIO
+}
+
 /// Writes of any kind: the mount is a read-only view of an immutable version.
 pub const READ_ONLY: Errno = Errno::EROFS;
 /// A name that the version does not hold.

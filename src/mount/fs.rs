@@ -299,14 +299,22 @@ impl Filesystem for DatastoreFs {
                 }
                 let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
                 let opened = self.passthrough.open(&self.reader, i, &reply);
+                if let Opened::Refused = opened {
+                    let path = String::from_utf8_lossy(&self.manifest.path_of(i)).into_owned();
+                    tracing::error!(
+                        "open {}/{path}: its cache file changed on disk while open; refused \
+                         until every open handle of it is closed",
+                        self.label
+                    );
+                    return reply.error(errno::of_content_damaged());
+                }
                 let open = Arc::new(self.reader.open(i));
                 self.lock_handles().insert(fh, (open, opened.mode()));
                 match opened {
-                    Opened::Cached => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
                     Opened::Passthrough(backing) => {
                         reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing)
                     }
-                    Opened::Direct => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                    _ => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
                 }
             }
             Err(e) => reply.error(e),

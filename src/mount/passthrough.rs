@@ -8,10 +8,13 @@
 //! - an inode has one backing file at a time: every passthrough open of it shares one
 //!   [`BackingId`], released with the last of them;
 //! - an inode cannot be open through the page cache and by passthrough at once (the kernel
-//!   answers ETXTBSY, which a reader would see as EIO). So while an inode is open the cached
-//!   way, later opens stay cached; while it is open by passthrough, later opens share the
-//!   backing file, or, if the cache has dropped that file entry meanwhile, are served with
-//!   direct I/O through the daemon, which the kernel allows beside passthrough.
+//!   answers ETXTBSY, which a reader would see as EIO), nor with direct I/O beside
+//!   passthrough. So while an inode is open the cached way, later opens stay cached; while
+//!   it is open by passthrough, later opens share its backing file. An entry evicted
+//!   meanwhile is still whole behind that open file. One found changed on disk (its size or
+//!   mtime seal broken, see `cache::seal`) fails new opens with EIO, never serving its bytes
+//!   to them; the handles already open read on (the kernel offers no way to revoke a
+//!   backing file), and once they close the next open reads through the daemon.
 
 use crate::read::Reader;
 use fuser::{BackingId, InitFlags, KernelConfig, ReplyOpen};
@@ -27,21 +30,27 @@ pub enum HandleMode {
     Cached,
     /// From the backing file, by the kernel.
     Passthrough,
-    /// Through the daemon, bypassing the page cache.
-    Direct,
 }
 
 /// How an inode is open now.
 enum InodeMode {
-    Cached { opens: u32 },
-    Passthrough { backing: Arc<BackingId>, opens: u32 },
+    Cached {
+        opens: u32,
+    },
+    Passthrough {
+        backing: Arc<BackingId>,
+        /// The file entry the kernel reads, checked again at each open that shares it.
+        file: std::fs::File,
+        opens: u32,
+    },
 }
 
 /// What [`Passthrough::open`] decided.
 pub enum Opened {
     Cached,
     Passthrough(Arc<BackingId>),
-    Direct,
+    /// The inode's backing file was found changed: no new open may read it.
+    Refused,
 }
 
 pub struct Passthrough {
@@ -129,28 +138,33 @@ impl Passthrough {
                 *opens += 1;
                 Opened::Cached
             }
-            Some(InodeMode::Passthrough { backing, opens }) => {
-                if reader.local_file_present(file) {
+            Some(InodeMode::Passthrough {
+                backing,
+                file: local,
+                opens,
+            }) => {
+                if reader.local_file_intact(file, local) {
                     *opens += 1;
                     Opened::Passthrough(backing.clone())
                 } else {
-                    Opened::Direct
+                    Opened::Refused
                 }
             }
-            None => match reader.local_file(file).map(|f| reply.open_backing(&f)) {
-                Some(Ok(id)) => {
+            None => match reader.local_file(file).map(|f| (reply.open_backing(&f), f)) {
+                Some((Ok(id), local)) => {
                     let backing = Arc::new(id);
                     inodes.insert(
                         file,
                         InodeMode::Passthrough {
                             backing: backing.clone(),
+                            file: local,
                             opens: 1,
                         },
                     );
                     Opened::Passthrough(backing)
                 }
                 failed => {
-                    if let Some(Err(e)) = failed {
+                    if let Some((Err(e), _)) = failed {
                         // Nothing will make the next registration succeed: stop trying.
                         self.on.store(false, Ordering::Release);
                         tracing::warn!(
@@ -164,15 +178,15 @@ impl Passthrough {
             },
         };
         drop(inodes);
-        let by_passthrough = matches!(opened, Opened::Passthrough(_));
-        reader.count_open(by_passthrough);
-        if !by_passthrough {
-            reader.offer_local_file(file);
+        if !matches!(opened, Opened::Refused) {
+            reader.count_open(matches!(opened, Opened::Passthrough(_)));
         }
         opened
     }
 
-    /// A handle of `file` opened in `mode` was released.
+    /// A handle of `file` opened in `mode` was released. A file read through the daemon may
+    /// be whole in the cache now: it is offered for a file entry (only now, not at open, so
+    /// that assembling it never competes with the reads of the open that fetches it).
     pub fn release(&self, reader: &Reader, file: usize, mode: HandleMode) {
         let mut inodes = self.lock();
         let last = match (inodes.get_mut(&file), mode) {
@@ -201,9 +215,8 @@ impl Passthrough {
 impl Opened {
     pub fn mode(&self) -> HandleMode {
         match self {
-            Opened::Cached => HandleMode::Cached,
             Opened::Passthrough(_) => HandleMode::Passthrough,
-            Opened::Direct => HandleMode::Direct,
+            Opened::Cached | Opened::Refused => HandleMode::Cached,
         }
     }
 }

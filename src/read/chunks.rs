@@ -10,6 +10,7 @@
 use super::budget::FetchBudget;
 use super::fetch::{self, ContentError, Located};
 use super::memory::MemoryCache;
+use super::pack::{self, Member, Region};
 use crate::cache::{DiskCache, Kind};
 use crate::format::{EntryKind, Manifest, Sha256};
 use crate::store::Store;
@@ -234,8 +235,63 @@ impl ChunkReader {
         self.disk.as_ref()
     }
 
-    /// Keeps verified bytes in memory (used by the prefetcher for data it fetched itself).
-    pub fn remember(&self, h: Sha256, data: Bytes) {
+    /// Fetches a pack region in the background (holding `permit`, its share of the budget),
+    /// caching each member on disk and in memory. Its members count as being fetched until it
+    /// is done: a read of one of them waits for this fetch instead of starting its own, and
+    /// other region fetches leave them out, so no member is fetched or written twice.
+    pub fn fetch_region(self: &Arc<Self>, region: Region, permit: OwnedSemaphorePermit) {
+        let members = region.members.clone();
+        let (store, disk) = (self.store.clone(), self.disk.clone());
+        let all = async move {
+            let fetched = pack::fetch(&store, &region).await?;
+            if let Some(disk) = disk {
+                for (m, data) in &fetched {
+                    keep_on_disk(disk.clone(), m.hash, data.clone(), m.whole_file).await;
+                }
+            }
+            drop(permit);
+            Ok(Arc::new(fetched))
+        }
+        .boxed()
+        .shared();
+        let mut ours = Vec::new();
+        {
+            let mut in_flight = self.lock_in_flight();
+            for (i, m) in members.iter().enumerate() {
+                if in_flight.contains_key(&m.hash) {
+                    continue;
+                }
+                let one: BoxFuture<'static, Result<Bytes, ContentError>> = all
+                    .clone()
+                    .map(move |r: Result<Arc<Vec<(Member, Bytes)>>, ContentError>| {
+                        r.map(|v| v[i].1.clone())
+                    })
+                    .boxed();
+                in_flight.insert(m.hash, one.shared());
+                ours.push(m.hash);
+            }
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = all.await;
+            let mut in_flight = this.lock_in_flight();
+            for h in &ours {
+                in_flight.remove(h);
+            }
+            drop(in_flight);
+            match result {
+                Ok(fetched) => {
+                    for (m, data) in fetched.iter() {
+                        this.remember(m.hash, data.clone());
+                    }
+                }
+                Err(e) => tracing::debug!("neighbour prefetch failed: {e}"),
+            }
+        });
+    }
+
+    /// Keeps verified bytes in memory.
+    fn remember(&self, h: Sha256, data: Bytes) {
         self.lock_cache().insert(h, data);
     }
 

@@ -108,13 +108,16 @@ impl Reader {
         self.disk.as_ref()?.file(&sha256, size)
     }
 
-    /// Whether the disk cache still holds file `file` whole (one stat): a local file handed
-    /// to the kernel earlier is still what the cache would hand out now.
-    pub fn local_file_present(&self, file: usize) -> bool {
-        let EntryKind::File { sha256, .. } = self.manifest.entries[file].kind else {
+    /// Whether `local`, a local file of file `file` handed out earlier, still holds what it
+    /// held then: its size and mtime seal are checked (one fstat). An entry evicted since is
+    /// still intact behind the open file. One that is not drops its entry from the cache.
+    pub fn local_file_intact(&self, file: usize, local: &std::fs::File) -> bool {
+        let EntryKind::File { size, sha256, .. } = self.manifest.entries[file].kind else {
             return false;
         };
-        self.disk.as_ref().is_some_and(|d| d.has_file(&sha256))
+        self.disk
+            .as_ref()
+            .is_some_and(|d| d.file_intact(&sha256, size, local))
     }
 
     /// Counts an open served by the kernel from a local file (`true`) or through us.
@@ -124,8 +127,7 @@ impl Reader {
         }
     }
 
-    /// File `file` was opened without a local file, or closed: if all its chunks are cached
-    /// now, it is assembled into one in the background (see [`materialize`]), for the opens
+    /// File `file`, read through us, was closed: if all its chunks are cached now, it is assembled into one in the background (see [`materialize`]), for the opens
     /// after this one.
     pub fn offer_local_file(&self, file: usize) {
         if let Some(m) = &self.materializer {

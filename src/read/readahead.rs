@@ -13,7 +13,7 @@
 //! share, read-ahead is skipped, never queued, when it is used up. Prefetched data lands in the
 //! disk cache, so it is never fetched twice.
 
-use super::chunks::{keep_on_disk, ChunkReader};
+use super::chunks::ChunkReader;
 use super::fetch;
 use super::pack::{self, Region};
 use crate::format::{EntryKind, Location, Manifest};
@@ -100,23 +100,7 @@ impl Prefetcher {
         let Some(permit) = self.reader.budget().try_take(region.bytes()) else {
             return;
         };
-        let reader = self.reader.clone();
-        tokio::spawn(async move {
-            let members = match pack::fetch(reader.store(), &region).await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!("neighbour prefetch failed: {e}");
-                    return;
-                }
-            };
-            for (member, piece) in members {
-                if let Some(disk) = reader.disk().cloned() {
-                    keep_on_disk(disk, member.hash, piece.clone(), member.whole_file).await;
-                }
-                reader.remember(member.hash, piece);
-            }
-            drop(permit);
-        });
+        self.reader.fetch_region(region, permit);
     }
 }
 
