@@ -133,10 +133,8 @@ fn files_whole_in_the_cache_are_read_by_the_kernel() {
     assert!(m.mnt.log().contains("passthrough on"), "{}", m.mnt.log());
     assert!(std::fs::read(at("imgs/f003.bin")).unwrap() == small);
     wait_for_file_entry(&env, &big);
-    assert!(
-        file_entry(&env, &small).exists(),
-        "a small file is a file entry at once"
-    );
+    // A small file is a file entry as soon as it is fetched and written.
+    wait_for_file_entry(&env, &small);
     drop_all_page_caches();
 
     let (reads, opens) = (m.reads(), m.passthrough_opens());
@@ -326,7 +324,7 @@ fn evicting_files_open_by_passthrough_keeps_their_handles_right() {
         .collect();
     for (d, w) in want.iter().enumerate().take(3) {
         assert!(std::fs::read(m.mnt.point.join(name(d))).unwrap() == *w);
-        assert!(file_entry(&env, w).exists());
+        wait_for_file_entry(&env, w);
     }
     let held: Vec<std::fs::File> = (0..3)
         .map(|d| open_by_passthrough(&m, &m.mnt.point.join(name(d))))

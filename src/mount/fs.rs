@@ -33,8 +33,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The I/O size reported to programs (`st_blksize`): large reads suit an object store.
 const BLOCK_SIZE: u32 = 1 << 20;
-/// Largest read-ahead the kernel may issue.
+/// Largest read-ahead the kernel may issue: with fuser's default max_write of 16 MiB, the
+/// kernel's max_pages is its limit (256 pages, 1 MiB, here), so reads come as large as it allows.
 const MAX_READAHEAD: u32 = 1 << 20;
+/// Background requests (read-ahead, async reads) the kernel keeps in flight.
+const MAX_BACKGROUND: u16 = 64;
 
 pub const XATTR_SHA256: &str = "user.datastore.sha256";
 pub const XATTR_VERSION: &str = "user.datastore.version";
@@ -246,6 +249,11 @@ impl Filesystem for DatastoreFs {
         // Capabilities the kernel lacks are simply not used.
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_readahead(MAX_READAHEAD);
+        // Read-ahead and async reads of many readers queue in the kernel as background
+        // requests; fuser's default of 16 in flight starves a daemon that answers them from the
+        // network in parallel (Mountpoint-S3 raises it the same way).
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
         self.passthrough.init(config);
         Ok(())
     }

@@ -123,7 +123,7 @@ pub async fn serve(
         (Some(d), true) => Ok(passthrough::stack_depth(d.dir())),
     };
     let mut fs = DatastoreFs::new(
-        reader,
+        reader.clone(),
         label.clone(),
         passthrough,
         tokio::runtime::Handle::current(),
@@ -218,6 +218,8 @@ pub async fn serve(
         })
     });
     let ended = tokio::task::spawn_blocking(move || session.run()).await;
+    // What was read stays cached: the writes still under way finish first.
+    reader.settle().await;
     signals.abort();
     if let Some(s) = saver {
         s.abort();

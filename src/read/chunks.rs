@@ -39,6 +39,7 @@ pub struct ChunkReader {
     store: Store,
     disk: Option<Arc<DiskCache>>,
     budget: Arc<FetchBudget>,
+    writes: Arc<Writes>,
     cache: Mutex<MemoryCache>,
     in_flight: Mutex<HashMap<Sha256, Fetch>>,
     /// Chunks whose last fetch failed, when, and why (see [`FAILURE_MEMORY`]).
@@ -58,6 +59,7 @@ impl ChunkReader {
             store,
             disk,
             budget: Arc::new(FetchBudget::new(fetch_budget)),
+            writes: Arc::default(),
             cache: Mutex::new(MemoryCache::new(memory_budget)),
             in_flight: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
@@ -176,9 +178,9 @@ impl ChunkReader {
                 Some(p) => {
                     let store = self.store.clone();
                     let disk = self.disk.clone();
-                    let f = bounded_retry(fetch_through(store, disk, at, p), retry_of.take())
-                        .boxed()
-                        .shared();
+                    let writes = self.writes.clone();
+                    let fetch = fetch_through(store, disk, writes, at, p);
+                    let f = bounded_retry(fetch, retry_of.take()).boxed().shared();
                     self.lock_in_flight().insert(hash, f.clone());
                     break f;
                 }
@@ -216,6 +218,11 @@ impl ChunkReader {
         &self.budget
     }
 
+    /// The disk cache writes this reader has under way.
+    pub fn writes(&self) -> &Arc<Writes> {
+        &self.writes
+    }
+
     /// Whether a chunk is in memory, on disk or on its way: fetching it from the store ahead
     /// of time would be waste.
     pub fn has(&self, h: &Sha256) -> bool {
@@ -241,19 +248,10 @@ impl ChunkReader {
     /// other region fetches leave them out, so no member is fetched or written twice.
     pub fn fetch_region(self: &Arc<Self>, region: Region, permit: OwnedSemaphorePermit) {
         let members = region.members.clone();
-        let (store, disk) = (self.store.clone(), self.disk.clone());
-        let all = async move {
-            let fetched = pack::fetch(&store, &region).await?;
-            if let Some(disk) = disk {
-                for (m, data) in &fetched {
-                    keep_on_disk(disk.clone(), m.hash, data.clone(), m.whole_file).await;
-                }
-            }
-            drop(permit);
-            Ok(Arc::new(fetched))
-        }
-        .boxed()
-        .shared();
+        let store = self.store.clone();
+        let all = async move { pack::fetch(&store, &region).await.map(Arc::new) }
+            .boxed()
+            .shared();
         let mut ours = Vec::new();
         {
             let mut in_flight = self.lock_in_flight();
@@ -283,10 +281,20 @@ impl ChunkReader {
                 Ok(fetched) => {
                     for (m, data) in fetched.iter() {
                         this.remember(m.hash, data.clone());
+                        if let Some(disk) = &this.disk {
+                            this.writes.start(
+                                disk.clone(),
+                                m.hash,
+                                data.clone(),
+                                m.whole_file,
+                                None,
+                            );
+                        }
                     }
                 }
                 Err(e) => tracing::debug!("neighbour prefetch failed: {e}"),
             }
+            drop(permit);
         });
     }
 
@@ -301,12 +309,14 @@ impl ChunkReader {
 }
 
 /// From the disk cache if it has the chunk, else from the store, then into the disk cache.
-/// The permit (its bytes of the budget) is held until the chunk is in hand.
+/// The permit (its bytes of the budget) is held until the chunk is in hand, and, for a chunk
+/// from the store, until it is on disk.
 async fn fetch_through(
     store: Store,
     disk: Option<Arc<DiskCache>>,
+    writes: Arc<Writes>,
     at: Located,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) -> Result<Bytes, ContentError> {
     let Some(disk) = disk else {
         return fetch::fetch(&store, &at).await;
@@ -319,16 +329,94 @@ async fn fetch_through(
         }
     }
     let data = fetch::fetch(&store, &at).await?;
-    // Stored before the read is answered, so a chunk read once is on disk for good.
-    keep_on_disk(disk, hash, data.clone(), at.whole_file).await;
+    // Written once the read is answered, off its path.
+    writes.start(disk, hash, data.clone(), at.whole_file, Some(permit));
     Ok(data)
 }
 
-/// Caches verified bytes on disk: as a file entry when they are a whole file, else as a chunk
-/// entry.
+/// The kind of entry verified bytes are cached as: a file entry when they are a whole file,
+/// else a chunk entry.
+fn kind(whole_file: bool) -> Kind {
+    if whole_file {
+        Kind::File
+    } else {
+        Kind::Chunk
+    }
+}
+
+/// Caches verified bytes on disk (see [`kind`]) and waits until they are written.
 pub async fn keep_on_disk(disk: Arc<DiskCache>, hash: Sha256, data: Bytes, whole_file: bool) {
-    let kind = if whole_file { Kind::File } else { Kind::Chunk };
+    let kind = kind(whole_file);
     let _ = tokio::task::spawn_blocking(move || disk.put_as(kind, &hash, &data)).await;
+}
+
+/// Disk cache writes under way in the background, so that a read is answered as soon as its
+/// chunk is verified, and so that whoever needs the cache complete (an unmount, a file about
+/// to be assembled from its chunks) can wait for them.
+#[derive(Default)]
+pub struct Writes {
+    /// Entries being written, by hash (a count: two fetches may write the same one).
+    pending: Mutex<HashMap<Sha256, u32>>,
+    done: tokio::sync::Notify,
+}
+
+impl Writes {
+    /// Writes verified bytes to the disk cache in the background, holding `permit` (their
+    /// share of the fetch budget) until they are on disk.
+    pub fn start(
+        self: &Arc<Self>,
+        disk: Arc<DiskCache>,
+        hash: Sha256,
+        data: Bytes,
+        whole_file: bool,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        *self.lock().entry(hash).or_default() += 1;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let kind = kind(whole_file);
+            let _ = tokio::task::spawn_blocking(move || disk.put_as(kind, &hash, &data)).await;
+            drop(permit);
+            let mut pending = this.lock();
+            if let Some(n) = pending.get_mut(&hash) {
+                *n -= 1;
+                if *n == 0 {
+                    pending.remove(&hash);
+                }
+            }
+            drop(pending);
+            this.done.notify_waiters();
+        });
+    }
+
+    /// Whether an entry for `h` is being written.
+    pub fn pending(&self, h: &Sha256) -> bool {
+        self.lock().contains_key(h)
+    }
+
+    /// Waits until no write of the entries `only` names (of any, if `None`) is under way.
+    pub async fn settle(&self, only: Option<&[Sha256]>) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            let busy = {
+                let pending = self.lock();
+                match only {
+                    None => !pending.is_empty(),
+                    Some(hashes) => hashes.iter().any(|h| pending.contains_key(h)),
+                }
+            };
+            if !busy {
+                return;
+            }
+            done.await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sha256, u32>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A fetch; if it retries one that failed a moment ago (`retry_of`), it gets

@@ -10,6 +10,7 @@
 //! one chunk of the fetch budget, so it never competes with readers for more than that.
 
 use super::budget::FetchBudget;
+use super::chunks::Writes;
 use crate::cache::{DiskCache, Kind};
 use crate::format::{EntryKind, Manifest, Sha256};
 use std::collections::HashSet;
@@ -37,8 +38,15 @@ impl Materializer {
     }
 
     /// Assembles file `file` of `m` in the background if it has no file entry yet and every
-    /// one of its chunks is in the disk cache. Cheap when there is nothing to do.
-    pub fn offer(self: &Arc<Self>, m: &Arc<Manifest>, file: usize, budget: &Arc<FetchBudget>) {
+    /// one of its chunks is in the disk cache, or being written there (`writes`). Cheap when
+    /// there is nothing to do.
+    pub fn offer(
+        self: &Arc<Self>,
+        m: &Arc<Manifest>,
+        file: usize,
+        budget: &Arc<FetchBudget>,
+        writes: &Arc<Writes>,
+    ) {
         let EntryKind::File {
             size,
             sha256,
@@ -48,20 +56,34 @@ impl Materializer {
             return;
         };
         let run = &m.chunks[chunks.range()];
+        let at_hand = |h: &Sha256| self.disk.contains(h) || writes.pending(h);
+        // A file of one chunk is written as a file entry when it is fetched: only one cached
+        // as a chunk entry, before file entries existed, is left to assemble.
+        let needs_assembly = run.len() > 1
+            || run
+                .first()
+                .is_some_and(|c| self.disk.contains_kind(Kind::Chunk, &c.hash));
         if size == 0
+            || !needs_assembly
             || self.disk.contains_kind(Kind::File, &sha256)
-            || !run.iter().all(|c| self.disk.contains(&c.hash))
+            || !run.iter().all(|c| at_hand(&c.hash))
             || !self.lock().insert(sha256)
         {
             return;
         }
         let hashes: Vec<Sha256> = run.iter().map(|c| c.hash).collect();
         let largest = run.iter().map(|c| c.len as u64).max().unwrap_or(0);
-        let (this, budget) = (self.clone(), budget.clone());
+        let (this, budget, writes) = (self.clone(), budget.clone(), writes.clone());
         self.rt.spawn(async move {
             let _turn = this.one_at_a_time.acquire().await;
-            let _permit = budget.take(largest).await;
+            // The last chunks read may still be on their way to disk.
+            writes.settle(Some(&hashes)).await;
             let disk = this.disk.clone();
+            if !hashes.iter().all(|h| disk.contains(h)) {
+                this.lock().remove(&sha256);
+                return;
+            }
+            let _permit = budget.take(largest).await;
             let done = tokio::task::spawn_blocking(move || assemble(&disk, sha256, size, &hashes))
                 .await
                 .unwrap_or(false);

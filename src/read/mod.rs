@@ -120,6 +120,12 @@ impl Reader {
             .is_some_and(|d| d.file_intact(&sha256, size, local))
     }
 
+    /// Waits until every disk cache write under way is done: before the daemon exits, so
+    /// that what was read stays cached.
+    pub async fn settle(&self) {
+        self.chunks.writes().settle(None).await;
+    }
+
     /// Counts an open served by the kernel from a local file (`true`) or through us.
     pub fn count_open(&self, by_passthrough: bool) {
         if let Some(d) = &self.disk {
@@ -131,7 +137,12 @@ impl Reader {
     /// after this one.
     pub fn offer_local_file(&self, file: usize) {
         if let Some(m) = &self.materializer {
-            m.offer(&self.manifest, file, self.chunks.budget());
+            m.offer(
+                &self.manifest,
+                file,
+                self.chunks.budget(),
+                self.chunks.writes(),
+            );
         }
     }
 
