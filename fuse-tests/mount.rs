@@ -489,13 +489,7 @@ fn allow_other_is_opt_in() {
     std::fs::write(src.join("private"), b"owner only").unwrap();
     std::fs::set_permissions(src.join("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
     env.push(&src, "ds");
-    let as_nobody = |path: &Path| {
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
-            .arg(path)
-            .output()
-            .unwrap()
-    };
+    let as_nobody = common::cat_as_nobody;
     let closed = env.mount("ds@1", &[]);
     let out = as_nobody(&closed.point.join("public"));
     assert!(

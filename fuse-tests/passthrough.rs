@@ -191,7 +191,7 @@ fn without_passthrough_every_read_goes_through_the_daemon_and_is_right() {
         0o006,
         "/dev/fuse is closed to other users (mode {dev:o}); ./scripts/test opens it as udev would"
     );
-    let nobody = 65534;
+    let nobody = common::NOBODY;
     std::fs::set_permissions(env.scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let cache = env.cache_dir();
     std::fs::create_dir_all(&cache).unwrap();
@@ -200,11 +200,7 @@ fn without_passthrough_every_read_goes_through_the_daemon_and_is_right() {
     }
     let mnt = env.mount_as("ds", &[], &[], Some(nobody));
     for _ in 0..2 {
-        let out = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
-            .arg(mnt.point.join("f001.bin"))
-            .output()
-            .unwrap();
+        let out = common::cat_as_nobody(&mnt.point.join("f001.bin"));
         assert!(
             out.status.success(),
             "{}",

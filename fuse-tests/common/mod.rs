@@ -310,6 +310,18 @@ fn entries_in(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The user tests read as when they need someone other than root.
+pub const NOBODY: u32 = 65534;
+
+/// `cat PATH` run as [`NOBODY`].
+pub fn cat_as_nobody(path: &Path) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(path)
+        .output()
+        .expect("run setpriv")
+}
+
 /// A loopback port nothing listens on (bound, then released), for a server a test starts.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

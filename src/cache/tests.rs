@@ -114,3 +114,75 @@ fn the_scan_finds_every_entry() {
     println!("cache index rebuilt at {rate:.0} entries/s");
     assert_eq!(c.lock().lru.len(), 20_000);
 }
+
+#[test]
+fn file_entries_are_served_whole_checked_at_open_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 30)).unwrap();
+    wait_scanned(&c);
+    let (h, data) = chunk(7, 5000);
+    c.put_file(&h, &data);
+    assert!(c.contains_kind(Kind::File, &h) && !c.contains_kind(Kind::Chunk, &h));
+    assert_eq!(
+        &c.get(&h).unwrap()[..],
+        &data[..],
+        "read back, SHA-256 checked"
+    );
+    let path = c.path((Kind::File, h));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        data,
+        "the file's bytes alone"
+    );
+    let f = c
+        .file(&h, data.len() as u64)
+        .expect("opened for passthrough");
+    assert!(c.file_intact(&h, data.len() as u64, &f));
+    assert!(c.file(&h, 4999).is_none(), "the wrong size is damage");
+    assert!(!path.exists());
+    assert!(
+        c.file_intact(&h, data.len() as u64, &f),
+        "whole behind the open file"
+    );
+    // Changed behind the open file: its checks fail.
+    use std::os::fd::AsRawFd;
+    let behind = format!("/proc/self/fd/{}", f.as_raw_fd());
+    let w = std::fs::File::options().write(true).open(behind).unwrap();
+    w.set_len(10).unwrap();
+    assert!(
+        !c.file_intact(&h, data.len() as u64, &f),
+        "an open file checked again"
+    );
+
+    // verify: every entry hashed; the damaged ones, of either kind, deleted.
+    let (a, a_data) = chunk(8, 3000);
+    let (b, b_data) = chunk(9, 3000);
+    c.put(&a, &a_data);
+    c.put_file(&b, &b_data);
+    c.put_file(&h, &data);
+    let mut raw = std::fs::read(c.path((Kind::File, b))).unwrap();
+    raw[10] ^= 1;
+    std::fs::write(c.path((Kind::File, b)), raw).unwrap();
+    let (checked, damaged) = DiskCache::verify(dir.path()).unwrap();
+    assert_eq!(checked, 3);
+    assert_eq!(damaged, vec![c.path((Kind::File, b))]);
+    assert!(c.path((Kind::Chunk, a)).exists() && c.path((Kind::File, h)).exists());
+}
+
+#[test]
+fn demoted_chunk_entries_are_evicted_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let block = entry::size_on_disk(10_000).div_ceil(4096) * 4096;
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(block * 4)).unwrap();
+    wait_scanned(&c);
+    let chunks: Vec<_> = (0..4).map(|i| chunk(i, 10_000)).collect();
+    for (h, d) in &chunks {
+        c.put(h, d);
+    }
+    // The newest one, demoted (its bytes are in a file entry too), goes before the oldest.
+    c.demote_chunk(&chunks[3].0);
+    let (h, d) = chunk(99, 10_000);
+    c.put(&h, &d);
+    assert!(!c.contains(&chunks[3].0), "the demoted entry stayed");
+    assert!(c.contains(&chunks[1].0));
+}

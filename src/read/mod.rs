@@ -133,7 +133,8 @@ impl Reader {
         }
     }
 
-    /// File `file`, read through us, was closed: if all its chunks are cached now, it is assembled into one in the background (see [`materialize`]), for the opens
+    /// File `file`, read through us, was closed: if all its chunks are cached now, they are
+    /// assembled into a local file in the background (see [`materialize`]), for the opens
     /// after this one.
     pub fn offer_local_file(&self, file: usize) {
         if let Some(m) = &self.materializer {
