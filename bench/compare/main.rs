@@ -444,15 +444,15 @@ fn main() {
             at_most: None,
         },
         Target {
-            what: "cold sequential ≥ 2 × s3fs",
+            what: "cold sequential ≥ 1.5 × s3fs",
             measured: ratio(v(&ds.cold), vs(1, |s| &s.cold)),
-            at_least: Some(2.0),
+            at_least: Some(1.5),
             at_most: None,
         },
         Target {
-            what: "warm ≥ 0.85 × local disk",
+            what: "warm ≥ 0.95 × local disk",
             measured: ratio(v(&ds.warm), local_cold),
-            at_least: Some(0.85),
+            at_least: Some(0.95),
             at_most: None,
         },
         Target {
@@ -460,6 +460,27 @@ fn main() {
             measured: ratio(v(&ds.page), local_page),
             at_least: Some(0.95),
             at_most: None,
+        },
+        Target {
+            what: "random 4 KiB reads of cached data ≥ 0.8 × local",
+            measured: ratio(v(&ds.rand), local_rand),
+            at_least: Some(0.8),
+            at_most: None,
+        },
+        Target {
+            what: "small files warm ≥ 0.8 × local (files/s)",
+            measured: ratio(v(&ds.small_warm), local_small),
+            at_least: Some(0.8),
+            at_most: None,
+        },
+        Target {
+            what: "daemon peak RSS, sequential groups, defaults ≤ 150 MiB",
+            measured: match (v(&ds.rss_cold), v(&ds.rss_warm)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+            at_least: None,
+            at_most: Some(150.0),
         },
         Target {
             what: "small files cold ≥ 5 × s3fs (files/s)",

@@ -22,6 +22,8 @@ pub struct Materializer {
     /// Files being assembled or waiting to be: offered again, they are not queued twice.
     pending: Mutex<HashSet<Sha256>>,
     one_at_a_time: tokio::sync::Semaphore,
+    /// Set at unmount: files not started yet are left for another time.
+    closing: std::sync::atomic::AtomicBool,
     /// Offers come from FUSE threads, outside the runtime.
     rt: tokio::runtime::Handle,
 }
@@ -33,6 +35,7 @@ impl Materializer {
             disk,
             pending: Mutex::new(HashSet::new()),
             one_at_a_time: tokio::sync::Semaphore::new(1),
+            closing: Default::default(),
             rt: tokio::runtime::Handle::current(),
         }
     }
@@ -76,6 +79,10 @@ impl Materializer {
         let (this, budget, writes) = (self.clone(), budget.clone(), writes.clone());
         self.rt.spawn(async move {
             let _turn = this.one_at_a_time.acquire().await;
+            if this.closing.load(std::sync::atomic::Ordering::Acquire) {
+                this.lock().remove(&sha256);
+                return;
+            }
             // The last chunks read may still be on their way to disk.
             writes.settle(Some(&hashes)).await;
             let disk = this.disk.clone();
@@ -93,6 +100,13 @@ impl Materializer {
             );
             this.lock().remove(&sha256);
         });
+    }
+
+    /// At unmount: waits for the file being assembled, if any, and starts no other.
+    pub async fn settle(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        drop(self.one_at_a_time.acquire().await);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Sha256>> {

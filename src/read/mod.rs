@@ -120,10 +120,13 @@ impl Reader {
             .is_some_and(|d| d.file_intact(&sha256, size, local))
     }
 
-    /// Waits until every disk cache write under way is done: before the daemon exits, so
-    /// that what was read stays cached.
+    /// Waits until every disk cache write under way is done, and the file being assembled,
+    /// if any: before the daemon exits, so that what was read stays cached.
     pub async fn settle(&self) {
         self.chunks.writes().settle(None).await;
+        if let Some(m) = &self.materializer {
+            m.settle().await;
+        }
     }
 
     /// Counts an open served by the kernel from a local file (`true`) or through us.
