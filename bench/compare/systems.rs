@@ -163,6 +163,7 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        let serving = self.pid();
         let ok = match self.system {
             System::Datastore => Command::new(&self.bin)
                 .arg("umount")
@@ -184,7 +185,26 @@ impl Drop for Mount {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // A daemon finishes its cache writes after the unmount (datastore assembles the files
+        // it has whole); the next workload starts once it is gone, so none of them runs
+        // beside another's cache writes or reads pages that were written during it.
+        if let Some(pid) = serving {
+            let start = Instant::now();
+            while alive(pid) && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None)
+    })
 }
 
 pub fn is_mounted(p: &Path) -> bool {
