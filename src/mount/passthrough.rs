@@ -129,10 +129,11 @@ impl Passthrough {
     /// Decides how file `file` is opened, registering its backing file with the
     /// kernel on its first passthrough open.
     pub fn open(&self, reader: &Reader, file: usize, reply: &ReplyOpen) -> Opened {
-        if !self.on.load(Ordering::Acquire) {
+        let mut inodes = self.lock();
+        // Off (or turned off after a refusal): inodes still open in some mode keep it.
+        if !self.on.load(Ordering::Acquire) && !inodes.contains_key(&file) {
             return Opened::Cached;
         }
-        let mut inodes = self.lock();
         let opened = match inodes.get_mut(&file) {
             Some(InodeMode::Cached { opens }) => {
                 *opens += 1;
