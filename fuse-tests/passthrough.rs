@@ -364,9 +364,12 @@ fn opens_never_switch_an_inode_under_its_readers() {
     };
     let a = std::fs::File::open(&path).unwrap();
     assert!(whole(&a));
-    // Another handle, closed: the file is whole in the cache and gets its file entry.
-    assert!(std::fs::read(&path).unwrap() == want);
-    let entry = wait_for_file_entry(&env, &want);
+    // Other handles, closed: the file is whole in the cache and gets its file entry.
+    let entry = file_entry(&env, &want);
+    wait_for("a file entry", Duration::from_secs(30), || {
+        assert!(std::fs::read(&path).unwrap() == want);
+        entry.exists()
+    });
     let c = std::fs::File::open(&path).expect("an open beside a cached one");
     assert!(whole(&c) && whole(&a));
     assert_eq!(m.passthrough_opens(), 0);
