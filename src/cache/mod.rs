@@ -258,9 +258,7 @@ impl DiskCache {
     /// Whether an entry for `h` exists on disk (at most two stats; its content is checked
     /// when read).
     pub fn on_disk(&self, h: &Sha256) -> bool {
-        self.contains(h)
-            || self.path((Kind::File, *h)).exists()
-            || self.path((Kind::Chunk, *h)).exists()
+        self.on_disk_as((Kind::File, *h)) || self.on_disk_as((Kind::Chunk, *h))
     }
 
     /// The verified bytes of `h`, if cached and undamaged: from a chunk entry (its block
@@ -270,21 +268,11 @@ impl DiskCache {
         let path = self.path(key);
         match entry::read(&path, &self.buffers) {
             Err(entry::Bad::Missing) => {}
-            read => {
-                let read = read.map(|data| {
-                    let len = data.len() as u64;
-                    (data, len)
-                });
-                return self.served(key, &path, read);
-            }
+            read => return self.served(key, &path, read),
         }
         let key = (Kind::File, *h);
         let path = self.path(key);
-        let read = file_entry::read(&path, h).map(|data| {
-            let len = data.len() as u64;
-            (data, len)
-        });
-        self.served(key, &path, read)
+        self.served(key, &path, file_entry::read(&path, h))
     }
 
     /// Bytes `range` of the cached chunk entry `h`, checked block by block, if cached and
@@ -293,7 +281,7 @@ impl DiskCache {
     pub fn get_range(&self, h: &Sha256, range: std::ops::Range<u64>) -> Option<Bytes> {
         let key = (Kind::Chunk, *h);
         let path = self.path(key);
-        self.served(key, &path, entry::read_range(&path, range))
+        self.served(key, &path, entry::read_range(&path, range).map(|(d, _)| d))
     }
 
     /// The file entry of a file with SHA-256 `h` and `len` bytes, opened for the kernel to
@@ -313,20 +301,15 @@ impl DiskCache {
                 return None;
             }
         };
-        self.served(key, &path, Ok((Bytes::new(), len)));
+        self.served(key, &path, Ok(Bytes::new()));
         Some(file)
     }
 
-    /// Counts a read of entry `key` (the bytes served and the length of its data), refreshes
-    /// its recency, and drops it if damaged.
-    fn served(
-        &self,
-        key: Key,
-        path: &Path,
-        read: Result<(Bytes, u64), entry::Bad>,
-    ) -> Option<Bytes> {
+    /// Counts a read of entry `key` (the bytes served), refreshes its recency, and drops the
+    /// entry if damaged.
+    fn served(&self, key: Key, path: &Path, read: Result<Bytes, entry::Bad>) -> Option<Bytes> {
         match read {
-            Ok((data, _)) => {
+            Ok(data) => {
                 self.stats.hit(data.len() as u64);
                 let now = SystemTime::now();
                 let mut idx = self.lock();

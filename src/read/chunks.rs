@@ -234,14 +234,6 @@ impl ChunkReader {
         self.lock_cache().contains(h) || self.lock_in_flight().contains_key(h)
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn disk(&self) -> Option<&Arc<DiskCache>> {
-        self.disk.as_ref()
-    }
-
     /// Fetches a pack region in the background (holding `permit`, its share of the budget),
     /// caching each member on disk and in memory. Its members count as being fetched until it
     /// is done: a read of one of them waits for this fetch instead of starting its own, and
