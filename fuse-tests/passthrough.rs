@@ -375,7 +375,7 @@ fn opens_never_switch_an_inode_under_its_readers() {
     assert_eq!(m.passthrough_opens(), 0);
     drop((a, c));
 
-    let d = std::fs::File::open(&path).unwrap();
+    let d = open_by_passthrough(&m, &path);
     assert_eq!(m.passthrough_opens(), 1);
     let e = std::fs::File::open(&path).unwrap();
     assert_eq!(
@@ -393,7 +393,7 @@ fn opens_never_switch_an_inode_under_its_readers() {
     assert!(std::fs::read(&path).unwrap() == want);
     let entry = wait_for_file_entry(&env, &want);
 
-    let g = std::fs::File::open(&path).unwrap();
+    let g = open_by_passthrough(&m, &path);
     assert_eq!(m.passthrough_opens(), 4);
     let mut raw = std::fs::read(&entry).unwrap();
     raw[1 << 20] ^= 1;
