@@ -1,5 +1,6 @@
 //! datastore side by side with s3fs, rclone mount, the raw object-store rate and local disk,
-//! in one run against one s3s-fs server on 127.0.0.1, so that noise cancels. Run as root
+//! in one run against S3 servers on 127.0.0.1 (s3s-fs for the large file, moto for the small
+//! files, on which s3fs works), so that noise cancels. Run as root
 //! through `bench/run`, which installs s3s-fs, s3fs, rclone and fio; `--quick` for a small
 //! run. Prints a markdown table of figures, ratios and targets; a full run also writes it to
 //! bench/RESULTS.md and bench/results.json.
@@ -15,7 +16,6 @@ mod report;
 mod setup;
 mod systems;
 
-use datastore::store::{Store, StoreOptions};
 use measure::Figure;
 use report::{Row, Target};
 use setup::Wide;
@@ -39,6 +39,7 @@ struct Scores {
     warm: Option<Figure>,
     page: Option<Figure>,
     rand: Option<Figure>,
+    rand_disk: Option<Figure>,
     walk: Option<Figure>,
     small_cold: Option<Figure>,
     small_cold_mb: Option<Figure>,
@@ -53,12 +54,13 @@ fn mib(bytes: Option<u64>) -> Option<Figure> {
     bytes.map(|b| Figure::Done(b as f64 / (1 << 20) as f64))
 }
 
-/// Runs every workload on `system`; a mount that fails fails its figures, not the run.
-fn score(s: &Setup, system: System, plan: &Plan, small: &[PathBuf]) -> Scores {
+/// Runs every workload on `system`, the large file from `big`'s server and the small files
+/// from `small`'s; a mount that fails fails its figures, not the run.
+fn score(big: &Setup, small_on: &Setup, system: System, plan: &Plan, small: &[PathBuf]) -> Scores {
     let mut r = Scores::default();
-    let cache = s.work.join(format!("cache-{}", system.name()));
+    let cache = big.work.join(format!("cache-{}", system.name()));
     let failed = |e: String| Some(Figure::Failed(e));
-    let mount = |dataset: &str| Mount::new(s, system, dataset, &cache);
+    let mount = |dataset: &str| Mount::new(big, system, dataset, &cache);
     eprintln!("==> {}: sequential, cold", system.name());
     match mount("big") {
         Ok(m) => {
@@ -82,14 +84,19 @@ fn score(s: &Setup, system: System, plan: &Plan, small: &[PathBuf]) -> Scores {
             m.reset_peak();
             r.warm = Some(measure::seq_read(&file, plan.limit));
             r.page = Some(measure::seq_read(&file, plan.limit));
-            setup::drop_caches();
+            // From the page cache the previous read filled, as on local disk; then from the
+            // disk cache, which is not a like-for-like figure (a passthrough file's reads are
+            // its backing file's, whose read-ahead one open shared by every job drives).
             r.rand = Some(measure::rand_read(&file, plan.rand_secs));
+            setup::drop_caches();
+            r.rand_disk = Some(measure::rand_read(&file, plan.rand_secs));
             r.rss_warm = mib(m.peak_rss());
         }
         Err(e) => r.warm = failed(e),
     }
     eprintln!("==> {}: small files", system.name());
-    match mount("small") {
+    let cache = big.work.join(format!("cache-{}-small", system.name()));
+    match Mount::new(small_on, system, "small", &cache) {
         Ok(m) => {
             let root = match system {
                 System::Datastore => m.point.clone(),
@@ -117,6 +124,7 @@ fn score(s: &Setup, system: System, plan: &Plan, small: &[PathBuf]) -> Scores {
 fn push(s: &Setup, dir: &Path, name: &str) -> (f64, u64) {
     let t = Instant::now();
     let out = Command::new(&s.bin)
+        .env("AWS_ENDPOINT_URL", &s.endpoint)
         .args(["--store", &s.store, "-q", "push", "--json"])
         .arg(dir)
         .arg(name)
@@ -181,6 +189,7 @@ fn main() {
         std::fs::create_dir_all(s3.join(b)).unwrap();
     }
     let server = setup::start_s3s(&s3);
+    let moto = setup::start_moto(&["datastore", "plain"]);
 
     eprintln!("==> making the datasets");
     let big_dir = w.join("src/big");
@@ -191,28 +200,31 @@ fn main() {
     // s3fs and rclone read the same files as plain objects, uploaded with PUT (s3s-fs
     // computes the ETag of a file it did not receive on every GET of it).
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let plain = Store::open("s3://plain", &StoreOptions::default()).unwrap();
-    let mut uploads = vec![("big.bin".to_string(), big_file.clone())];
-    uploads.extend(
-        small
-            .iter()
-            .map(|p| (format!("small/{}", p.display()), small_dir.join(p))),
-    );
+    let small_plain = moto.store("s3://plain");
+    let uploads = small
+        .iter()
+        .map(|p| (format!("small/{}", p.display()), small_dir.join(p)))
+        .collect();
+    rt.block_on(measure::upload(&small_plain, uploads));
+    let plain = server.store("s3://plain");
+    let uploads = vec![("big.bin".to_string(), big_file.clone())];
     rt.block_on(measure::upload(&plain, uploads));
-    let s = Setup {
-        bin,
+    let setup_on = |server: &setup::Server| Setup {
+        bin: bin.clone(),
         store: "s3://datastore/store".into(),
         endpoint: server.endpoint.clone(),
         bucket: "plain".into(),
         work: w.to_path_buf(),
     };
+    let (s, s_small) = (setup_on(&server), setup_on(&moto));
 
     eprintln!("==> local disk and raw object-store rates");
     setup::drop_caches();
     let local_cold = measure::seq_read(&big_file, plan.limit).value();
     let local_page = measure::seq_read(&big_file, plan.limit).value();
-    setup::drop_caches();
     let local_rand = measure::rand_read(&big_file, plan.rand_secs).value();
+    setup::drop_caches();
+    let local_rand_disk = measure::rand_read(&big_file, plan.rand_secs).value();
     setup::drop_caches();
     let local_walk = measure::walk(&small_dir, 0, plan.limit).0.value();
     setup::drop_caches();
@@ -223,15 +235,17 @@ fn main() {
         .iter()
         .map(|p| format!("small/{}", p.display()))
         .collect();
-    let (raw_small, raw_small_mb) = rt.block_on(measure::raw_get_objects(&plain, &keys));
+    let (raw_small, raw_small_mb) = rt.block_on(measure::raw_get_objects(&small_plain, &keys));
     let fresh = bytes::Bytes::from(std::fs::read(&big_file).unwrap());
-    let raw = Store::open("s3://raw", &StoreOptions::default()).unwrap();
+    let raw = server.store("s3://raw");
     let raw_put = rt.block_on(measure::raw_put(&raw, fresh));
 
     eprintln!("==> push");
     let (push_secs, _) = push(&s, &big_dir, "big");
     let (repush_secs, repush_bytes) = push(&s, &big_dir, "big");
     let (small_push_secs, _) = push(&s, &small_dir, "small");
+    // The copy the small-file workloads read, beside the plain objects s3fs and rclone read.
+    push(&s_small, &small_dir, "small");
     let small_bytes: u64 = small
         .iter()
         .map(|p| std::fs::metadata(small_dir.join(p)).map_or(0, |m| m.len()))
@@ -239,11 +253,11 @@ fn main() {
 
     let scores: Vec<Scores> = System::ALL
         .iter()
-        .map(|&sys| score(&s, sys, &plan, &small))
+        .map(|&sys| score(&s, &s_small, sys, &plan, &small))
         .collect();
 
     eprintln!("==> metadata: {} entries", plan.wide.entries());
-    plan.wide.commit(&s.store, "wide");
+    plan.wide.commit(&server.store(&s.store), "wide");
     let t = Instant::now();
     let wide = Mount::new(&s, System::Datastore, "wide", &w.join("cache-datastore"))
         .expect("mount the wide version");
@@ -369,11 +383,18 @@ fn main() {
             Figure::Done(first_ls_ms),
         )),
         row(
-            "6. random 4 KiB reads of cached data, 4 jobs".into(),
+            "6. random 4 KiB reads, file in the page cache, 4 jobs".into(),
             "IOPS",
             None,
             local_rand,
             |s| &s.rand,
+        ),
+        row(
+            "6. random 4 KiB reads, page cache dropped first, 4 jobs".into(),
+            "IOPS",
+            None,
+            local_rand_disk,
+            |s| &s.rand_disk,
         ),
         one(
             format!("7. push {size} of fresh data"),
@@ -462,7 +483,7 @@ fn main() {
             at_most: None,
         },
         Target {
-            what: "random 4 KiB reads of cached data ≥ 0.8 × local",
+            what: "random 4 KiB reads (page cache) ≥ 0.8 × local",
             measured: ratio(v(&ds.rand), local_rand),
             at_least: Some(0.8),
             at_most: None,

@@ -1,4 +1,4 @@
-//! The run's fixtures: processes it owns, the s3s-fs server, and the datasets as local files,
+//! The run's fixtures: processes it owns, the S3 servers (s3s-fs and moto), and the datasets as local files,
 //! as a generated million-entry version and on tmpfs.
 
 use datastore::catalog::{Catalog, NewVersion};
@@ -32,24 +32,67 @@ pub fn release_binary() -> PathBuf {
     root.join("target/release/datastore")
 }
 
-/// s3s-fs serving a directory (each subdirectory a bucket) on a free loopback port.
+/// An S3 server this run started on a free loopback port.
 pub struct Server {
     _process: Owned,
     pub endpoint: String,
 }
 
-/// Starts s3s-fs on `dir` and points this process's AWS environment (inherited by every child)
-/// at it.
+impl Server {
+    /// The store at `url` ("s3://bucket/prefix") on this server. The endpoint is this
+    /// process's environment, which every child inherits unless told otherwise: it is left
+    /// pointing at the server opened last.
+    pub fn store(&self, url: &str) -> Store {
+        std::env::set_var("AWS_ENDPOINT_URL", &self.endpoint);
+        Store::open(url, &StoreOptions::default()).expect("open a store on the bench server")
+    }
+}
+
+/// Credentials and region for both servers (s3s-fs checks them, moto takes any), in this
+/// process's environment for every child.
+fn set_credentials() {
+    for (k, v) in [
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "benchbench"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        std::env::set_var(k, v);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Waits for `process` to accept connections on `port`.
+fn serving(process: Owned, port: u16, what: &str) -> Server {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    set_credentials();
+    Server {
+        _process: process,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// s3s-fs serving `dir`, each subdirectory a bucket: the fast server, for the large file.
 pub fn start_s3s(dir: &Path) -> Server {
     let s3s = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/.tools/bin/s3s-fs");
     assert!(
         s3s.exists(),
         "s3s-fs missing: run bench/run, which installs it"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
+    let port = free_port();
     let process = Owned(
         Command::new(&s3s)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -60,28 +103,50 @@ pub fn start_s3s(dir: &Path) -> Server {
             .spawn()
             .expect("start s3s-fs"),
     );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "s3s-fs did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    serving(process, port, "s3s-fs")
+}
+
+/// moto_server with `buckets`: the faithful server, for the small files. s3fs looks up every
+/// directory with a HEAD of its key, which s3s-fs answers with 500 (S3 says 404); on s3s-fs
+/// s3fs stalls, on moto it is measured.
+pub fn start_moto(buckets: &[&str]) -> Server {
+    let moto = std::env::var_os("DATASTORE_TEST_MOTO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
+    assert!(
+        moto.exists(),
+        "{} missing: run bench/run, which installs it",
+        moto.display()
+    );
+    let port = free_port();
+    let process = Owned(
+        Command::new(&moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server"),
+    );
+    let server = serving(process, port, "moto_server");
+    for b in buckets {
+        let status = http_put(port, &format!("/{b}")).expect("create a bucket on moto");
+        assert!(status.contains(" 200 "), "create bucket {b}: {status}");
     }
-    let endpoint = format!("http://127.0.0.1:{port}");
-    for (k, v) in [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "benchbench"),
-        ("AWS_REGION", "us-east-1"),
-    ] {
-        std::env::set_var(k, v);
-    }
-    Server {
-        _process: process,
-        endpoint,
-    }
+    server
+}
+
+/// One bare HTTP PUT with no body; the status line.
+fn http_put(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp.lines().next().unwrap_or_default().to_string())
 }
 
 /// Empties the page cache, so the next read comes from the disk or the daemon.
@@ -215,13 +280,12 @@ impl Wide {
         (m, pack)
     }
 
-    /// Stores the version as dataset `name` in the store at `url`.
-    pub fn commit(&self, url: &str, name: &str) {
+    /// Stores the version as dataset `name` in `store`.
+    pub fn commit(&self, store: &Store, name: &str) {
         let (m, pack) = self.manifest();
         let bytes = m.encode();
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let store = Store::open(url, &StoreOptions::default()).unwrap();
             store
                 .put(&keys::pack(&m.packs[0]), pack.into())
                 .await
@@ -231,7 +295,7 @@ impl Wide {
                 .put(&keys::manifest(&hash), bytes.clone().into())
                 .await
                 .unwrap();
-            Catalog::new(store)
+            Catalog::new(store.clone())
                 .commit(
                     name,
                     NewVersion {

@@ -30,7 +30,8 @@ pub struct Setup {
     pub bin: PathBuf,
     /// datastore's store URL.
     pub store: String,
-    /// The S3 endpoint, and the bucket of plain objects that s3fs and rclone mount.
+    /// The S3 server's endpoint (every system is pointed at it explicitly), and the bucket of
+    /// plain objects that s3fs and rclone mount.
     pub endpoint: String,
     pub bucket: String,
     pub work: PathBuf,
@@ -60,6 +61,7 @@ impl Mount {
         match system {
             System::Datastore => {
                 let out = Command::new(&s.bin)
+                    .env("AWS_ENDPOINT_URL", &s.endpoint)
                     .args(["--store", &s.store, "mount", dataset])
                     .arg(&point)
                     .arg("--cache-dir")
@@ -77,7 +79,8 @@ impl Mount {
                 std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| e.to_string())?;
                 // retries=1: s3s-fs answers a HEAD of a key that is a directory on its disk
-                // with 500 (S3 says 404), which s3fs would otherwise retry for minutes.
+                // with 500 (S3 says 404), which s3fs would otherwise retry for minutes (the
+                // small files, in directories, are on moto for that reason).
                 let opts = format!(
                     "ro,url={},use_path_request_style,passwd_file={},use_cache={},retries=1",
                     s.endpoint,

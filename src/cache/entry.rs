@@ -16,7 +16,6 @@
 
 use super::buffers::Buffers;
 use bytes::Bytes;
-use std::io::Write;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -182,11 +181,13 @@ pub fn write(
     data: &[u8],
     mtime: std::time::SystemTime,
 ) -> std::io::Result<u64> {
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(&format!("{}-", std::process::id()))
         .tempfile_in(tmp_dir)?;
-    tmp.write_all(&Header::encode(data))?;
-    tmp.write_all(data)?;
+    let mut out = super::direct::Appender::new(tmp.as_file());
+    out.write(tmp.as_file(), &Header::encode(data))?;
+    out.write(tmp.as_file(), data)?;
+    out.finish(tmp.as_file())?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }

@@ -14,11 +14,11 @@
 //! verify`, which drops entries whose bytes have rotted or been changed. Entries are written
 //! to a temporary file and renamed into place, so a crash leaves no entry or a whole one.
 
+use super::direct::Appender;
 use super::entry::Bad;
 use crate::format::hash::StreamHasher;
 use crate::format::Sha256;
 use bytes::Bytes;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
@@ -31,6 +31,7 @@ pub fn allocated(m: &std::fs::Metadata) -> u64 {
 /// A file entry being written, piece by piece, and hashed as it goes.
 pub struct Writer {
     tmp: tempfile::NamedTempFile,
+    out: Appender,
     hasher: StreamHasher,
     len: u64,
 }
@@ -42,6 +43,7 @@ impl Writer {
             .prefix(&format!("{}-", std::process::id()))
             .tempfile_in(tmp_dir)?;
         Ok(Writer {
+            out: Appender::new(tmp.as_file()),
             tmp,
             hasher: StreamHasher::default(),
             len: 0,
@@ -52,7 +54,7 @@ impl Writer {
     pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.hasher.update(data);
         self.len += data.len() as u64;
-        self.tmp.write_all(data)
+        self.out.write(self.tmp.as_file(), data)
     }
 
     /// Puts the entry in place at `path` if what was written is `len` bytes hashing to `hash`,
@@ -71,6 +73,7 @@ impl Writer {
                 format!("the pieces of {hash} do not hash to it"),
             ));
         }
+        self.out.finish(self.tmp.as_file())?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }

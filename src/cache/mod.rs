@@ -22,6 +22,7 @@
 //! stats`).
 
 pub mod buffers;
+mod direct;
 pub mod entry;
 pub mod file_entry;
 pub mod seal;
@@ -539,7 +540,6 @@ impl DiskCache {
             idx.lru = rebuilt;
             idx.bytes = bytes;
         }
-        self.scanned.store(true, Ordering::Release);
         tracing::info!(
             "disk cache {}: {n} entries indexed in {:?}",
             self.dir.display(),
@@ -548,6 +548,8 @@ impl DiskCache {
         if self.bytes() > self.quota {
             self.evict();
         }
+        // Said once the quota holds again.
+        self.scanned.store(true, Ordering::Release);
     }
 
     /// Deletes every entry. Daemons using the cache simply miss and fetch again.
