@@ -12,7 +12,7 @@ use super::fetch::{self, ContentError, Located};
 use super::memory::MemoryCache;
 use super::pack::{self, Member, Region};
 use crate::cache::{DiskCache, Kind};
-use crate::format::{EntryKind, Manifest, Sha256};
+use crate::format::{ChunkRef, EntryKind, Manifest, Sha256};
 use crate::store::Store;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -33,6 +33,10 @@ const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(1);
 /// that is back to answer, short enough that a dead one fails a read within the timeout plus
 /// this.
 const RETRY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How far behind a sequential reader its chunks leave memory (see [`ChunkReader::consumed`]):
+/// the kernel's read-ahead requests in flight span 2 MiB at most (1 MiB requests).
+const BEHIND: u64 = 8 << 20;
 
 /// Verified chunks from memory, the disk cache or the store, one fetch per chunk at a time.
 pub struct ChunkReader {
@@ -103,6 +107,9 @@ impl ChunkReader {
             self.part(at, from..to, sequential)
         }))
         .await?;
+        if sequential {
+            self.consumed(run, offset, end, file_size);
+        }
         // One chunk (the usual case) is served without copying.
         if parts.len() == 1 {
             return Ok(parts.pop().unwrap_or_default());
@@ -112,6 +119,29 @@ impl ChunkReader {
             out.extend_from_slice(p);
         }
         Ok(out.freeze())
+    }
+
+    /// Lets go of the chunks a sequential reader of `run` (a file's chunks, `file_size`
+    /// bytes) is done with, after its read of `offset..end`: those wholly more than
+    /// [`BEHIND`] behind it, and at the end of the file all of them. Kept, they would fill
+    /// the memory bound with bytes the kernel holds in its page cache, crowding out other
+    /// readers' read-ahead, and make the bound the daemon's memory rather than what its
+    /// readers need. The margin is for the kernel's read-ahead requests, which arrive in
+    /// parallel: one for a page just behind may still be on its way.
+    fn consumed(&self, run: &[ChunkRef], offset: u64, end: u64, file_size: u64) {
+        let behind = if end >= file_size {
+            file_size
+        } else {
+            offset.saturating_sub(BEHIND)
+        };
+        let done = run.partition_point(|c| c.file_offset + c.len as u64 <= behind);
+        let mut cache = self.lock_cache();
+        // Newest first: the older ones went at earlier reads.
+        for c in run[..done].iter().rev() {
+            if !cache.remove(&c.hash) {
+                break;
+            }
+        }
     }
 
     /// Bytes `range` of a chunk. For a random read, a part of a chunk that is neither in
@@ -158,6 +188,10 @@ impl ChunkReader {
 
     async fn get(&self, at: Located, wait: bool) -> Option<Result<Bytes, ContentError>> {
         if let Some(b) = self.lock_cache().get(&at.hash) {
+            return Some(Ok(b));
+        }
+        if let Some(b) = self.writes.data(&at.hash) {
+            self.lock_cache().insert(at.hash, b.clone());
             return Some(Ok(b));
         }
         let hash = at.hash;
@@ -347,8 +381,9 @@ pub async fn keep_on_disk(disk: Arc<DiskCache>, hash: Sha256, data: Bytes, whole
 /// to be assembled from its chunks) can wait for them.
 #[derive(Default)]
 pub struct Writes {
-    /// Entries being written, by hash (a count: two fetches may write the same one).
-    pending: Mutex<HashMap<Sha256, u32>>,
+    /// Entries being written, by hash: how many writes (two fetches may write the same one),
+    /// and the bytes, which a read may take while they are on their way to disk.
+    pending: Mutex<HashMap<Sha256, (u32, Bytes)>>,
     done: tokio::sync::Notify,
 }
 
@@ -363,14 +398,14 @@ impl Writes {
         whole_file: bool,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        *self.lock().entry(hash).or_default() += 1;
+        self.lock().entry(hash).or_insert((0, data.clone())).0 += 1;
         let this = self.clone();
         tokio::spawn(async move {
             let kind = kind(whole_file);
             let _ = tokio::task::spawn_blocking(move || disk.put_as(kind, &hash, &data)).await;
             drop(permit);
             let mut pending = this.lock();
-            if let Some(n) = pending.get_mut(&hash) {
+            if let Some((n, _)) = pending.get_mut(&hash) {
                 *n -= 1;
                 if *n == 0 {
                     pending.remove(&hash);
@@ -384,6 +419,11 @@ impl Writes {
     /// Whether an entry for `h` is being written.
     pub fn pending(&self, h: &Sha256) -> bool {
         self.lock().contains_key(h)
+    }
+
+    /// The bytes of an entry being written.
+    fn data(&self, h: &Sha256) -> Option<Bytes> {
+        self.lock().get(h).map(|(_, data)| data.clone())
     }
 
     /// Waits until no write of the entries `only` names (of any, if `None`) is under way.
@@ -406,7 +446,7 @@ impl Writes {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sha256, u32>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sha256, (u32, Bytes)>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -430,7 +470,7 @@ mod tests {
     use super::*;
     use crate::format::manifest::tests::build;
     use crate::format::manifest::Run;
-    use crate::format::{ChunkRef, Location};
+    use crate::format::Location;
     use crate::store::keys;
 
     /// A manifest with one file `f` cut at `cuts`, its chunks stored as blobs.
@@ -487,6 +527,38 @@ mod tests {
             assert_eq!(&got[..], want, "read({off}, {len})");
         }
         assert!(r.lock_cache().bytes() <= 4096);
+    }
+
+    /// A sequential reader's chunks leave memory once it is [`BEHIND`] past them, and all at
+    /// the end of the file; a random reader's stay.
+    #[tokio::test]
+    async fn chunks_a_sequential_reader_is_done_with_leave_memory() {
+        let store = Store::open("memory://", &Default::default()).unwrap();
+        let mib = 1 << 20;
+        let data: Vec<u8> = (0..20 * mib as u32).map(|i| (i * 7 % 251) as u8).collect();
+        let m = chunked_file(&store, &data, &[0, 3 * mib, 6 * mib, 9 * mib]).await;
+        let r = ChunkReader::new(store, 64 << 20, None, 64 << 20);
+        let held = |r: &ChunkReader| -> Vec<bool> {
+            m.chunks.iter().map(|c| r.in_memory(&c.hash)).collect()
+        };
+        for (off, want) in [
+            (0, [true, false, false, false]),
+            (4, [true, true, false, false]),
+            (7, [true, true, true, false]),
+            (10, [true, true, true, true]),
+            (11, [false, true, true, true]),
+            (15, [false, false, true, true]),
+            (19, [false, false, false, false]),
+        ] {
+            let off = off * mib as u64;
+            let got = r.read(&m, 1, off, mib as u32, true).await.unwrap();
+            assert!(got[..] == data[off as usize..off as usize + mib]);
+            assert_eq!(held(&r), want, "after a read at {} MiB", off >> 20);
+        }
+        r.read(&m, 1, 10 * mib as u64, 10 * mib as u32, false)
+            .await
+            .unwrap();
+        assert_eq!(held(&r)[3], true, "a random read keeps its chunk");
     }
 
     /// The kernel retries a failed page at once: against a store that still does not answer,

@@ -34,6 +34,15 @@ impl MemoryCache {
         self.bytes
     }
 
+    /// Lets go of a chunk; whether it was held.
+    pub fn remove(&mut self, h: &Sha256) -> bool {
+        let old = self.chunks.pop(h);
+        if let Some(old) = &old {
+            self.bytes -= old.len() as u64;
+        }
+        old.is_some()
+    }
+
     /// Keeps a chunk, dropping the least recently used ones past the bound. A chunk larger
     /// than the whole bound is not kept.
     pub fn insert(&mut self, hash: Sha256, data: Bytes) {
@@ -71,5 +80,9 @@ mod tests {
         m.insert(h(4), Bytes::from(vec![4; 11]));
         assert!(!m.contains(&h(4)), "larger than the bound");
         assert_eq!(m.bytes(), 8);
+        assert!(m.remove(&h(1)));
+        assert!(!m.remove(&h(1)));
+        assert!(!m.contains(&h(1)));
+        assert_eq!(m.bytes(), 4);
     }
 }
