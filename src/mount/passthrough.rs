@@ -129,7 +129,16 @@ impl Passthrough {
     /// Decides how file `file` is opened, registering its backing file with the
     /// kernel on its first passthrough open.
     pub fn open(&self, reader: &Reader, file: usize, reply: &ReplyOpen) -> Opened {
+        // The first open of an inode looks for its local file, on disk, without the lock: other
+        // inodes' opens go on meanwhile. Whatever another open of this one decided in that time
+        // stands.
         let mut inodes = self.lock();
+        let mut local = None;
+        if !inodes.contains_key(&file) && self.on.load(Ordering::Acquire) {
+            drop(inodes);
+            local = reader.local_file(file);
+            inodes = self.lock();
+        }
         // Off (or turned off after a refusal): inodes still open in some mode keep it.
         if !self.on.load(Ordering::Acquire) && !inodes.contains_key(&file) {
             return Opened::Cached;
@@ -151,7 +160,7 @@ impl Passthrough {
                     Opened::Refused
                 }
             }
-            None => match reader.local_file(file).map(|f| (reply.open_backing(&f), f)) {
+            None => match local.map(|f| (reply.open_backing(&f), f)) {
                 Some((Ok(id), local)) => {
                     let backing = Arc::new(id);
                     inodes.insert(
