@@ -4,7 +4,7 @@
 mod common;
 
 use common::{tree, Env, Kind};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::net::TcpListener;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -335,5 +335,66 @@ fn unreachable_stores_fail_within_the_timeout() {
     }
     env.fails(["--store", "ftp://host/x", "ls"], "unknown scheme");
     env.fails(["--store", "s3://", "ls"], "no bucket");
-    env.fails(["--store", "/proc/forbidden/store", "ls"], "cannot create");
+    env.fails(["--store", "/proc/forbidden/store", "ls"], "no store at");
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"x").unwrap();
+    env.fails(
+        [
+            OsStr::new("--store"),
+            OsStr::new("/proc/forbidden/store"),
+            OsStr::new("push"),
+            src.as_os_str(),
+            OsStr::new("ds"),
+        ],
+        "cannot create",
+    );
+}
+
+/// A mistyped or absent store is never created by a read and says what was looked at; an
+/// empty one says so on stderr and prints nothing on stdout.
+#[test]
+fn reads_never_create_a_store() {
+    let env = Env::new(Kind::Local);
+    let cwd = env.dir("cwd");
+    let absent = env.dir("nothing").join("absent/store");
+    let in_cwd = |args: &[OsString]| {
+        let mut c = env.command(args);
+        c.current_dir(&cwd);
+        common::wait(c.spawn().unwrap(), Duration::from_secs(60)).unwrap()
+    };
+    for read in [
+        &["ls"][..],
+        &["log", "ds"],
+        &["du", "ds"],
+        &["get", "ds", "out"],
+        &["mount", "ds", "mnt"],
+        &["verify", "ds"],
+    ] {
+        let store = |url: &str| -> Vec<OsString> {
+            let mut a: Vec<OsString> = vec!["--store".into(), url.into()];
+            a.extend(read.iter().map(OsString::from));
+            a
+        };
+        let out = in_cwd(&store("s3:/mybucket"));
+        assert_failed(&out, "did you mean s3://mybucket?");
+        let url = absent.display().to_string();
+        let out = in_cwd(&store(&url));
+        assert_failed(&out, &format!("no store at {url}"));
+        assert!(
+            !absent.parent().unwrap().exists(),
+            "{read:?} created the store"
+        );
+        let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().collect();
+        assert!(left.is_empty(), "{read:?} left {left:?}");
+    }
+    let empty = env.dir("empty");
+    let out = in_cwd(&["--store".into(), empty.clone().into(), "ls".into()]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr
+            .contains(&format!("no datasets in {}", empty.display())),
+        "{}",
+        out.stderr
+    );
 }

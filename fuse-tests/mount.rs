@@ -523,3 +523,43 @@ fn allow_other_is_opt_in() {
         "refused without allow_other; with it the 0644 file reads and the 0600 one is EACCES (default_permissions); mounted ro,nosuid,nodev",
     );
 }
+
+/// A mount point that holds files is refused with one line naming it and the way out, and
+/// stays as it was; `-o nonempty` mounts over it, hiding its files only while mounted.
+#[test]
+fn a_mount_point_that_holds_files_is_refused_unless_asked() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"content").unwrap();
+    env.push(&src, "ds");
+    let point = env.mount_point("occupied");
+    std::fs::write(point.join("mine.txt"), b"keep").unwrap();
+    let guard = Mounted::adopt(&point);
+    let err = env.fails(
+        [OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()],
+        "is not empty",
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&point.display().to_string()) && err.contains("-o nonempty"),
+        "{err}"
+    );
+    assert!(!is_mounted(&point));
+    assert_eq!(std::fs::read(point.join("mine.txt")).unwrap(), b"keep");
+
+    env.ok([
+        OsStr::new("mount"),
+        OsStr::new("ds"),
+        point.as_os_str(),
+        OsStr::new("-o"),
+        OsStr::new("nonempty"),
+    ]);
+    assert_eq!(std::fs::read(point.join("f")).unwrap(), b"content");
+    assert!(!point.join("mine.txt").exists(), "hidden while mounted");
+    env.ok([OsStr::new("umount"), point.as_os_str()]);
+    wait_for("the mount to go", Duration::from_secs(10), || {
+        !is_mounted(&point)
+    });
+    drop(guard);
+    assert_eq!(std::fs::read(point.join("mine.txt")).unwrap(), b"keep");
+}

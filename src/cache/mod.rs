@@ -90,6 +90,14 @@ impl CacheSize {
             None => crate::size::parse_size(s).map(CacheSize::Bytes),
         }
     }
+
+    /// The bytes this is for a cache in `dir`, which must exist.
+    pub fn bytes_in(self, dir: &Path) -> std::io::Result<u64> {
+        match self {
+            CacheSize::Bytes(b) => Ok(b),
+            CacheSize::Percent(p) => Ok(filesystem_size(dir)? / 100 * p as u64),
+        }
+    }
 }
 
 impl std::str::FromStr for CacheSize {
@@ -158,10 +166,7 @@ impl DiskCache {
         ] {
             std::fs::create_dir_all(d).map_err(err)?;
         }
-        let quota = match size {
-            CacheSize::Bytes(b) => b,
-            CacheSize::Percent(p) => filesystem_size(dir).map_err(err)? / 100 * p as u64,
-        };
+        let quota = size.bytes_in(dir).map_err(err)?;
         let seals = seal::supported(&tmp);
         if !seals {
             tracing::info!(

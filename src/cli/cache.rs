@@ -1,5 +1,5 @@
 use super::config::Config;
-use super::output::bytes;
+use super::output::{bytes, count};
 use crate::cache::stats::Snapshot;
 use crate::cache::{CacheSize, DiskCache};
 use anyhow::{Context, Result};
@@ -44,14 +44,16 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
             } else {
                 100.0 * s.hits as f64 / lookups as f64
             };
-            let quota = match size {
-                CacheSize::Bytes(b) => bytes(b),
-                CacheSize::Percent(p) => format!("{p}% of its filesystem"),
+            let quota = match (size, size.bytes_in(&dir)) {
+                (CacheSize::Percent(p), Ok(b)) => format!("{}, {p}% of its filesystem", bytes(b)),
+                (CacheSize::Percent(p), Err(_)) => format!("{p}% of its filesystem"),
+                (CacheSize::Bytes(b), _) => bytes(b),
             };
             println!("directory  {}", dir.display());
             println!(
-                "size       {} in {entries} entries (quota {quota})",
-                bytes(used)
+                "size       {} in {} (quota {quota})",
+                bytes(used),
+                count(entries, "entry")
             );
             println!(
                 "hits       {} ({ratio:.1}% of lookups), {} served",
@@ -93,7 +95,12 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
             }
             let (n, b) = DiskCache::clear(&dir)
                 .with_context(|| format!("cannot clear the cache in {}", dir.display()))?;
-            println!("{}: deleted {n} entries ({})", dir.display(), bytes(b));
+            println!(
+                "{}: deleted {} ({})",
+                dir.display(),
+                count(n, "entry"),
+                bytes(b)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,4 @@
-use super::output::bytes;
+use super::output::{bytes, count};
 use super::Ctx;
 use crate::format::name::parse_target;
 use crate::ops::{du::usage, open};
@@ -23,11 +23,11 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let u = usage(&o.manifest, o.entry);
     let fmt = |n: u64| if a.bytes { n.to_string() } else { bytes(n) };
     println!(
-        "{}\t{} files\t{} dirs\t{} symlinks\tunique content {}\t{}{}",
+        "{}\t{}\t{}\t{}\tunique content {}\t{}{}",
         fmt(u.bytes),
-        u.files,
-        u.dirs,
-        u.symlinks,
+        count(u.files, "file"),
+        count(u.dirs, "dir"),
+        count(u.symlinks, "symlink"),
         fmt(u.unique_bytes),
         o.version.label(),
         t.path_display()

@@ -1,4 +1,4 @@
-use super::output::bytes;
+use super::output::{bytes, count};
 use super::Ctx;
 use crate::ops::gc::gc;
 use anyhow::Result;
@@ -25,12 +25,12 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let r = gc(&ctx.catalog, a.grace, a.dry_run).await?;
     let verb = if r.dry_run { "would delete" } else { "deleted" };
     println!(
-        "{} live versions, {} live objects; {verb} {} objects ({}); kept {} unreferenced objects younger than {}",
-        r.live_versions,
-        r.live_objects,
-        r.deleted_objects,
+        "live: {}, {}; {verb} {} ({}); kept {} younger than {}",
+        count(r.live_versions, "version"),
+        count(r.live_objects, "object"),
+        count(r.deleted_objects, "object"),
         bytes(r.deleted_bytes),
-        r.young_objects,
+        count(r.young_objects, "unreferenced object"),
         humantime::format_duration(a.grace)
     );
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,4 @@
-use super::output::bytes;
+use super::output::{bytes, count};
 use super::progress::Bar;
 use super::Ctx;
 use crate::format::name::parse_target;
@@ -45,11 +45,11 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         String::new()
     };
     println!(
-        "{}{} → {}: {} files, {} downloaded{kept}",
+        "{}{} → {}: {}, {} downloaded{kept}",
         r.label,
         t.path_display(),
         a.dest.display(),
-        r.files,
+        count(r.files, "file"),
         bytes(r.bytes)
     );
     Ok(ExitCode::SUCCESS)

@@ -115,9 +115,11 @@ async fn datasets(ctx: &Ctx) -> Result<ExitCode> {
             time(latest.created_unix),
         ]);
     }
-    // An empty store prints nothing, so scripts can test for it.
+    // An empty store prints nothing on stdout, so scripts can test for it; people are told.
     if rows.len() > 1 {
         table(&rows);
+    } else if !ctx.quiet {
+        eprintln!("no datasets in {}", ctx.catalog.store().url());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -132,7 +134,7 @@ async fn versions(ctx: &Ctx, name: &str) -> Result<ExitCode> {
             vec![
                 v.label(),
                 time(v.created_unix),
-                format!("{} files", v.files),
+                output::count(v.files, "file"),
                 bytes(v.bytes),
                 output::path(v.message.as_bytes()),
             ]

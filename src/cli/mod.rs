@@ -162,7 +162,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let store = Store::open(&url, &StoreOptions { timeout })?;
+        // Only a push makes a store that is not there yet.
+        let create = matches!(cli.command, Command::Push(_));
+        let store = Store::open(&url, &StoreOptions { timeout, create })?;
         let ctx = Ctx {
             catalog: Catalog::new(store),
             quiet: cli.quiet,
@@ -191,10 +193,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Rewrites the command line mount helpers use, `datastore SOURCE MOUNTPOINT -o OPTIONS`
 /// (how mount(8) runs `mount -t fuse.datastore` and fstab lines, through mount.fuse3), into
-/// `datastore mount SOURCE MOUNTPOINT -o OPTIONS`.
+/// `datastore mount SOURCE MOUNTPOINT -o OPTIONS`. mount(8) always passes `-o` (at least `rw`
+/// or `ro`), so a first word that is no subcommand, followed by an absolute path and `-o`, is
+/// that call; without `-o` it is a mistyped subcommand, left for clap to name (`datastore pussh
+/// /srv/d` is not a mount of a dataset called "pussh").
 pub fn helper_form(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     use clap::CommandFactory;
-    let is_helper = args.len() >= 3
+    let is_helper = args.len() >= 5
         && args[1].to_str().is_some_and(|first| {
             !first.starts_with('-')
                 && first != "help"
@@ -202,7 +207,8 @@ pub fn helper_form(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString>
                     .get_subcommands()
                     .any(|c| c.get_name() == first)
         })
-        && std::path::Path::new(&args[2]).is_absolute();
+        && std::path::Path::new(&args[2]).is_absolute()
+        && args[3..].iter().any(|a| a == "-o");
     if is_helper {
         args.insert(1, "mount".into());
     }
@@ -223,4 +229,36 @@ pub fn error_line(e: &anyhow::Error) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::helper_form;
+
+    fn form(line: &str) -> String {
+        let args = line.split(' ').map(Into::into).collect();
+        let out: Vec<String> = helper_form(args)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        out.join(" ")
+    }
+
+    #[test]
+    fn only_the_call_of_mount8_is_taken_for_a_mount() {
+        let helper = "datastore ds@v2 /mnt/ds -o rw,store=s3://b";
+        assert_eq!(
+            form(helper),
+            "datastore mount ds@v2 /mnt/ds -o rw,store=s3://b"
+        );
+        for typo in [
+            "datastore pussh /srv/d",
+            "datastore mydata /mnt/m2",
+            "datastore pussh /srv/d mydata",
+            "datastore pussh ./d -o x",
+            "datastore push /srv/d -o x",
+        ] {
+            assert_eq!(form(typo), typo);
+        }
+    }
 }

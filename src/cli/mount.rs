@@ -17,11 +17,12 @@ use std::process::ExitCode;
 /// is live, leaving a daemon serving it, or fails with the reason; --foreground keeps the
 /// daemon attached (for systemd and debugging). The mount is read-only, nosuid and nodev, and
 /// only the user who mounted it may read it unless `-o allow_other` is given (non-root users
-/// need `user_allow_other` in /etc/fuse.conf for that).
+/// need `user_allow_other` in /etc/fuse.conf for that). A mount point that holds files is
+/// refused, since the mount would hide them, unless `-o nonempty` is given.
 ///
 /// Options (-o, comma-separated, also accepted from fstab and `mount -t fuse.datastore`):
-///   store=URL  timeout=SECS  allow_other  allow_root  threads=N  memory=SIZE  log=FILE
-///   cache_dir=DIR  cache_size=SIZE  fetch_budget=SIZE  passthrough=on|off
+///   store=URL  timeout=SECS  allow_other  allow_root  nonempty  threads=N  memory=SIZE
+///   log=FILE  cache_dir=DIR  cache_size=SIZE  fetch_budget=SIZE  passthrough=on|off
 /// Options of mount(8) such as ro, dev, suid, _netdev, nofail and x-* are ignored.
 ///
 /// Examples:
@@ -136,6 +137,7 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
         mountpoint: point,
         allow_other: a.allow_other || opts.allow_other,
         allow_root: opts.allow_root,
+        non_empty: opts.non_empty,
         threads: opts.threads.unwrap_or(DEFAULT_THREADS),
         memory: opts.memory.unwrap_or(DEFAULT_MEMORY),
         fetch_budget: a

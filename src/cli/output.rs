@@ -18,6 +18,17 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// `1 file`, `2 files`: a count and its noun, singular or plural (`entry` → `entries`).
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        return format!("1 {noun}");
+    }
+    match noun.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 /// A Unix time as `2026-11-24T23:31:00Z`.
 pub fn time(unix: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
@@ -45,27 +56,37 @@ pub fn path(raw: &[u8]) -> String {
 
 /// Prints rows as left-aligned columns (the last column is not padded).
 pub fn table(rows: &[Vec<String>]) {
+    for line in columns(rows) {
+        println!("{line}");
+    }
+}
+
+/// The lines of [`table`]. Cells are padded by the columns they take on a terminal, so that
+/// wide characters (CJK names take two each) keep the columns after them aligned.
+fn columns(rows: &[Vec<String>]) -> Vec<String> {
+    use unicode_width::UnicodeWidthStr;
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
             rows.iter()
                 .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
+                .map(|s| s.width())
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    for r in rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i + 1 == r.len() {
+    rows.iter()
+        .map(|r| {
+            let mut line = String::new();
+            for (i, cell) in r.iter().enumerate() {
                 line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                if i + 1 < r.len() {
+                    line.extend(std::iter::repeat_n(' ', widths[i] - cell.width() + 2));
+                }
             }
-        }
-        println!("{}", line.trim_end());
-    }
+            line.trim_end().to_string()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -79,5 +100,16 @@ mod tests {
         assert_eq!(path(b"a/b\xffc"), "a/b\\xffc");
         assert_eq!(path("é\n".as_bytes()), "é\\x0a");
         assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(2, "entry"), "2 entries");
+        assert_eq!(count(3, "key"), "3 keys");
+    }
+
+    #[test]
+    fn columns_line_up_after_wide_names() {
+        let row = |a: &str, b: &str| vec![a.to_string(), b.to_string(), "x".to_string()];
+        let lines = columns(&[row("猫の写真", "1 KiB"), row("cats", "22 KiB")]);
+        assert_eq!(lines, ["猫の写真  1 KiB   x", "cats      22 KiB  x"]);
     }
 }

@@ -1,4 +1,4 @@
-use super::output::bytes;
+use super::output::{bytes, count};
 use super::progress::Bar;
 use super::Ctx;
 use crate::cache::{CacheSize, DiskCache};
@@ -105,17 +105,17 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         };
         let r = prefetch(ctx.catalog.store(), &cache, m, &files, a.jobs, &progress).await?;
         println!(
-            "{}{}: {} files, {}; fetched {} in {} requests, {} already cached",
+            "{}{}: {}, {}; fetched {} in {}, {} already cached",
             o.version.label(),
             if t.path.is_empty() {
                 String::new()
             } else {
                 t.path_display()
             },
-            r.files,
+            count(r.files, "file"),
             bytes(r.bytes),
             bytes(r.fetched_bytes),
-            r.requests,
+            count(r.requests, "request"),
             bytes(r.cached_bytes)
         );
     }

@@ -1,4 +1,4 @@
-use super::output::{bytes, path};
+use super::output::{bytes, count, path};
 use super::progress::Bar;
 use super::Ctx;
 use crate::push::{push, PushOptions, PushProgress};
@@ -71,19 +71,19 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         println!("{j}");
     } else if r.unchanged {
         println!(
-            "{} unchanged: {} files, {}; nothing uploaded",
+            "{} unchanged: {}, {}; nothing uploaded",
             r.version.label(),
-            r.files,
+            count(r.files, "file"),
             bytes(r.bytes)
         );
     } else {
         println!(
-            "{}: {} files, {}, uploaded {} in {} objects, dedup saved {}",
+            "{}: {}, {}, uploaded {} in {}, dedup saved {}",
             r.version.label(),
-            r.files,
+            count(r.files, "file"),
             bytes(r.bytes),
             bytes(r.uploaded_bytes),
-            r.uploaded_objects,
+            count(r.uploaded_objects, "object"),
             bytes(r.dedup_bytes())
         );
     }

@@ -1,3 +1,4 @@
+use super::output::count;
 use super::Ctx;
 use crate::format::name::{parse_target, VersionSel};
 use anyhow::{bail, Result};
@@ -34,7 +35,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                     n += 1;
                 }
             }
-            println!("deleted {n} versions of {}", t.dataset);
+            println!("deleted {} of {}", count(n, "version"), t.dataset);
         }
         (true, true, _) => bail!(
             "rm -r takes a dataset name without a version: rm -r {}",

@@ -1,4 +1,4 @@
-use super::output::{bytes, path};
+use super::output::{bytes, count, path};
 use super::progress::Bar;
 use super::Ctx;
 use crate::format::name::parse_target;
@@ -60,12 +60,12 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         let status = if r.problems.is_empty() {
             "ok".to_string()
         } else {
-            format!("{} problems", r.problems.len())
+            count(r.problems.len() as u64, "problem")
         };
         println!(
-            "{}: {status} ({} objects, {} checked)",
+            "{}: {status} ({}, {} checked)",
             r.label,
-            r.objects,
+            count(r.objects, "object"),
             bytes(r.bytes)
         );
     }

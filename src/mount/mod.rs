@@ -34,6 +34,8 @@ pub struct MountRequest {
     pub mountpoint: PathBuf,
     pub allow_other: bool,
     pub allow_root: bool,
+    /// Mount over a directory that holds files.
+    pub non_empty: bool,
     pub threads: usize,
     /// Bytes of verified chunks kept in memory.
     pub memory: u64,
@@ -91,7 +93,7 @@ pub async fn serve(
         .resolve(&req.target.dataset, req.target.version)
         .await?;
     let manifest = Arc::new(catalog.manifest(&version).await?);
-    mountpoint::prepare(&req.mountpoint)?;
+    mountpoint::prepare(&req.mountpoint, req.non_empty)?;
     let label = version.label();
     let disk = match &req.cache {
         Some((_, CacheSize::Bytes(0))) | None => None,

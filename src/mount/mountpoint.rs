@@ -27,6 +27,8 @@ pub enum MountPointError {
     Create(PathBuf, std::io::Error),
     #[error("{0} is not a directory")]
     NotDir(PathBuf),
+    #[error("{0} is not empty: a mount there would hide its files; mount on an empty directory, or add -o nonempty to mount over them")]
+    NotEmpty(PathBuf),
     #[error("{0} is already mounted ({1}); unmount it first with `datastore umount {0}`")]
     Busy(PathBuf, String),
     #[error("{0} holds a mount whose daemon has died; clear it with `datastore umount {0}`")]
@@ -95,8 +97,10 @@ pub fn mounted_at(point: &Path) -> Option<Mounted> {
     mounts().into_iter().rev().find(|m| m.point == point)
 }
 
-/// Checks (and under [`ROOT`], creates) a mount point before mounting.
-pub fn prepare(point: &Path) -> Result<(), MountPointError> {
+/// Checks (and under [`ROOT`], creates) a mount point before mounting. A directory that
+/// holds files is refused unless `non_empty` allows it: a mount there would hide them, as
+/// fusermount and rclone refuse by default too.
+pub fn prepare(point: &Path, non_empty: bool) -> Result<(), MountPointError> {
     if let Some(m) = mounted_at(point) {
         return Err(match std::fs::metadata(point) {
             // A FUSE connection whose daemon is gone: ENOTCONN, or ECONNABORTED on newer
@@ -108,7 +112,13 @@ pub fn prepare(point: &Path) -> Result<(), MountPointError> {
         });
     }
     match std::fs::metadata(point) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => {
+            let has_files = std::fs::read_dir(point).is_ok_and(|mut d| d.next().is_some());
+            if has_files && !non_empty {
+                return Err(MountPointError::NotEmpty(point.into()));
+            }
+            Ok(())
+        }
         Ok(_) => Err(MountPointError::NotDir(point.into())),
         Err(_) if point.starts_with(ROOT) => {
             std::fs::create_dir_all(point).map_err(|e| MountPointError::Create(point.into(), e))

@@ -35,14 +35,18 @@ pub struct MountOptions {
     pub passthrough: Option<bool>,
     /// `log=FILE`: where a background mount logs (default: syslog).
     pub log: Option<PathBuf>,
+    /// `nonempty`: mount over a directory that holds files, hiding them while mounted.
+    pub non_empty: bool,
 }
 
 /// A bad `-o` option.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionError {
-    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, passthrough=on|off, log=FILE")]
+    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, nonempty, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, passthrough=on|off, log=FILE")]
     Unknown(String),
     #[error("mount option '{0}' needs a value ({1})")]
+    Missing(String, &'static str),
+    #[error("mount option '{0}' is not valid: give {1}")]
     Invalid(String, &'static str),
 }
 
@@ -102,7 +106,7 @@ impl MountOptions {
         let need = |what: &'static str| {
             value
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| OptionError::Invalid(opt.to_string(), what))
+                .ok_or_else(|| OptionError::Missing(opt.to_string(), what))
         };
         let size = |what: &'static str| {
             need(what).and_then(|v| {
@@ -121,6 +125,7 @@ impl MountOptions {
             }
             "allow_other" => self.allow_other = true,
             "allow_root" => self.allow_root = true,
+            "nonempty" => self.non_empty = true,
             "threads" => {
                 let n = need("a thread count")?
                     .parse::<usize>()
@@ -169,7 +174,8 @@ mod tests {
         .unwrap();
         assert_eq!(o.store.as_deref(), Some("s3://b/p"));
         assert_eq!(o.timeout_secs, Some(5));
-        assert!(o.allow_other && !o.allow_root);
+        assert!(o.allow_other && !o.allow_root && !o.non_empty);
+        assert!(MountOptions::parse(&["nonempty"]).unwrap().non_empty);
         assert_eq!(o.cache_size, Some(CacheSize::Bytes(10 << 30)));
         assert_eq!(o.fetch_budget, Some(512 << 20));
         assert_eq!(o.passthrough, None);
@@ -185,7 +191,12 @@ mod tests {
             ("colour=red", "unknown mount option 'colour=red'"),
             ("timeout=0", "timeout=0"),
             ("timeout=soon", "timeout=soon"),
-            ("cache_size=lots", "cache_size=lots"),
+            (
+                "cache_size=lots",
+                "'cache_size=lots' is not valid: give a size such as 100G",
+            ),
+            ("cache_size=200%", "'cache_size=200%' is not valid"),
+            ("memory=", "'memory=' needs a value (a size such as 512M)"),
             ("store=", "store="),
             ("passthrough=maybe", "passthrough=maybe"),
         ] {

@@ -25,12 +25,17 @@ use std::time::{Duration, SystemTime};
 pub struct StoreOptions {
     /// The longest one operation may take, retries included.
     pub timeout: Duration,
+    /// Create a local directory store that does not exist yet. Only what writes a version
+    /// asks for this: a read of a mistyped path must say there is nothing there, not make an
+    /// empty store that lists nothing.
+    pub create: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             timeout: Duration::from_secs(30),
+            create: false,
         }
     }
 }
@@ -40,6 +45,8 @@ impl Default for StoreOptions {
 pub enum StoreError {
     #[error("invalid store URL '{0}': {1}")]
     BadUrl(String, String),
+    #[error("no store at {0}: nothing has been pushed there; check the store URL (--store, $DATASTORE_STORE or the config file), or push a dataset to create it")]
+    Absent(String),
     #[error("{store}: {key} not found")]
     NotFound { store: String, key: String },
     #[error("{store}: {op} {key} timed out after {secs}s; check that the store is reachable (raise --timeout for slow links)")]
@@ -117,12 +124,20 @@ impl Store {
                         "unknown scheme; use s3://, gs://, az://, file:// or a directory path",
                     ))
                 }
-                None => std::path::PathBuf::from(url),
+                None => {
+                    if let Some(fixed) = missing_slashes(url) {
+                        return Err(bad(&format!("did you mean {fixed}?")));
+                    }
+                    std::path::PathBuf::from(url)
+                }
             };
             if dir.as_os_str().is_empty() {
                 return Err(bad("empty path"));
             }
             let dir = std::path::absolute(&dir).map_err(|e| bad(&e.to_string()))?;
+            if !opts.create && !dir.is_dir() {
+                return Err(StoreError::Absent(dir.display().to_string()));
+            }
             std::fs::create_dir_all(&dir)
                 .map_err(|e| bad(&format!("cannot create {}: {e}", dir.display())))?;
             let local = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(&one_line(&e)))?;
@@ -369,6 +384,16 @@ pub fn one_line(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s3:/bucket` or `s3:bucket` for `s3://bucket`: a URL of a known scheme with its slashes
+/// mistyped, which would otherwise be taken for a directory named `s3:`.
+fn missing_slashes(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once(':')?;
+    let known = ["s3", "gs", "az", "abfs", "abfss", "file"];
+    known
+        .contains(&scheme)
+        .then(|| format!("{scheme}://{}", rest.trim_start_matches('/')))
 }
 
 /// Drops any user:password part so credentials never reach messages.

@@ -61,6 +61,29 @@ fn bad_urls_are_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no bucket"), "{err}");
+    for typo in ["s3:/mybucket", "s3:mybucket"] {
+        let err = Store::open(typo, &StoreOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean s3://mybucket?"), "{err}");
+    }
+}
+
+#[test]
+fn reads_never_create_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not/there");
+    let url = path.to_str().unwrap();
+    let err = Store::open(url, &StoreOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Absent(_)), "{err}");
+    assert!(err.to_string().contains(url), "{err}");
+    assert!(!path.exists() && !dir.path().join("not").exists());
+    let create = StoreOptions {
+        create: true,
+        ..Default::default()
+    };
+    Store::open(url, &create).unwrap();
+    assert!(path.is_dir());
 }
 
 #[test]
