@@ -398,3 +398,96 @@ fn reads_never_create_a_store() {
         out.stderr
     );
 }
+
+/// S3 refusals are one line that names the bucket, endpoint or variable at fault and what to
+/// do, with the server's error code, never the client library's text or the server's XML: a
+/// missing bucket (for a push and for every read), a key the server does not know, no
+/// credentials at all, and a plain-http endpoint not allowed.
+#[test]
+fn s3_refusals_say_what_to_fix() {
+    let env = Env::new(Kind::S3);
+    let endpoint = format!("http://127.0.0.1:{}", common::moto_port());
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let run = |args: &[&OsStr], fix: &dyn Fn(&mut Command)| {
+        let mut c = env.command(args);
+        fix(&mut c);
+        common::wait(c.spawn().unwrap(), Duration::from_secs(60)).unwrap()
+    };
+    let one_clean_line = |out: &common::Output, expect: &str| {
+        assert_failed(out, expect);
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        for raw in ["<?xml", "RequestId", "Generic S3 error", "Error performing"] {
+            assert!(!out.stderr.contains(raw), "{}", out.stderr);
+        }
+    };
+    let missing = OsStr::new("s3://no-such-bucket/root");
+    let no_bucket = format!("bucket 'no-such-bucket' does not exist at {endpoint}");
+    let out = run(
+        &[
+            OsStr::new("--store"),
+            missing,
+            OsStr::new("push"),
+            src.as_os_str(),
+            OsStr::new("ds"),
+        ],
+        &|_| {},
+    );
+    one_clean_line(&out, &no_bucket);
+    assert!(out.stderr.contains("(NoSuchBucket)"), "{}", out.stderr);
+    let dest = env.dir("dest").join("out").display().to_string();
+    for read in [
+        &["ls"][..],
+        &["ls", "ds"],
+        &["log", "ds"],
+        &["du", "ds"],
+        &["get", "ds", &dest],
+        &["verify", "ds"],
+    ] {
+        let mut args = vec![OsStr::new("--store"), missing];
+        args.extend(read.iter().map(OsStr::new));
+        one_clean_line(&run(&args, &|_| {}), &no_bucket);
+    }
+
+    // No credentials anywhere: the instance-metadata lookup (kept on loopback here) fails.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let metadata = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = run(&[OsStr::new("ls")], &|c| {
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_METADATA_ENDPOINT", &metadata)
+            .args(["--timeout", "5"]);
+    });
+    one_clean_line(
+        &out,
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    );
+
+    let out = run(&[OsStr::new("ls")], &|c| {
+        c.env_remove("AWS_ALLOW_HTTP");
+    });
+    one_clean_line(&out, "is plain http");
+    assert!(
+        out.stderr.contains("set AWS_ALLOW_HTTP=true"),
+        "{}",
+        out.stderr
+    );
+
+    // A server that checks keys, and a key it does not know.
+    let strict = common::Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let out = run(&[OsStr::new("ls")], &|c| {
+        c.env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", strict.port),
+        )
+        .env("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY0000000")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong");
+    });
+    one_clean_line(&out, "denied; check AWS_ACCESS_KEY_ID");
+    assert!(
+        out.stderr.contains("(InvalidAccessKeyId)"),
+        "{}",
+        out.stderr
+    );
+}

@@ -450,7 +450,7 @@ pub fn moto_port() -> u16 {
     static PORT: OnceLock<Result<u16, String>> = OnceLock::new();
     // Its log is only needed if it fails to start.
     PORT.get_or_init(|| {
-        start_moto().map(|(port, _pid, log)| {
+        start_moto(&[]).map(|(port, _pid, log)| {
             let _ = std::fs::remove_file(log);
             port
         })
@@ -469,7 +469,13 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let (port, pid, log) = start_moto().expect("moto_server");
+        Moto::start_with(&[])
+    }
+
+    /// With extra environment for the server: `INITIAL_NO_AUTH_ACTION_COUNT=0` makes it check
+    /// every request's credentials, as S3 does (by default moto takes any).
+    pub fn start_with(env: &[(&str, &str)]) -> Moto {
+        let (port, pid, log) = start_moto(env).expect("moto_server");
         Moto { port, pid, log }
     }
 
@@ -523,7 +529,11 @@ impl Drop for Moto {
 }
 
 /// Starts a moto server on a free loopback port; returns its port, PID and request log.
-fn start_moto() -> Result<(u16, i32, PathBuf), String> {
+fn start_moto(env: &[(&str, &str)]) -> Result<(u16, i32, PathBuf), String> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let bin = moto_binary();
     let port = free_port();
     let log =
@@ -537,6 +547,7 @@ fn start_moto() -> Result<(u16, i32, PathBuf), String> {
         };
         let mut c = Command::new(&bin);
         c.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf);

@@ -3,11 +3,12 @@
 //! Every operation is bounded by the configured timeout (retries included), so an unreachable
 //! or stalled store becomes an error in bounded time, never a hang.
 
+mod explain;
 pub mod keys;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -45,6 +46,9 @@ impl Default for StoreOptions {
 pub enum StoreError {
     #[error("invalid store URL '{0}': {1}")]
     BadUrl(String, String),
+    /// A refusal people can fix (a missing bucket, credentials), in their words.
+    #[error("{store}: {what}")]
+    Refused { store: String, what: String },
     #[error("no store at {0}: nothing has been pushed there; check the store URL (--store, $DATASTORE_STORE or the config file), or push a dataset to create it")]
     Absent(String),
     #[error("{store}: {key} not found")]
@@ -85,6 +89,8 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     root: String,
     url: String,
+    /// Where it lives, for explaining refusals.
+    place: Arc<explain::Place>,
     timeout: Duration,
 }
 
@@ -93,6 +99,7 @@ impl Store {
     /// `memory://` (a store that lives as long as the process, for tests).
     pub fn open(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
         let bad = |why: &str| StoreError::BadUrl(url.to_string(), why.to_string());
+        let mut place = explain::Place::default();
         let (inner, root): (Arc<dyn ObjectStore>, String) = if url == "memory://" {
             (Arc::new(InMemory::new()), String::new())
         } else if let Some(rest) = url.strip_prefix("s3://") {
@@ -100,15 +107,24 @@ impl Store {
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://BUCKET/PREFIX"));
             }
-            let s3 = AmazonS3Builder::from_env()
+            let builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_client_options(client_options(opts))
-                .with_retry(retry_config(opts))
-                .build()
-                .map_err(|e| bad(&one_line(&e)))?;
+                .with_retry(retry_config(opts));
+            place = explain::Place {
+                scheme: "s3",
+                bucket: bucket.to_string(),
+                endpoint: builder.get_config_value(&AmazonS3ConfigKey::Endpoint),
+            };
+            let s3 = builder.build().map_err(|e| bad(&one_line(&e)))?;
             (Arc::new(s3), prefix.trim_matches('/').to_string())
         } else if url.starts_with("gs://") || url.starts_with("az://") || url.starts_with("abfs") {
             let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+            place = explain::Place {
+                scheme: if url.starts_with("gs://") { "gs" } else { "az" },
+                bucket: parsed.host_str().unwrap_or_default().to_string(),
+                endpoint: None,
+            };
             let env: Vec<(String, String)> = std::env::vars()
                 .filter(|(k, _)| k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -147,6 +163,7 @@ impl Store {
             inner,
             root,
             url: redact(url),
+            place: Arc::new(place),
             timeout: opts.timeout,
         })
     }
@@ -183,6 +200,15 @@ impl Store {
     ) -> Result<T, StoreError> {
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.timeout, fut).await;
+        if let Ok(Err(e)) = &result {
+            if let Some(what) = explain::explain(&self.place, &one_line(e)) {
+                crate::metrics::store_request(op, started.elapsed(), false);
+                return Err(StoreError::Refused {
+                    store: self.url.clone(),
+                    what,
+                });
+            }
+        }
         let ok = matches!(
             result,
             Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. }))

@@ -1,0 +1,172 @@
+//! Store failures in words for people: the one place where a client library's error
+//! (object_store's text, with the server's XML inside) becomes a line that names the bucket,
+//! endpoint or credential variable at fault and what to do about it, keeping the server's
+//! error code so that it can be looked up.
+//!
+//! object_store does not export the HTTP status and body of a failed request, only its text,
+//! so the text is what is read: the status after "status code: ", the S3 `<Code>` element,
+//! and the messages of its HTTP client and credential providers.
+
+/// Where a store lives, for naming it in messages.
+#[derive(Clone, Debug, Default)]
+pub struct Place {
+    /// `s3`, `gs`, `az`: which family of variables and tools to point at.
+    pub scheme: &'static str,
+    pub bucket: String,
+    /// The endpoint requests go to, when it is not the provider's default.
+    pub endpoint: Option<String>,
+}
+
+impl Place {
+    fn at(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!(" at {e}"),
+            None => String::new(),
+        }
+    }
+}
+
+/// What a store refused, as one line, or `None` when the error is none of the kinds people
+/// can fix from here (then it is reported as it is).
+pub fn explain(place: &Place, error: &str) -> Option<String> {
+    let code = xml_code(error);
+    let with_code = |line: String| match &code {
+        Some(c) => format!("{line} ({c})"),
+        None => line,
+    };
+    let status = status(error);
+    let s3 = place.scheme == "s3";
+    if place.scheme.is_empty() {
+        return None;
+    }
+    if code.as_deref() == Some("NoSuchBucket") {
+        return Some(with_code(format!(
+            "bucket '{}' does not exist{}; create it (datastore never creates buckets), or fix \
+             the bucket in the store URL",
+            place.bucket,
+            place.at()
+        )));
+    }
+    if error.contains("URL scheme is not allowed") {
+        let var = if s3 {
+            "AWS_ALLOW_HTTP=true"
+        } else {
+            "allow_http"
+        };
+        let endpoint = place.endpoint.as_deref().unwrap_or("given");
+        return Some(format!(
+            "the endpoint {endpoint} is plain http, which is refused unless allowed: set \
+             {var}, or use https"
+        ));
+    }
+    if s3 && (error.contains("/latest/api/token") || error.contains("instance metadata")) {
+        return Some(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where \
+             an instance role or web identity provides them)"
+                .to_string(),
+        );
+    }
+    let denied = matches!(status, Some(401 | 403))
+        || matches!(
+            code.as_deref(),
+            Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")
+        );
+    if denied {
+        let fix = match (place.scheme, code.as_deref()) {
+            ("s3", Some("InvalidAccessKeyId")) => {
+                "check AWS_ACCESS_KEY_ID: the server does not know that key"
+            }
+            ("s3", Some("SignatureDoesNotMatch")) => {
+                "check AWS_SECRET_ACCESS_KEY: it does not match AWS_ACCESS_KEY_ID"
+            }
+            ("s3", _) => {
+                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that they may read and \
+                 write this bucket"
+            }
+            ("gs", _) => "check GOOGLE_APPLICATION_CREDENTIALS and the account's roles",
+            _ => "check AZURE_STORAGE_ACCOUNT_NAME and its key or token",
+        };
+        return Some(with_code(format!(
+            "access to bucket '{}'{} denied; {fix}",
+            place.bucket,
+            place.at()
+        )));
+    }
+    None
+}
+
+/// The HTTP status of a failed request, from object_store's "status code: 403 Forbidden".
+fn status(error: &str) -> Option<u16> {
+    let rest = error.split("status code: ").nth(1)?;
+    rest.get(..3)?.parse().ok()
+}
+
+/// The `<Code>` of an S3-style XML error body.
+fn xml_code(error: &str) -> Option<String> {
+    let start = error.find("<Code>")? + "<Code>".len();
+    let len = error[start..].find("</Code>")?;
+    let code = &error[start..start + len];
+    (!code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric())).then(|| code.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3() -> Place {
+        Place {
+            scheme: "s3",
+            bucket: "data".into(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+        }
+    }
+
+    const XML: &str = "<?xml version=\"1.0\"?><Error><Code>CODE</Code><Message>m</Message>\
+                       <RequestId>r</RequestId><HostId>h</HostId></Error>";
+
+    fn failed(status: &str, code: &str) -> String {
+        format!(
+            "Generic S3 error: Error performing GET http://127.0.0.1:9000/data?list-type=2 in \
+             2ms - Server returned non-2xx status code: {status}: {}",
+            XML.replace("CODE", code)
+        )
+    }
+
+    #[test]
+    fn each_fault_names_what_to_fix_and_keeps_the_code() {
+        let line = |e: &str| explain(&s3(), e).expect("explained");
+        let l = line(&failed("404 Not Found", "NoSuchBucket"));
+        assert!(
+            l.starts_with("bucket 'data' does not exist at http://127.0.0.1:9000;"),
+            "{l}"
+        );
+        assert!(l.ends_with("(NoSuchBucket)"), "{l}");
+        let l = line(&failed("403 Forbidden", "InvalidAccessKeyId"));
+        assert!(l.contains("denied; check AWS_ACCESS_KEY_ID"), "{l}");
+        assert!(l.ends_with("(InvalidAccessKeyId)"), "{l}");
+        let l = line(&failed("403 Forbidden", "SignatureDoesNotMatch"));
+        assert!(l.contains("check AWS_SECRET_ACCESS_KEY"), "{l}");
+        let l = line("Generic S3 error: HTTP error: builder error: URL scheme is not allowed");
+        assert!(l.contains("set AWS_ALLOW_HTTP=true"), "{l}");
+        let l = line(
+            "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token in \
+             1s - HTTP error: error sending request",
+        );
+        assert!(
+            l.starts_with("no AWS credentials: set AWS_ACCESS_KEY_ID"),
+            "{l}"
+        );
+        let l = line(&failed("403 Forbidden", "AccessDenied"));
+        assert!(!l.contains("<?xml") && !l.contains("RequestId"), "{l}");
+    }
+
+    #[test]
+    fn other_errors_are_left_alone() {
+        assert_eq!(explain(&s3(), &failed("404 Not Found", "NoSuchKey")), None);
+        assert_eq!(
+            explain(&s3(), &failed("500 Internal Server Error", "InternalError")),
+            None
+        );
+        assert_eq!(explain(&s3(), "connection refused"), None);
+    }
+}
