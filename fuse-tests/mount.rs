@@ -563,3 +563,73 @@ fn a_mount_point_that_holds_files_is_refused_unless_asked() {
     drop(guard);
     assert_eq!(std::fs::read(point.join("mine.txt")).unwrap(), b"keep");
 }
+
+/// A background mount says where its daemon logs: the `-o log=` file if given, else syslog
+/// when something listens on /dev/log, else a file named after the mount point, which then
+/// holds the daemon's lines (a machine without syslog keeps its logs).
+#[test]
+fn a_background_mount_says_where_it_logs() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"content").unwrap();
+    env.push(&src, "ds");
+    let mount = |point: &Path, opts: &[&str]| {
+        let mut args = vec![OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()];
+        for o in opts {
+            args.extend([OsStr::new("-o"), OsStr::new(o)]);
+        }
+        let out = env.ok(args);
+        let said = format!("ds mounted at {}; log: ", point.display());
+        let line = out.lines().find(|l| l.starts_with(&said));
+        let place =
+            line.unwrap_or_else(|| panic!("no '{said}' in {out:?}"))[said.len()..].to_string();
+        assert_eq!(std::fs::read(point.join("f")).unwrap(), b"content");
+        place
+    };
+    let unmount = |point: &Path| {
+        env.ok([OsStr::new("umount"), point.as_os_str()]);
+        wait_for("the daemon to exit", Duration::from_secs(10), || {
+            daemon_pids(point).is_empty()
+        });
+    };
+    let holds_lines = |file: &Path| {
+        wait_for("the daemon's log lines", Duration::from_secs(10), || {
+            std::fs::read_to_string(file).is_ok_and(|l| l.contains("passthrough"))
+        });
+    };
+
+    let point = env.mount_point("logged");
+    let guard = Mounted::adopt(&point);
+    let place = mount(&point, &[]);
+    let listening = std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .connect("/dev/log")
+        .is_ok();
+    if listening {
+        assert!(place.starts_with("syslog"), "{place}");
+    } else {
+        let file = Path::new(&place);
+        let name = format!(
+            "{}.log",
+            point
+                .display()
+                .to_string()
+                .trim_matches('/')
+                .replace('/', "-")
+        );
+        assert_eq!(file, Path::new("/var/log/datastore").join(name));
+        holds_lines(file);
+        unmount(&point);
+        let _ = std::fs::remove_file(file);
+    }
+    if is_mounted(&point) {
+        unmount(&point);
+    }
+
+    let file = env.dir("logs").join("ds.log");
+    let place = mount(&point, &[&format!("log={}", file.display())]);
+    assert_eq!(place, file.display().to_string());
+    holds_lines(&file);
+    unmount(&point);
+    drop(guard);
+}

@@ -14,11 +14,11 @@
 //! verify`, which drops entries whose bytes have rotted or been changed. Entries are written
 //! to a temporary file and renamed into place, so a crash leaves no entry or a whole one.
 
-use super::direct::Appender;
 use super::entry::Bad;
 use crate::format::hash::StreamHasher;
 use crate::format::Sha256;
 use bytes::Bytes;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
@@ -29,9 +29,14 @@ pub fn allocated(m: &std::fs::Metadata) -> u64 {
 }
 
 /// A file entry being written, piece by piece, and hashed as it goes.
+///
+/// Written the ordinary way, through the page cache, unlike chunk entries
+/// ([`super::direct`]): a file entry is what passthrough hands the kernel, and the first
+/// passthrough read of one written with O_DIRECT ran at 0.35-0.45 of one written this way
+/// (1 GiB, page cache dropped, every time; a second read was as fast). Files become entries
+/// after they are read, off the reader's path, so the copy costs no reader anything.
 pub struct Writer {
     tmp: tempfile::NamedTempFile,
-    out: Appender,
     hasher: StreamHasher,
     len: u64,
 }
@@ -43,7 +48,6 @@ impl Writer {
             .prefix(&format!("{}-", std::process::id()))
             .tempfile_in(tmp_dir)?;
         Ok(Writer {
-            out: Appender::new(tmp.as_file()),
             tmp,
             hasher: StreamHasher::default(),
             len: 0,
@@ -54,7 +58,7 @@ impl Writer {
     pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.hasher.update(data);
         self.len += data.len() as u64;
-        self.out.write(self.tmp.as_file(), data)
+        self.tmp.write_all(data)
     }
 
     /// Puts the entry in place at `path` if what was written is `len` bytes hashing to `hash`,
@@ -73,7 +77,6 @@ impl Writer {
                 format!("the pieces of {hash} do not hash to it"),
             ));
         }
-        self.out.finish(self.tmp.as_file())?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 ///   datastore cache verify       # from a timer: drop entries whose bytes have rotted
 ///   datastore cache clear --cache-dir /scratch/datastore-cache
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     #[command(subcommand)]
     action: Action,

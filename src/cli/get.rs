@@ -18,6 +18,7 @@ use std::sync::Arc;
 ///   datastore get imagenet@v3 ./imagenet
 ///   datastore get imagenet/train/n01440764/img1.jpg .
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// NAME[@VER][/PATH].
     target: String,

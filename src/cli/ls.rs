@@ -14,6 +14,7 @@ use std::process::ExitCode;
 ///   datastore ls imagenet              # versions of imagenet
 ///   datastore ls imagenet@v3/train -l  # files in a directory of v3
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// NAME, NAME@VER or NAME[@VER]/PATH (VER: latest, vN or N).
     target: Option<String>,

@@ -25,6 +25,9 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// The heading that keeps the options every command takes apart from its own.
+const GLOBAL: &str = "Global options";
+
 /// Versioned, deduplicated datasets in object storage.
 ///
 /// The store is chosen by --store, else DATASTORE_STORE, else the `store` key of
@@ -34,16 +37,16 @@ use std::time::Duration;
 #[command(name = "datastore", version, propagate_version = true)]
 pub struct Cli {
     /// Store URL: s3://BUCKET/PREFIX, gs://…, az://…, file:///DIR or a directory path.
-    #[arg(long, global = true, env = "DATASTORE_STORE", value_name = "URL")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "DATASTORE_STORE", value_name = "URL")]
     pub store: Option<String>,
     /// Longest time one store operation may take, retries included, in seconds [default: 30].
-    #[arg(long, global = true, env = "DATASTORE_TIMEOUT", value_name = "SECS")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "DATASTORE_TIMEOUT", value_name = "SECS")]
     pub timeout: Option<u64>,
     /// No progress bars.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count)]
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -233,7 +236,32 @@ pub fn error_line(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::helper_form;
+    use super::{helper_form, Cli};
+    use clap::CommandFactory;
+
+    /// Examples and option lists are printed as written, one per line, and the options every
+    /// command takes under their own heading.
+    #[test]
+    fn help_keeps_examples_as_written() {
+        let mut cli = Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+            let name = sub.get_name().to_string();
+            let help = sub.render_long_help().to_string();
+            if help.contains("Examples:") {
+                assert!(help.contains("Examples:\n  datastore "), "{name}:\n{help}");
+            }
+            assert!(help.contains("Global options:"), "{name}:\n{help}");
+        }
+        let mount = cli.find_subcommand_mut("mount").unwrap().render_long_help();
+        assert!(
+            mount.to_string().contains(
+                "comma-separated, also accepted from fstab and `mount -t \
+             fuse.datastore`):\n  store=URL"
+            ),
+            "{mount}"
+        );
+    }
 
     fn form(line: &str) -> String {
         let args = line.split(' ').map(Into::into).collect();

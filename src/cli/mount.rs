@@ -1,11 +1,11 @@
 use super::Ctx;
 use crate::cache::CacheSize;
 use crate::format::name::parse_target;
-use crate::mount::daemon::{self, Notify, READY_FD};
+use crate::mount::daemon::{self, LogPlace, Notify, READY_FD};
 use crate::mount::options::MountOptions;
 use crate::mount::{mountpoint, serve, MountRequest, DEFAULT_THREADS};
 use crate::read::{default_fetch_budget, DEFAULT_MEMORY};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +30,7 @@ use std::process::ExitCode;
 ///   datastore mount imagenet@v3 /mnt/imagenet -o allow_other
 ///   datastore umount /datastores/imagenet
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// NAME or NAME@VER (VER: latest, vN or N).
     pub target: String,
@@ -126,8 +127,35 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
                 CacheSize::Percent(p) => format!("{p}%").into(),
             });
         }
+        // Decided here, so that this command can say where the daemon's log is.
+        let log = match &opts.log {
+            Some(file) => LogPlace::File(file.clone()),
+            None => LogPlace::default_for(&point),
+        };
+        if let (LogPlace::File(file), None) = (&log, &opts.log) {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!(
+                        "cannot create the log directory {}; give a log file with -o log=FILE",
+                        dir.display()
+                    )
+                })?;
+            }
+            args.push("-o".into());
+            args.push(format!("log={}", file.display()).into());
+        }
         return match daemon::spawn(args) {
-            Ok(()) => Ok(ExitCode::SUCCESS),
+            Ok(()) => {
+                if !ctx.quiet {
+                    println!(
+                        "{} mounted at {}; log: {}",
+                        a.target,
+                        point.display(),
+                        log.describe()
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Err(why) => anyhow::bail!("{why}"),
         };
     }

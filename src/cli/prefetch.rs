@@ -23,6 +23,7 @@ use std::sync::Arc;
 ///   datastore prefetch imagenet@v3/train imagenet@v3/val
 ///   datastore prefetch imagenet@v3 --from-list epoch1.trace
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// NAME[@VER][/PATH]: a whole version, a directory or a file.
     #[arg(required = true)]
@@ -55,13 +56,6 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     while !cache.scanned() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let progress = Arc::new(PrefetchProgress::default());
-    let p = progress.clone();
-    let _bar = Bar::follow(
-        ctx.quiet,
-        "prefetch",
-        Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
-    );
     for target in &a.targets {
         let t = parse_target(target)?;
         let o = open(&ctx.catalog, &t).await?;
@@ -103,7 +97,16 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                 .filter(|&i| matches!(m.entries[i].kind, EntryKind::File { .. }))
                 .collect(),
         };
+        // One bar per version, gone before its summary is printed.
+        let progress = Arc::new(PrefetchProgress::default());
+        let p = progress.clone();
+        let bar = Bar::follow(
+            ctx.quiet,
+            "prefetch",
+            Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
+        );
         let r = prefetch(ctx.catalog.store(), &cache, m, &files, a.jobs, &progress).await?;
+        drop(bar);
         println!(
             "{}{}: {}, {}; fetched {} in {}, {} already cached",
             o.version.label(),

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 ///   datastore rm imagenet@v2
 ///   datastore rm -r scratch
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// NAME@vN, or NAME with -r.
     target: String,

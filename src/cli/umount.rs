@@ -12,6 +12,7 @@ use std::process::ExitCode;
 ///   datastore umount /datastores/imagenet
 ///   datastore umount imagenet --lazy
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The mount point.
     mountpoint: PathBuf,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 ///   datastore verify imagenet@v3
 ///   datastore verify imagenet --all
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// NAME[@VER].
     target: String,

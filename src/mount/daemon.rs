@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The descriptor a background daemon reports readiness on.
@@ -120,6 +121,48 @@ pub fn spawn(args: Vec<OsString>) -> Result<(), String> {
             "the mount daemon exited ({status}) before the mount was ready; run with --foreground to see why"
         )),
         Err(e) => Err(format!("lost the mount daemon: {e}")),
+    }
+}
+
+/// Where a background daemon logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogPlace {
+    Syslog,
+    File(PathBuf),
+}
+
+impl LogPlace {
+    /// Where a background mount at `mountpoint` logs when not told (`-o log=FILE`): syslog
+    /// when something listens on /dev/log (journald or a syslog daemon), else a file named
+    /// after the mount point, so that a machine with neither keeps its logs.
+    pub fn default_for(mountpoint: &Path) -> LogPlace {
+        let listening = std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect("/dev/log"))
+            .is_ok();
+        if listening {
+            return LogPlace::Syslog;
+        }
+        // SAFETY: geteuid has no preconditions.
+        let dir = if unsafe { libc::geteuid() } == 0 {
+            PathBuf::from("/var/log/datastore")
+        } else {
+            dirs::state_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("datastore")
+        };
+        let name: String = mountpoint
+            .to_string_lossy()
+            .trim_matches('/')
+            .replace('/', "-");
+        LogPlace::File(dir.join(format!("{name}.log")))
+    }
+
+    /// For the message that says where the log is.
+    pub fn describe(&self) -> String {
+        match self {
+            LogPlace::Syslog => "syslog (journalctl -t datastore, or /var/log/syslog)".into(),
+            LogPlace::File(p) => p.display().to_string(),
+        }
     }
 }
 

@@ -47,6 +47,13 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
             place.at()
         )));
     }
+    if code.as_deref() == Some("InvalidBucketName") {
+        return Some(with_code(format!(
+            "'{}' is not a valid bucket name (3 to 63 lowercase letters, digits, dots and \
+             hyphens); fix the bucket in the store URL",
+            place.bucket
+        )));
+    }
     if error.contains("URL scheme is not allowed") {
         let var = if s3 {
             "AWS_ALLOW_HTTP=true"
@@ -95,6 +102,18 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
     None
 }
 
+/// What the server answered, without the client's text or the XML around it: `HTTP 500
+/// (InternalError: We encountered an internal error)`. `None` when it sent no error code.
+pub fn server_said(error: &str) -> Option<String> {
+    let code = xml_code(error)?;
+    let message = xml_element(error, "Message").filter(|m| !m.is_empty());
+    let status = status(error).map_or(String::new(), |s| format!("HTTP {s} "));
+    Some(match message {
+        Some(m) => format!("the server answered {status}({code}: {m})"),
+        None => format!("the server answered {status}({code})"),
+    })
+}
+
 /// The HTTP status of a failed request, from object_store's "status code: 403 Forbidden".
 fn status(error: &str) -> Option<u16> {
     let rest = error.split("status code: ").nth(1)?;
@@ -103,10 +122,20 @@ fn status(error: &str) -> Option<u16> {
 
 /// The `<Code>` of an S3-style XML error body.
 fn xml_code(error: &str) -> Option<String> {
-    let start = error.find("<Code>")? + "<Code>".len();
-    let len = error[start..].find("</Code>")?;
-    let code = &error[start..start + len];
-    (!code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric())).then(|| code.into())
+    xml_element(error, "Code")
+        .filter(|c| !c.is_empty() && c.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// The text of the first `<name>` element, on one line and at most 200 characters.
+fn xml_element(error: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = error.find(&open)? + open.len();
+    let len = error[start..].find(&format!("</{name}>"))?;
+    let text: String = error[start..start + len]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(text.chars().take(200).collect())
 }
 
 #[cfg(test)]
@@ -158,6 +187,21 @@ mod tests {
         );
         let l = line(&failed("403 Forbidden", "AccessDenied"));
         assert!(!l.contains("<?xml") && !l.contains("RequestId"), "{l}");
+    }
+
+    #[test]
+    fn other_server_errors_keep_only_what_the_server_said() {
+        let e = failed("500 Internal Server Error", "InternalError").replace(
+            "<Message>m</Message>",
+            "<Message>We encountered an error</Message>",
+        );
+        assert_eq!(
+            server_said(&e).unwrap(),
+            "the server answered HTTP 500 (InternalError: We encountered an error)"
+        );
+        assert_eq!(server_said("connection refused"), None);
+        let l = explain(&s3(), &failed("400 Bad Request", "InvalidBucketName")).unwrap();
+        assert!(l.starts_with("'data' is not a valid bucket name"), "{l}");
     }
 
     #[test]

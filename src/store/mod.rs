@@ -225,12 +225,15 @@ impl Store {
                 store: self.url.clone(),
                 key: key.to_string(),
             }),
-            Ok(Err(e)) => Err(StoreError::Backend {
-                store: self.url.clone(),
-                op,
-                key: key.to_string(),
-                detail: one_line(&e),
-            }),
+            Ok(Err(e)) => {
+                let text = one_line(&e);
+                Err(StoreError::Backend {
+                    store: self.url.clone(),
+                    op,
+                    key: key.to_string(),
+                    detail: explain::server_said(&text).unwrap_or(text),
+                })
+            }
             Ok(Ok(v)) => Ok(v),
         }
     }
