@@ -43,6 +43,15 @@ fn sha_hex(data: &[u8]) -> String {
 
 /// Reads of every file at random offsets and lengths, across every chunk boundary and past
 /// the end, compared with the source.
+/// A local store holding dataset `ds`: one file `f` that reads "content".
+fn one_file_dataset() -> Env {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"content").unwrap();
+    env.push(&src, "ds");
+    env
+}
+
 fn check_ranges(src: &Path, mnt: &Path, m: &Manifest, seed: u64) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     for (i, path) in m.walk(0) {
@@ -286,10 +295,7 @@ fn latest_follows_new_pushes_while_old_mounts_keep_their_version() {
 #[test]
 fn mount_helper_fstab_and_background_mounts() {
     let _helper = HelperInstalled::new();
-    let env = Env::new(Kind::Local);
-    let src = env.dir("src");
-    std::fs::write(src.join("f"), b"content").unwrap();
-    env.push(&src, "ds");
+    let env = one_file_dataset();
     let store_opt = format!("store={},cache_dir={}", env.url, env.cache_dir().display());
 
     let gone = |point: &Path| {
@@ -384,10 +390,7 @@ fn mount_helper_fstab_and_background_mounts() {
 
 #[test]
 fn a_killed_daemon_leaves_a_mount_that_umount_clears() {
-    let env = Env::new(Kind::Local);
-    let src = env.dir("src");
-    std::fs::write(src.join("f"), b"content").unwrap();
-    env.push(&src, "ds");
+    let env = one_file_dataset();
     let point = env.mount_point("killed");
     let _guard = Mounted::adopt(&point);
     env.ok([OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()]);
@@ -528,10 +531,7 @@ fn allow_other_is_opt_in() {
 /// stays as it was; `-o nonempty` mounts over it, hiding its files only while mounted.
 #[test]
 fn a_mount_point_that_holds_files_is_refused_unless_asked() {
-    let env = Env::new(Kind::Local);
-    let src = env.dir("src");
-    std::fs::write(src.join("f"), b"content").unwrap();
-    env.push(&src, "ds");
+    let env = one_file_dataset();
     let point = env.mount_point("occupied");
     std::fs::write(point.join("mine.txt"), b"keep").unwrap();
     let guard = Mounted::adopt(&point);
@@ -569,10 +569,7 @@ fn a_mount_point_that_holds_files_is_refused_unless_asked() {
 /// holds the daemon's lines (a machine without syslog keeps its logs).
 #[test]
 fn a_background_mount_says_where_it_logs() {
-    let env = Env::new(Kind::Local);
-    let src = env.dir("src");
-    std::fs::write(src.join("f"), b"content").unwrap();
-    env.push(&src, "ds");
+    let env = one_file_dataset();
     let mount = |point: &Path, opts: &[&str]| {
         let mut args = vec![OsStr::new("mount"), OsStr::new("ds"), point.as_os_str()];
         for o in opts {
