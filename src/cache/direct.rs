@@ -144,7 +144,9 @@ mod tests {
     /// A directory on the disk the project is on: /tmp may be a tmpfs, which takes O_DIRECT
     /// without its alignment rules.
     fn on_disk() -> tempfile::TempDir {
-        tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap()
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&base).unwrap();
+        tempfile::tempdir_in(base).unwrap()
     }
 
     fn is_direct(file: &File) -> bool {
