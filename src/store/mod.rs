@@ -199,43 +199,40 @@ impl Store {
         fut: impl Future<Output = object_store::Result<T>>,
     ) -> Result<T, StoreError> {
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.timeout, fut).await;
-        if let Ok(Err(e)) = &result {
-            if let Some(what) = explain::explain(&self.place, &one_line(e)) {
-                crate::metrics::store_request(op, started.elapsed(), false);
-                return Err(StoreError::Refused {
-                    store: self.url.clone(),
-                    what,
-                });
-            }
-        }
-        let ok = matches!(
-            result,
-            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. }))
-        );
-        crate::metrics::store_request(op, started.elapsed(), ok);
-        match result {
+        let outcome = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
             Err(_) => Err(StoreError::Timeout {
                 store: self.url.clone(),
                 op,
                 key: key.to_string(),
                 secs: self.timeout.as_secs(),
             }),
-            Ok(Err(object_store::Error::NotFound { .. })) => Err(StoreError::NotFound {
-                store: self.url.clone(),
-                key: key.to_string(),
-            }),
             Ok(Err(e)) => {
                 let text = one_line(&e);
-                Err(StoreError::Backend {
-                    store: self.url.clone(),
-                    op,
-                    key: key.to_string(),
-                    detail: explain::server_said(&text).unwrap_or(text),
+                Err(match explain::explain(&self.place, &text) {
+                    Some(what) => StoreError::Refused {
+                        store: self.url.clone(),
+                        what,
+                    },
+                    None if matches!(e, object_store::Error::NotFound { .. }) => {
+                        StoreError::NotFound {
+                            store: self.url.clone(),
+                            key: key.to_string(),
+                        }
+                    }
+                    None => StoreError::Backend {
+                        store: self.url.clone(),
+                        op,
+                        key: key.to_string(),
+                        detail: explain::server_said(&text).unwrap_or(text),
+                    },
                 })
             }
-            Ok(Ok(v)) => Ok(v),
-        }
+        };
+        // A missing key is an answer, not a failure of the store.
+        let ok = matches!(outcome, Ok(_) | Err(StoreError::NotFound { .. }));
+        crate::metrics::store_request(op, started.elapsed(), ok);
+        outcome
     }
 
     /// The whole object.
