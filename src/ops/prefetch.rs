@@ -8,8 +8,8 @@
 
 use crate::cache::DiskCache;
 use crate::format::{EntryKind, Manifest};
-use crate::read::chunks::keep_on_disk;
 use crate::read::pack::{self, Region};
+use crate::read::writes::keep_on_disk;
 use crate::read::{locate, ContentError};
 use crate::store::Store;
 use futures::StreamExt;

@@ -10,7 +10,7 @@
 //! one chunk of the fetch budget, so it never competes with readers for more than that.
 
 use super::budget::FetchBudget;
-use super::chunks::Writes;
+use super::writes::Writes;
 use crate::cache::{DiskCache, Kind};
 use crate::format::{EntryKind, Manifest, Sha256};
 use std::collections::HashSet;

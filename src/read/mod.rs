@@ -16,6 +16,7 @@ pub mod materialize;
 pub mod memory;
 pub mod pack;
 pub mod readahead;
+pub mod writes;
 
 pub use budget::{default_fetch_budget, FetchBudget};
 pub use fetch::{fetch_chunk, locate, ContentError, Located};
