@@ -122,11 +122,8 @@ fn the_quota_holds_under_a_read_set_three_times_larger() {
             std::fs::read(mnt.point.join(&f)).unwrap(),
             std::fs::read(src.join(&f)).unwrap()
         );
-        assert!(
-            cache_bytes(&env) <= quota,
-            "cache at {} over {quota}",
-            cache_bytes(&env)
-        );
+        let used = cache_bytes(&env);
+        assert!(used <= quota, "cache at {used} over {quota}");
     }
     assert!(cache_bytes(&env) > quota / 2, "the cache was not used");
     drop(mnt);

@@ -133,6 +133,14 @@ struct Index {
     /// Entry → (bytes on disk, when its mtime was last refreshed).
     lru: lru::LruCache<Key, (u64, SystemTime)>,
     bytes: u64,
+    /// Room claimed by entries being written ([`DiskCache::make_room`]): made before they
+    /// reach the disk, so that the directory never holds more than the quota, even briefly.
+    claimed: u64,
+}
+
+/// Bytes an entry of `len` bytes of content is expected to take on disk: whole blocks.
+fn expected_size(len: u64) -> u64 {
+    len.div_ceil(4096) * 4096
 }
 
 pub struct DiskCache {
@@ -182,6 +190,7 @@ impl DiskCache {
             index: Mutex::new(Index {
                 lru: lru::LruCache::unbounded(),
                 bytes: 0,
+                claimed: 0,
             }),
             scanned: AtomicBool::new(false),
             seals,
@@ -372,7 +381,8 @@ impl DiskCache {
             return;
         }
         let mtime = seal::at(h, SystemTime::now());
-        self.store((Kind::Chunk, *h), |tmp, path| {
+        let size = expected_size(entry::size_on_disk(data.len() as u64));
+        self.store((Kind::Chunk, *h), size, |tmp, path| {
             entry::write(tmp, path, data, mtime)
         });
     }
@@ -384,9 +394,11 @@ impl DiskCache {
             return;
         }
         let mtime = seal::at(h, SystemTime::now());
-        self.store((Kind::File, *h), |tmp, path| {
-            file_entry::write(tmp, path, h, data, mtime)
-        });
+        self.store(
+            (Kind::File, *h),
+            expected_size(data.len() as u64),
+            |tmp, path| file_entry::write(tmp, path, h, data, mtime),
+        );
     }
 
     /// Stores verified bytes as an entry of `kind`: [`put_file`](Self::put_file) or
@@ -405,7 +417,7 @@ impl DiskCache {
         }
         match file_entry::Writer::new(&self.tmp) {
             Ok(w) => Some(FileWriter {
-                cache: self.clone(),
+                claim: self.claim(expected_size(len)),
                 hash: h,
                 len,
                 writer: w,
@@ -422,17 +434,48 @@ impl DiskCache {
         self.lock().lru.contains(&key) || self.path(key).exists()
     }
 
-    /// Writes entry `key` with `write` (given the temporary directory and the entry's path,
-    /// it returns the bytes the entry takes), unless it is there already.
-    fn store(&self, key: Key, write: impl FnOnce(&Path, &Path) -> std::io::Result<u64>) {
+    /// Writes entry `key` of about `size` bytes on disk with `write` (given the temporary
+    /// directory and the entry's path, it returns the bytes the entry takes), unless it is
+    /// there already.
+    fn store(&self, key: Key, size: u64, write: impl FnOnce(&Path, &Path) -> std::io::Result<u64>) {
         if self.quota == 0 || self.on_disk_as(key) {
             return;
         }
+        self.make_room(size);
         let result = write(&self.tmp, &self.path(key));
-        self.stored(key, result);
+        self.stored(key, size, result);
     }
 
-    fn stored(&self, key: Key, result: std::io::Result<u64>) {
+    /// Claims `bytes` of the quota for an entry about to be written, evicting first if the
+    /// entries and the claims of other writers leave too little. The claim is given back by
+    /// [`stored`](Self::stored) or [`give_back`](Self::give_back).
+    fn make_room(&self, bytes: u64) {
+        let over = {
+            let mut idx = self.lock();
+            idx.claimed += bytes;
+            idx.bytes + idx.claimed > self.quota
+        };
+        if over {
+            self.evict();
+        }
+    }
+
+    fn give_back(&self, claimed: u64) {
+        let mut idx = self.lock();
+        idx.claimed = idx.claimed.saturating_sub(claimed);
+    }
+
+    /// Room claimed for an entry written over time, given back when the claim is dropped.
+    fn claim(self: &Arc<Self>, bytes: u64) -> Claim {
+        self.make_room(bytes);
+        Claim {
+            cache: self.clone(),
+            bytes,
+        }
+    }
+
+    /// Counts an entry written in the room claimed for it, giving the claim back.
+    fn stored(&self, key: Key, claimed: u64, result: std::io::Result<u64>) {
         match result {
             Ok(size) => {
                 self.stats.written(size);
@@ -441,13 +484,17 @@ impl DiskCache {
                     idx.bytes -= old;
                 }
                 idx.bytes += size;
-                let over = idx.bytes > self.quota;
+                idx.claimed = idx.claimed.saturating_sub(claimed);
+                let over = idx.bytes + idx.claimed > self.quota;
                 drop(idx);
                 if over {
                     self.evict();
                 }
             }
-            Err(e) => self.write_failed(&e),
+            Err(e) => {
+                self.give_back(claimed);
+                self.write_failed(&e);
+            }
         }
     }
 
@@ -471,13 +518,14 @@ impl DiskCache {
         self.lock().lru.demote(&(Kind::Chunk, *h));
     }
 
-    /// Deletes least recently used entries down to the low watermark.
+    /// Deletes least recently used entries until they and the room claimed by writers are
+    /// down to the low watermark.
     fn evict(&self) {
         let target = (self.quota as f64 * LOW_WATERMARK) as u64;
         loop {
             let victim = {
                 let mut idx = self.lock();
-                if idx.bytes <= target {
+                if idx.bytes + idx.claimed <= target {
                     return;
                 }
                 match idx.lru.pop_lru() {
@@ -621,7 +669,8 @@ impl DiskCache {
 /// A file entry being assembled from its chunks, in order (see [`file_entry::Writer`]). It is
 /// put in place only if the whole hashes to the file's SHA-256.
 pub struct FileWriter {
-    cache: Arc<DiskCache>,
+    /// Its room in the quota, held while the entry is written in the temporary directory.
+    claim: Claim,
     hash: Sha256,
     len: u64,
     writer: file_entry::Writer,
@@ -634,15 +683,30 @@ impl FileWriter {
     }
 
     /// Puts the entry in place if it is whole and right. Blocking.
-    pub fn finish(self) -> bool {
+    pub fn finish(mut self) -> bool {
         let key = (Kind::File, self.hash);
         let mtime = seal::at(&self.hash, SystemTime::now());
+        let cache = self.claim.cache.clone();
         let result = self
             .writer
-            .finish(&self.cache.path(key), &self.hash, self.len, mtime);
+            .finish(&cache.path(key), &self.hash, self.len, mtime);
         let ok = result.is_ok();
-        self.cache.stored(key, result);
+        cache.stored(key, std::mem::take(&mut self.claim.bytes), result);
         ok
+    }
+}
+
+/// Room in a cache's quota, given back when dropped (see [`DiskCache::make_room`]).
+struct Claim {
+    cache: Arc<DiskCache>,
+    bytes: u64,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.cache.give_back(self.bytes);
+        }
     }
 }
 

@@ -77,6 +77,50 @@ fn quota_evicts_least_recently_used_to_the_low_watermark() {
     assert!(c.stats.snapshot().evictions >= 20);
 }
 
+/// Room is made before an entry is written, so a directory listed at any moment, while
+/// several threads write chunks and file entries, never holds more than the quota.
+#[test]
+fn the_directory_never_holds_more_than_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry_size = entry::size_on_disk(50_000).div_ceil(4096) * 4096;
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(entry_size * 6)).unwrap();
+    wait_scanned(&c);
+    let done = AtomicBool::new(false);
+    let most = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut most = 0;
+            while !done.load(Ordering::Acquire) {
+                most = most.max(DiskCache::usage(dir.path()).1);
+            }
+            most
+        });
+        let writers: Vec<_> = (0..4u32)
+            .map(|t| {
+                let c = &c;
+                s.spawn(move || {
+                    for i in 0..60 {
+                        let (h, d) = chunk(t * 1000 + i, 50_000);
+                        if i % 2 == 0 {
+                            c.put(&h, &d);
+                        } else {
+                            c.put_file(&h, &d);
+                        }
+                    }
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        done.store(true, Ordering::Release);
+        watcher.join().unwrap()
+    });
+    assert!(
+        most <= c.quota(),
+        "{most} bytes on disk, quota {}",
+        c.quota()
+    );
+    assert!(most > c.quota() / 2, "the cache was not used");
+}
+
 #[test]
 fn a_restart_over_quota_evicts_and_stale_temporaries_go() {
     let dir = tempfile::tempdir().unwrap();
