@@ -461,3 +461,58 @@ fn two_daemons_share_one_cache_directory() {
         0
     );
 }
+
+/// Prefetch and `cache` say what is wrong with what they are given, and make no cache
+/// directory for a target that is not there.
+#[test]
+fn prefetch_and_cache_commands_name_what_is_wrong() {
+    let env = Env::new(common::Kind::Local);
+    let src = env.dir("src");
+    std::fs::create_dir(src.join("sub")).unwrap();
+    random_files(&src, 12, 2, 3 << 20);
+    env.push(&src, "ds");
+    let cache = env.cache_dir();
+    assert!(!cache.exists());
+    env.fails(["prefetch", "nope"], "dataset 'nope' not found");
+    env.fails(
+        ["prefetch", "ds", "--cache-size", "0%"],
+        "disk cache is disabled",
+    );
+    assert!(
+        !cache.exists(),
+        "a failed prefetch made the cache directory"
+    );
+    let out = env.ok(["cache", "stats"]);
+    assert!(out.contains("no cache here"), "{out}");
+    assert!(!cache.exists(), "cache stats made the cache directory");
+
+    let list = env.scratch.path().join("list");
+    std::fs::write(&list, "f001.bin\nsub\nmissing.bin\n# a comment\nf000.bin\n").unwrap();
+    let out = env.run([
+        OsStr::new("prefetch"),
+        OsStr::new("ds"),
+        OsStr::new("--from-list"),
+        list.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("2 files"), "{out:?}");
+    let warning = format!(
+        "warning: 2 lines of {} name no file of ds@v1, skipped: line 2 'sub' (a directory), \
+         line 3 'missing.bin' (not there)",
+        list.display()
+    );
+    assert!(out.stderr.contains(&warning), "{}", out.stderr);
+
+    let out = env.run(["prefetch", "ds", "--cache-size", "4M"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("but the cache holds 4.0 MiB: only part of it stays cached"),
+        "{}",
+        out.stderr
+    );
+    env.fails(
+        ["cache", "stats", "--cache-dir", list.to_str().unwrap()],
+        "is a file, not a cache directory",
+    );
+}

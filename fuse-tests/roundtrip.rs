@@ -128,3 +128,75 @@ fn large_files_and_raw_names_round_trip() {
 fn a_tree_with_a_symlink_to_a_directory_round_trips() {
     round_trip(Kind::Local, 10751841006002852304);
 }
+
+/// A get that fails leaves nothing half-done: a new destination is not created at all, and
+/// a conflict in an existing one is found before anything is written there.
+#[test]
+fn a_failed_get_leaves_nothing_behind() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::create_dir_all(src.join("sub/deep")).unwrap();
+    std::fs::write(src.join("a.txt"), b"a").unwrap();
+    std::fs::write(src.join("sub/deep/b.txt"), b"b").unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    env.push(&src, "ds");
+    fn get(dest: &std::path::Path) -> [&OsStr; 3] {
+        [OsStr::new("get"), OsStr::new("ds"), dest.as_os_str()]
+    }
+    let out = env.scratch.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let leftovers = || std::fs::read_dir(&out).unwrap().count();
+
+    // Content the store has damaged: no destination, no temporary directory beside it.
+    let (pack, size) = env.objects(&["packs/"]).remove(0);
+    let good = env.get_object(&pack);
+    let mut bad = good.clone();
+    bad[size as usize / 2] ^= 1;
+    env.put_object(&pack, bad);
+    let fresh = out.join("fresh");
+    let line = env.fails(get(&fresh), "does not match its SHA-256");
+    assert!(line.contains("cannot get ds@v1/"), "{line}");
+    assert_eq!(
+        leftovers(),
+        0,
+        "a failed get left something in {}",
+        out.display()
+    );
+    env.put_object(&pack, good);
+
+    // A file where the version has a directory: named, and nothing written.
+    let clash = out.join("clash");
+    std::fs::create_dir_all(&clash).unwrap();
+    std::fs::write(clash.join("sub"), b"not a directory").unwrap();
+    let line = env.fails(get(&clash), "is a file where ds@v1 has a directory");
+    assert!(
+        line.contains(&clash.join("sub").display().to_string()),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&clash).unwrap().count(),
+        1,
+        "written beside a clash"
+    );
+
+    // A destination whose directory is missing, and '-'.
+    let orphan = out.join("no/such/a.txt");
+    let line = env.fails(
+        [
+            OsStr::new("get"),
+            OsStr::new("ds/a.txt"),
+            orphan.as_os_str(),
+        ],
+        "does not exist; create it first",
+    );
+    assert!(
+        !line.contains("os error") && !line.contains(".datastore-get"),
+        "{line}"
+    );
+    env.fails(["get", "ds/a.txt", "-"], "not standard output");
+
+    // And the get that works, into the new destination.
+    env.ok(get(&fresh));
+    tree::assert_same(&src, &fresh);
+    assert_eq!(leftovers(), 2, "only the destinations");
+}

@@ -60,3 +60,68 @@ fn a_broken_config_file_is_named() {
     std::fs::write(config_dir.join("config.toml"), "stroe = \"typo\"\n").unwrap();
     env.fails(["ls"], "stroe");
 }
+
+/// A store directory of another user, a file given as a store, and a store that cannot be
+/// created are each one line naming the directory, and a push that fails on them leaves
+/// nothing behind (not even an empty store).
+#[test]
+fn unusable_store_directories_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("a"), b"a").unwrap();
+    env.push(&src, "ds");
+    let store = env.scratch.path().join("store");
+    assert!(store.is_dir(), "the local store of this harness lives here");
+    std::fs::set_permissions(env.scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&OsStr]| {
+        let mut c = env.command(args);
+        c.uid(common::NOBODY).gid(common::NOBODY);
+        common::wait(c.spawn().unwrap(), std::time::Duration::from_secs(60)).unwrap()
+    };
+    let out = as_nobody(&[OsStr::new("push"), src.as_os_str(), OsStr::new("other")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = out.stderr.trim();
+    assert!(!line.contains('\n'), "one line: {line}");
+    assert_eq!(
+        line,
+        format!(
+            "datastore: {}: no permission to write to the store directory {}; check its owner \
+             and mode, or run as a user who may",
+            store.display(),
+            store.display()
+        )
+    );
+    // A plain file as the store, and a store path through a file.
+    let file = src.join("a");
+    fn flag(p: &Path) -> [&OsStr; 2] {
+        [OsStr::new("--store"), p.as_os_str()]
+    }
+    let mut ls = vec![OsStr::new("ls")];
+    ls.extend(flag(&file));
+    env.fails(&ls, "it is a file, not a directory; fix the store URL");
+    let under = file.join("store");
+    let mut push = vec![OsStr::new("push"), src.as_os_str(), OsStr::new("ds")];
+    push.extend(flag(&under));
+    let line = env.fails(
+        &push,
+        "as a store: a part of the path is a file, not a directory",
+    );
+    assert!(line.contains(&under.display().to_string()), "{line}");
+    // A push refused for its arguments creates no store.
+    let fresh = env.scratch.path().join("fresh-store");
+    let missing = env.scratch.path().join("no-such-source");
+    let mut push = vec![OsStr::new("push"), missing.as_os_str(), OsStr::new("ds")];
+    push.extend(flag(&fresh));
+    env.fails(&push, "does not exist");
+    let mut push = vec![OsStr::new("push"), src.as_os_str(), OsStr::new("Bad Name")];
+    push.extend(flag(&fresh));
+    env.fails(&push, "Bad Name");
+    assert!(
+        !fresh.exists(),
+        "a refused push created {}",
+        fresh.display()
+    );
+}

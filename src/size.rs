@@ -3,7 +3,7 @@
 //! One parser for every size option (`memory=`, `fetch_budget=`, `cache_size=`…), so they all
 //! accept the same spellings and say the same thing when they cannot.
 
-/// `123`, `64K`, `512M`, `10G`, `1T` (binary units; `KiB`, `MB`… spellings too). `None` for
+/// `123`, `64K`, `512M`, `10G`, `1T`, `1P` (binary units; `KiB`, `MB`… spellings too). `None` for
 /// anything else, and for sizes past `u64`.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -16,6 +16,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
+        "p" | "pb" | "pib" => 50,
         _ => return None,
     };
     n.checked_mul(1u64 << shift)

@@ -125,7 +125,7 @@ pub fn default_dir() -> PathBuf {
 /// Why the cache could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("cannot use cache directory {0}: {1}")]
+    #[error("cannot use cache directory {}: {}; choose another with --cache-dir or -o cache_dir=", .0.display(), crate::io_cause::Cause(.1))]
     Dir(PathBuf, std::io::Error),
 }
 
@@ -610,9 +610,14 @@ impl DiskCache {
         let mut n = 0;
         let mut bytes = 0;
         for (_, path, m) in entry_files(dir)? {
-            if std::fs::remove_file(path).is_ok() {
-                n += 1;
-                bytes += file_entry::allocated(&m);
+            match std::fs::remove_file(path) {
+                Ok(()) => {
+                    n += 1;
+                    bytes += file_entry::allocated(&m);
+                }
+                // Evicted meanwhile by a daemon: gone either way.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
         Ok((n, bytes))

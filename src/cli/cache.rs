@@ -2,7 +2,7 @@ use super::config::Config;
 use super::output::{bytes, count};
 use crate::cache::stats::Snapshot;
 use crate::cache::{CacheSize, DiskCache};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,6 +35,17 @@ enum Action {
 
 pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
     let (dir, size) = cfg.cache(a.cache_dir, None)?;
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "{} is a file, not a cache directory; give the cache's directory with --cache-dir",
+            dir.display()
+        );
+    }
+    // Nothing here to show, check or delete: said, and nothing is created.
+    if !dir.join(crate::cache::ENTRIES).is_dir() {
+        println!("{}: no cache here", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     match a.action {
         Action::Stats => {
             let (entries, used) = DiskCache::usage(&dir);
@@ -71,12 +82,13 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
             );
         }
         Action::Verify => {
-            if !dir.join(crate::cache::ENTRIES).is_dir() {
-                println!("{}: no cache here", dir.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let (checked, damaged) = DiskCache::verify(&dir)
-                .with_context(|| format!("cannot verify the cache in {}", dir.display()))?;
+            let (checked, damaged) = DiskCache::verify(&dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot verify the cache in {}: {}; run as the user the mounts run as",
+                    dir.display(),
+                    crate::io_cause::Cause(&e)
+                )
+            })?;
             for p in &damaged {
                 println!("damaged, deleted: {}", p.display());
             }
@@ -90,12 +102,13 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
             }
         }
         Action::Clear => {
-            if !dir.join(crate::cache::ENTRIES).is_dir() {
-                println!("{}: no cache here", dir.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let (n, b) = DiskCache::clear(&dir)
-                .with_context(|| format!("cannot clear the cache in {}", dir.display()))?;
+            let (n, b) = DiskCache::clear(&dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot clear the cache in {}: {}; run as the user the mounts run as",
+                    dir.display(),
+                    crate::io_cause::Cause(&e)
+                )
+            })?;
             println!(
                 "{}: deleted {} ({})",
                 dir.display(),

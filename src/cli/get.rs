@@ -1,6 +1,6 @@
 use super::output::{bytes, count};
 use super::progress::Bar;
-use super::Ctx;
+use super::{at_least_one, Ctx};
 use crate::format::name::parse_target;
 use crate::ops::get::{get, GetProgress};
 use anyhow::Result;
@@ -25,7 +25,7 @@ pub struct Args {
     /// Destination: the directory to create or fill, or the file to write.
     dest: PathBuf,
     /// Chunks downloaded in parallel.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least_one())]
     jobs: usize,
 }
 

@@ -40,7 +40,7 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL, env = "DATASTORE_STORE", value_name = "URL")]
     pub store: Option<String>,
     /// Longest time one store operation may take, retries included, in seconds [default: 30].
-    #[arg(long, global = true, help_heading = GLOBAL, env = "DATASTORE_TIMEOUT", value_name = "SECS")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "DATASTORE_TIMEOUT", value_name = "SECS", value_parser = seconds)]
     pub timeout: Option<u64>,
     /// No progress bars.
     #[arg(long, short, global = true, help_heading = GLOBAL)]
@@ -69,6 +69,22 @@ pub enum Command {
     Cache(cache::Args),
 }
 
+/// A number of seconds, at least 1 (a timeout of 0 would fail everything at once).
+fn seconds(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{s}' is not a number of seconds of at least 1")),
+    }
+}
+
+/// A count of things done at once (`--jobs`): 0 would do nothing, and is refused.
+pub fn at_least_one() -> impl clap::builder::TypedValueParser<Value = usize> {
+    |s: &str| match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{s}' is not a number of at least 1")),
+    }
+}
+
 /// What every subcommand gets: the catalog of the chosen store and the global flags.
 pub struct Ctx {
     pub catalog: Catalog,
@@ -85,11 +101,12 @@ enum LogSink {
     Syslog,
 }
 
-/// Logs go to stderr, warnings and errors by default; a mount daemon also says how it mounts
-/// and when it unmounts, to stderr in the foreground (the journal, under systemd), else to
-/// syslog or its `log=` file.
-fn init_logging(verbose: u8, sink: LogSink, daemon: bool) {
+/// Logs go to stderr, warnings and errors by default (errors alone with --quiet), coloured
+/// only on a terminal; a mount daemon also says how it mounts and when it unmounts, to stderr
+/// in the foreground (the journal, under systemd), else to syslog or its `log=` file.
+fn init_logging(verbose: u8, quiet: bool, sink: LogSink, daemon: bool) {
     let level = match (verbose, &sink) {
+        (0, LogSink::Stderr) if quiet && !daemon => "error",
         (0, LogSink::Stderr) if !daemon => "warn",
         (0 | 1, _) => "info",
         _ => "debug",
@@ -100,7 +117,14 @@ fn init_logging(verbose: u8, sink: LogSink, daemon: bool) {
         .with_env_filter(filter)
         .with_target(false);
     match sink {
-        LogSink::Stderr => fmt.with_writer(std::io::stderr).without_time().init(),
+        LogSink::Stderr => {
+            use std::io::IsTerminal;
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            fmt.with_writer(std::io::stderr)
+                .with_ansi(colour)
+                .without_time()
+                .init()
+        }
         LogSink::File(f) => fmt
             .with_writer(std::sync::Mutex::new(f))
             .with_ansi(false)
@@ -135,9 +159,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         },
         _ => LogSink::Stderr,
     };
-    init_logging(cli.verbose, sink, mount_opts.is_some());
+    init_logging(cli.verbose, cli.quiet, sink, mount_opts.is_some());
     if let Command::Umount(a) = cli.command {
         return umount::run(a);
+    }
+    if let Command::Push(a) = &cli.command {
+        a.check()?;
     }
     let cfg = config::load()?;
     if let Command::Cache(a) = cli.command {

@@ -1,6 +1,6 @@
 use super::output::{bytes, count};
 use super::progress::Bar;
-use super::Ctx;
+use super::{at_least_one, Ctx};
 use crate::cache::{CacheSize, DiskCache};
 use crate::format::name::parse_target;
 use crate::format::EntryKind;
@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     from_list: Option<PathBuf>,
     /// Requests in parallel.
-    #[arg(short, long, default_value_t = 16)]
+    #[arg(short, long, default_value_t = 16, value_parser = at_least_one())]
     jobs: usize,
     /// The cache directory [default: as for mount].
     #[arg(long, env = "DATASTORE_CACHE_DIR", value_name = "DIR")]
@@ -48,55 +48,57 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         anyhow::bail!("--from-list takes exactly one NAME[@VER] whose files it lists");
     }
     let (dir, size) = ctx.config.cache(a.cache_dir, a.cache_size)?;
-    if size == CacheSize::Bytes(0) {
+    if matches!(size, CacheSize::Bytes(0) | CacheSize::Percent(0)) {
         anyhow::bail!("the disk cache is disabled (cache size 0); nothing to prefetch into");
+    }
+    // Every target is found before the cache directory is made: a typo creates nothing.
+    let mut opened = Vec::new();
+    for target in &a.targets {
+        let t = parse_target(target)?;
+        let o = open(&ctx.catalog, &t).await?;
+        let files = match &a.from_list {
+            Some(list) => listed_files(&o, list)?,
+            None => o
+                .manifest
+                .walk(o.entry)
+                .into_iter()
+                .map(|(i, _)| i)
+                .filter(|&i| matches!(o.manifest.entries[i].kind, EntryKind::File { .. }))
+                .collect(),
+        };
+        opened.push((t, o, files));
     }
     let cache = DiskCache::open(&dir, size)?;
     // Quota accounting needs the entries already there.
     while !cache.scanned() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    for target in &a.targets {
-        let t = parse_target(target)?;
-        let o = open(&ctx.catalog, &t).await?;
+    for (t, o, files) in &opened {
         let m = &o.manifest;
-        let files: Vec<usize> = match &a.from_list {
-            Some(list) => {
-                let f = std::fs::File::open(list)
-                    .with_context(|| format!("cannot read list {}", list.display()))?;
-                let mut files = Vec::new();
-                let mut missing = 0;
-                for line in std::io::BufReader::new(f).split(b'\n') {
-                    let line =
-                        line.with_context(|| format!("cannot read list {}", list.display()))?;
-                    if line.is_empty() || line.starts_with(b"#") {
-                        continue;
-                    }
-                    let parts: Vec<&[u8]> = line
-                        .split(|&b| b == b'/')
-                        .filter(|p| !p.is_empty())
-                        .collect();
-                    match m.lookup(&parts) {
-                        Some(i) => files.push(i),
-                        None => missing += 1,
-                    }
-                }
-                if missing > 0 {
-                    eprintln!(
-                        "warning: {missing} paths of {} are not in {}; skipped",
-                        list.display(),
-                        o.version.label()
-                    );
-                }
-                files
+        let total: u64 = files
+            .iter()
+            .map(|&i| match m.entries[i].kind {
+                EntryKind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum();
+        let label = format!(
+            "{}{}",
+            o.version.label(),
+            if t.path.is_empty() {
+                String::new()
+            } else {
+                t.path_display()
             }
-            None => m
-                .walk(o.entry)
-                .into_iter()
-                .map(|(i, _)| i)
-                .filter(|&i| matches!(m.entries[i].kind, EntryKind::File { .. }))
-                .collect(),
-        };
+        );
+        if total > cache.quota() {
+            eprintln!(
+                "warning: {label} is {} but the cache holds {}: only part of it stays cached; \
+                 raise --cache-size or prefetch less",
+                bytes(total),
+                bytes(cache.quota())
+            );
+        }
         // One bar per version, gone before its summary is printed.
         let progress = Arc::new(PrefetchProgress::default());
         let p = progress.clone();
@@ -105,16 +107,10 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             "prefetch",
             Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
         );
-        let r = prefetch(ctx.catalog.store(), &cache, m, &files, a.jobs, &progress).await?;
+        let r = prefetch(ctx.catalog.store(), &cache, m, files, a.jobs, &progress).await?;
         drop(bar);
         println!(
-            "{}{}: {}, {}; fetched {} in {}, {} already cached",
-            o.version.label(),
-            if t.path.is_empty() {
-                String::new()
-            } else {
-                t.path_display()
-            },
+            "{label}: {}, {}; fetched {} in {}, {} already cached",
             count(r.files, "file"),
             bytes(r.bytes),
             bytes(r.fetched_bytes),
@@ -123,4 +119,55 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The files `list` names in the opened version, in its order. Lines that name no file of
+/// the version (a typo, a directory) are skipped with a warning that shows the first few.
+fn listed_files(o: &crate::ops::Opened, list: &std::path::Path) -> Result<Vec<usize>> {
+    const SHOWN: usize = 3;
+    let m = &o.manifest;
+    let f = std::fs::File::open(list)
+        .with_context(|| format!("cannot read list {}", list.display()))?;
+    let mut files = Vec::new();
+    let mut skipped: Vec<(usize, String, &str)> = Vec::new();
+    for (n, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
+        let line = line.with_context(|| format!("cannot read list {}", list.display()))?;
+        if line.is_empty() || line.starts_with(b"#") {
+            continue;
+        }
+        let parts: Vec<&[u8]> = line
+            .split(|&b| b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        let why = match m.lookup(&parts).map(|i| (i, &m.entries[i].kind)) {
+            Some((i, EntryKind::File { .. })) => {
+                files.push(i);
+                continue;
+            }
+            Some((_, EntryKind::Dir { .. })) => "a directory",
+            Some((_, EntryKind::Symlink { .. })) => "a symlink",
+            None => "not there",
+        };
+        skipped.push((n + 1, String::from_utf8_lossy(&line).into_owned(), why));
+    }
+    if !skipped.is_empty() {
+        let shown: Vec<String> = skipped
+            .iter()
+            .take(SHOWN)
+            .map(|(n, p, why)| format!("line {n} '{p}' ({why})"))
+            .collect();
+        let more = match skipped.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            k => format!(" and {k} more"),
+        };
+        eprintln!(
+            "warning: {} of {} {} no file of {}, skipped: {}{more}",
+            count(skipped.len() as u64, "line"),
+            list.display(),
+            if skipped.len() == 1 { "names" } else { "name" },
+            o.version.label(),
+            shown.join(", ")
+        );
+    }
+    Ok(files)
 }

@@ -1,6 +1,6 @@
 use super::output::{bytes, count, path};
 use super::progress::Bar;
-use super::Ctx;
+use super::{at_least_one, Ctx};
 use crate::push::{push, PushOptions, PushProgress};
 use anyhow::Result;
 use std::os::unix::ffi::OsStrExt;
@@ -10,9 +10,16 @@ use std::sync::Arc;
 
 /// Push a directory as the next version of a dataset.
 ///
-/// Files are deduplicated by SHA-256: unchanged content is never uploaded twice, and an
-/// unchanged tree creates no new version. Symlinks are stored as links; fifos, sockets and
-/// devices are skipped with a warning. The version becomes visible only when complete.
+/// Content is deduplicated by SHA-256: what the dataset's latest version holds is never
+/// uploaded again, nor is any chunk of a large file that the store already holds (small
+/// files, packed together, are shared with the previous version only). An unchanged tree
+/// creates no new version. Symlinks are stored as links; fifos, sockets and devices are
+/// skipped with a warning. The version becomes visible only when complete.
+///
+/// Files whose size, mtime, ctime and inode are those they had at the last push of this
+/// directory to this dataset (from this machine) are not read again: their hashes are
+/// remembered under ~/.local/state/datastore (or $DATASTORE_STATE_DIR). --rehash reads
+/// every file.
 ///
 /// Example: datastore push ./imagenet imagenet -m "add val split"
 #[derive(Debug, clap::Args)]
@@ -28,8 +35,18 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Files read in parallel.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least_one())]
     jobs: usize,
+    /// Read and hash every file, even those unchanged since the last push.
+    #[arg(long)]
+    rehash: bool,
+}
+
+impl Args {
+    /// What can be checked before the store is opened (and, for a push, created).
+    pub fn check(&self) -> Result<(), crate::push::PushError> {
+        crate::push::check_args(&self.dir, &self.name)
+    }
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
@@ -43,6 +60,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let opts = PushOptions {
         message: a.message,
         concurrency: a.jobs,
+        stat_dir: crate::push::stat_cache::state_dir().map(|d| d.join("push")),
+        rehash: a.rehash,
         ..Default::default()
     };
     let r = push(&ctx.catalog, &a.dir, &a.name, &opts, progress).await?;
@@ -66,26 +85,43 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             "uploaded_bytes": r.uploaded_bytes,
             "uploaded_objects": r.uploaded_objects,
             "dedup_bytes": r.dedup_bytes(),
+            "hashed_bytes": r.hashed_bytes,
+            "reused_files": r.reused_files,
             "skipped": r.skipped.len(),
         });
         println!("{j}");
     } else if r.unchanged {
         println!(
-            "{} unchanged: {}, {}; nothing uploaded",
+            "{} unchanged: {}, {}; nothing uploaded{}",
             r.version.label(),
             count(r.files, "file"),
-            bytes(r.bytes)
+            bytes(r.bytes),
+            read_note(&r)
         );
     } else {
         println!(
-            "{}: {}, {}, uploaded {} in {}, dedup saved {}",
+            "{}: {}, {}, uploaded {} in {}, dedup saved {}{}",
             r.version.label(),
             count(r.files, "file"),
             bytes(r.bytes),
             bytes(r.uploaded_bytes),
             count(r.uploaded_objects, "object"),
-            bytes(r.dedup_bytes())
+            bytes(r.dedup_bytes()),
+            read_note(&r)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How much was read, when the stat cache spared some of it.
+fn read_note(r: &crate::push::PushReport) -> String {
+    match r.reused_files {
+        0 => String::new(),
+        n if n == r.files => ", none read (all unchanged since the last push)".to_string(),
+        n => format!(
+            ", {} read ({} known unchanged)",
+            bytes(r.hashed_bytes),
+            count(n, "file")
+        ),
+    }
 }

@@ -48,6 +48,8 @@ pub enum NameError {
     Version(String),
     #[error("invalid path '{0}' in '{1}': '..' is not allowed; give a path inside the dataset")]
     Path(String, String),
+    #[error("no dataset name in '{0}': give NAME[@VER][/PATH], for example imagenet@v3")]
+    NoDataset(String),
 }
 
 /// Checks a dataset name against `[a-z0-9][a-z0-9._-]*`.
@@ -88,6 +90,9 @@ pub fn parse_target(s: &str) -> Result<Target, NameError> {
         Some((n, v)) => (n, parse_version(v)?, true),
         None => (head, VersionSel::Latest, false),
     };
+    if name.is_empty() {
+        return Err(NameError::NoDataset(s.to_string()));
+    }
     check_dataset_name(name)?;
     let mut components = Vec::new();
     for c in path.split('/') {
@@ -151,5 +156,11 @@ mod tests {
             );
         }
         assert!(matches!(parse_target("X@v1"), Err(NameError::Dataset(_))));
+        for nameless in ["@v1", "", "/a", "@v1/a"] {
+            assert!(
+                matches!(parse_target(nameless), Err(NameError::NoDataset(_))),
+                "{nameless}"
+            );
+        }
     }
 }

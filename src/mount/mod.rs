@@ -63,7 +63,7 @@ pub enum MountError {
     Cache(#[from] CacheError),
     #[error("{1}")]
     Metrics(std::net::SocketAddr, String),
-    #[error("cannot write the read trace {0}: {1}")]
+    #[error("cannot write the read trace {}: {}", .0.display(), crate::io_cause::Cause(.1))]
     Trace(PathBuf, std::io::Error),
     #[error("mount takes NAME[@VER], not a path inside it ('{0}')")]
     PathGiven(String),

@@ -23,7 +23,7 @@ pub fn resolve(given: Option<&Path>, dataset: &str) -> PathBuf {
 pub enum MountPointError {
     #[error("{0} does not exist; create it first (only mount points under /datastores are created for you)")]
     Missing(PathBuf),
-    #[error("cannot create mount point {0}: {1}")]
+    #[error("cannot create mount point {}: {}", .0.display(), crate::io_cause::Cause(.1))]
     Create(PathBuf, std::io::Error),
     #[error("{0} is not a directory")]
     NotDir(PathBuf),

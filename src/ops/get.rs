@@ -2,15 +2,18 @@
 //!
 //! Each file is written to a temporary file beside its destination, checked against its
 //! whole-file SHA-256 and only then renamed into place, so an interrupted or failed get leaves
-//! no partial file. Files already present with the right content are kept, so a get that was
-//! interrupted can be run again to finish; a file present with other content is an error,
-//! never overwritten.
+//! no partial file. A directory that did not exist is built under a temporary name beside it
+//! and renamed into place whole, so a failed get leaves nothing at all there. Files already
+//! present with the right content are kept, so a get into an existing directory that was
+//! interrupted can be run again to finish; anything present with other content, or of
+//! another kind, is an error found before anything is written, never overwritten.
 
 use super::{open, OpenError};
 use crate::catalog::Catalog;
 use crate::format::hash::StreamHasher;
 use crate::format::name::Target;
 use crate::format::{EntryKind, Manifest, Sha256};
+use crate::io_cause::Cause;
 use crate::read::{fetch_chunk, ContentError};
 use futures::StreamExt;
 use std::ffi::OsStr;
@@ -25,23 +28,51 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum GetError {
     #[error(transparent)]
     Open(#[from] OpenError),
-    #[error(transparent)]
-    Content(#[from] ContentError),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot get {file}: {source}")]
+    Content { file: String, source: ContentError },
+    /// (`error` is not a `source`: its text is in the message, in words.)
+    #[error("cannot write {}: {}", path.display(), why_not_written(path, error))]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0} already exists with other content; remove it or choose another destination")]
     Exists(PathBuf),
+    #[error("{} is {found} where {version} has {want}; remove it or choose another destination", path.display())]
+    WrongKind {
+        path: PathBuf,
+        found: &'static str,
+        want: &'static str,
+        version: String,
+    },
+    #[error("'-' would be a file named '-': get writes files, not standard output; give a path (./- if that name is meant)")]
+    Dash,
     #[error("{0}: the downloaded file does not match its SHA-256; nothing was written; run `datastore verify`")]
     Mismatch(PathBuf),
 }
 
+/// Why `path` could not be written, and what to do where that is clear.
+fn why_not_written(path: &Path, e: &std::io::Error) -> String {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match e.kind() {
+        std::io::ErrorKind::NotFound if !parent.exists() => format!(
+            "its directory {} does not exist; create it first (get creates only its destination)",
+            parent.display()
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied; choose a destination you may write to".to_string()
+        }
+        _ => Cause(e).to_string(),
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GetError + '_ {
-    move |source| GetError::Io {
+    move |error| GetError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -75,65 +106,65 @@ pub async fn get(
     concurrency: usize,
     progress: &GetProgress,
 ) -> Result<GetReport, GetError> {
+    if dest.as_os_str() == "-" {
+        return Err(GetError::Dash);
+    }
     let o = open(catalog, target).await?;
     let m = &o.manifest;
-    let base = match &m.entries[o.entry].kind {
-        EntryKind::Dir { .. } => dest.to_path_buf(),
-        _ if dest.is_dir() => dest.join(OsStr::from_bytes(m.name(&m.entries[o.entry]))),
-        _ => dest.to_path_buf(),
+    let is_dir = matches!(m.entries[o.entry].kind, EntryKind::Dir { .. });
+    let base = if !is_dir && dest.is_dir() {
+        dest.join(OsStr::from_bytes(m.name(&m.entries[o.entry])))
+    } else {
+        dest.to_path_buf()
     };
     let mut report = GetReport {
         label: o.version.label(),
         ..Default::default()
     };
-    let walk = m.walk(o.entry);
+    let plan = Plan::check(m, o.entry, &base, &report.label)?;
+    // A directory that is not there yet is built aside and put in place whole.
+    let staging = match is_dir && !plan.base_exists {
+        true => Some(Staging::beside(&base)?),
+        false => None,
+    };
+    let root = staging.as_ref().map_or(base.as_path(), |s| s.dir.path());
+    let at = |rel: &[u8]| match rel.is_empty() {
+        true => root.to_path_buf(),
+        false => root.join(OsStr::from_bytes(rel)),
+    };
+
     let mut jobs = Vec::new();
     let mut dirs = Vec::new();
-    for (idx, rel) in &walk {
-        let path = if rel.is_empty() {
-            base.clone()
-        } else {
-            base.join(OsStr::from_bytes(rel))
-        };
+    for (idx, rel) in &plan.todo {
+        let path = at(rel);
         match &m.entries[*idx].kind {
             EntryKind::Dir { .. } => {
-                match std::fs::create_dir(&path) {
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        return Err(GetError::Exists(path))
-                    }
-                    r => r.map_err(io(&path))?,
+                if !path.is_dir() {
+                    std::fs::create_dir(&path).map_err(io(&path))?;
                 }
                 dirs.push((*idx, path));
             }
-            EntryKind::Symlink { target } => {
-                let want = OsStr::from_bytes(m.string(*target));
-                match std::fs::read_link(&path) {
-                    Ok(have) if have.as_os_str() == want => {}
-                    Ok(_) => return Err(GetError::Exists(path)),
-                    Err(_) if path.symlink_metadata().is_ok() => {
-                        return Err(GetError::Exists(path))
-                    }
-                    Err(_) => std::os::unix::fs::symlink(want, &path).map_err(io(&path))?,
-                }
-            }
-            EntryKind::File { size, sha256, .. } => {
+            EntryKind::File { size, .. } => {
                 report.files += 1;
-                if path.symlink_metadata().is_ok() {
-                    if !same_file(&path, *size, sha256).map_err(io(&path))? {
-                        return Err(GetError::Exists(path));
-                    }
-                    report.kept += 1;
-                } else {
-                    progress.total_bytes.fetch_add(*size, Ordering::Relaxed);
-                    jobs.push(Job { entry: *idx, path });
-                }
+                progress.total_bytes.fetch_add(*size, Ordering::Relaxed);
+                jobs.push(Job { entry: *idx, path });
             }
+            EntryKind::Symlink { .. } => {}
         }
     }
+    report.files += plan.kept;
+    report.kept = plan.kept;
 
     download(catalog, m, &jobs, concurrency, progress, &mut report).await?;
 
+    // Links once every file is in, so a failed download leaves none pointing nowhere.
+    for (idx, rel) in &plan.todo {
+        if let EntryKind::Symlink { target } = &m.entries[*idx].kind {
+            let path = at(rel);
+            std::os::unix::fs::symlink(OsStr::from_bytes(m.string(*target)), &path)
+                .map_err(io(&path))?;
+        }
+    }
     // Directory modes last, deepest first: a read-only directory is filled before it is locked.
     for (idx, path) in dirs.iter().rev() {
         let e = &m.entries[*idx];
@@ -142,7 +173,138 @@ pub async fn get(
         let f = std::fs::File::open(path).map_err(io(path))?;
         let _ = f.set_modified(system_time(e.mtime.secs, e.mtime.nanos));
     }
+    if let Some(s) = staging {
+        s.put_in_place(&base)?;
+    }
     Ok(report)
+}
+
+/// What a get has to write, checked against what the destination holds before anything is
+/// written: entries (by index, with their path under the destination) that are missing, and
+/// the files already there with the right content.
+struct Plan {
+    todo: Vec<(usize, Vec<u8>)>,
+    kept: u64,
+    base_exists: bool,
+}
+
+impl Plan {
+    fn check(m: &Manifest, entry: usize, base: &Path, version: &str) -> Result<Plan, GetError> {
+        let mut plan = Plan {
+            todo: Vec::new(),
+            kept: 0,
+            base_exists: base.exists(),
+        };
+        for (idx, rel) in m.walk(entry) {
+            let path = match rel.is_empty() {
+                true => base.to_path_buf(),
+                false => base.join(OsStr::from_bytes(&rel)),
+            };
+            // The destination itself may be a link to a directory; what is under it may not.
+            let found = match rel.is_empty() {
+                true => std::fs::metadata(&path),
+                false => std::fs::symlink_metadata(&path),
+            };
+            let found = match found {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    plan.todo.push((idx, rel));
+                    continue;
+                }
+                Err(e) => return Err(io(&path)(e)),
+            };
+            let wrong = |want| GetError::WrongKind {
+                path: path.clone(),
+                found: kind_of(&found),
+                want,
+                version: version.to_string(),
+            };
+            match &m.entries[idx].kind {
+                EntryKind::Dir { .. } if found.is_dir() => plan.todo.push((idx, rel)),
+                EntryKind::Dir { .. } => return Err(wrong("a directory")),
+                EntryKind::Symlink { target } => {
+                    if !found.is_symlink() {
+                        return Err(wrong("a symlink"));
+                    }
+                    let have = std::fs::read_link(&path).map_err(io(&path))?;
+                    if have.as_os_str().as_bytes() != m.string(*target) {
+                        return Err(GetError::Exists(path));
+                    }
+                }
+                EntryKind::File { size, sha256, .. } => {
+                    if !found.is_file() {
+                        return Err(wrong("a file"));
+                    }
+                    if !same_file(&path, *size, sha256).map_err(io(&path))? {
+                        return Err(GetError::Exists(path));
+                    }
+                    plan.kept += 1;
+                }
+            }
+        }
+        Ok(plan)
+    }
+}
+
+fn kind_of(m: &std::fs::Metadata) -> &'static str {
+    if m.is_dir() {
+        "a directory"
+    } else if m.is_symlink() {
+        "a symlink"
+    } else if m.is_file() {
+        "a file"
+    } else {
+        "a special file"
+    }
+}
+
+/// A directory built under a temporary name beside its destination; removed, with all it
+/// holds, unless put in place.
+struct Staging {
+    dir: tempfile::TempDir,
+}
+
+impl Staging {
+    fn beside(dest: &Path) -> Result<Staging, GetError> {
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = tempfile::Builder::new()
+            .prefix(".datastore-get-")
+            .tempdir_in(parent)
+            .map_err(io(dest))?;
+        Ok(Staging { dir })
+    }
+
+    /// Renames the directory to `dest`, which must still not exist.
+    fn put_in_place(self, dest: &Path) -> Result<(), GetError> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| io(dest)(e.into()))
+        };
+        let (from, to) = (c(self.dir.path())?, c(dest)?);
+        // SAFETY: both are valid NUL-terminated paths, relative to the working directory.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.kind() {
+                std::io::ErrorKind::AlreadyExists => GetError::Exists(dest.to_path_buf()),
+                _ => io(dest)(e),
+            });
+        }
+        // In place: nothing is left to remove.
+        let _ = self.dir.keep();
+        Ok(())
+    }
 }
 
 /// Streams every chunk of every job in order, fetching `concurrency` chunks ahead.
@@ -155,13 +317,26 @@ async fn download(
     report: &mut GetReport,
 ) -> Result<(), GetError> {
     let store = catalog.store();
+    let label = report.label.clone();
+    let label = &label;
     let chunk_list = |j: usize| match &m.entries[jobs[j].entry].kind {
         EntryKind::File { chunks, .. } => chunks.range(),
         _ => 0..0,
     };
     let fetches = (0..jobs.len()).flat_map(|j| chunk_list(j).map(move |c| (j, c)));
     let mut stream = futures::stream::iter(fetches)
-        .map(|(j, c)| async move { fetch_chunk(store, m, &m.chunks[c]).await.map(|d| (j, d)) })
+        .map(|(j, c)| async move {
+            fetch_chunk(store, m, &m.chunks[c])
+                .await
+                .map(|d| (j, d))
+                .map_err(|source| GetError::Content {
+                    file: format!(
+                        "{label}/{}",
+                        String::from_utf8_lossy(&m.path_of(jobs[j].entry))
+                    ),
+                    source,
+                })
+        })
         .buffered(concurrency.max(1));
     // Files without chunks (empty ones) are not in the stream: they are written when the
     // stream passes them.
@@ -249,7 +424,7 @@ impl Writer {
                 std::io::ErrorKind::AlreadyExists => GetError::Exists(self.path.clone()),
                 _ => GetError::Io {
                     path: self.path.clone(),
-                    source: e.error,
+                    error: e.error,
                 },
             })?;
         Ok(())

@@ -13,6 +13,7 @@
 
 pub mod ingest;
 pub mod packer;
+pub mod stat_cache;
 pub mod upload;
 pub mod walk;
 
@@ -23,9 +24,10 @@ use crate::format::name::{check_dataset_name, NameError};
 use crate::format::{ChunkRef, EntryKind, Location, Manifest, Sha256, VersionRef};
 use crate::store::{keys, StoreError};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ingest::SMALL_FILE;
 use packer::{PackTable, Packer};
+use stat_cache::StatCache;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,10 +43,11 @@ pub enum PushError {
     SourceMissing(PathBuf),
     #[error("source {0} is not a directory; push takes a directory")]
     SourceNotDir(PathBuf),
-    #[error("cannot read {path}: {source}; fix its permissions or move it out of the tree")]
+    /// (`error` is not a `source`: its text is in the message, in words.)
+    #[error("cannot read {}: {}; fix its permissions or move it out of the tree", path.display(), crate::io_cause::Cause(error))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0} changed while it was being pushed; push again once nothing writes to the tree")]
     Changed(PathBuf),
@@ -71,10 +74,10 @@ pub enum PushError {
 }
 
 impl PushError {
-    pub fn read(path: &Path, source: std::io::Error) -> PushError {
+    pub fn read(path: &Path, error: std::io::Error) -> PushError {
         PushError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 }
@@ -89,6 +92,10 @@ pub struct PushOptions {
     pub memory_budget: u64,
     /// How long to wait for a running gc to yield before giving up.
     pub gc_wait: Duration,
+    /// Where push remembers the files it hashed ([`stat_cache`]); `None` reads every file.
+    pub stat_dir: Option<PathBuf>,
+    /// Reads every file even where the stat cache knows it (what it learns is still kept).
+    pub rehash: bool,
 }
 
 impl Default for PushOptions {
@@ -98,6 +105,8 @@ impl Default for PushOptions {
             concurrency: 16,
             memory_budget: 256 << 20,
             gc_wait: Duration::from_secs(120),
+            stat_dir: None,
+            rehash: false,
         }
     }
 }
@@ -123,6 +132,10 @@ pub struct PushReport {
     pub bytes: u64,
     pub uploaded_bytes: u64,
     pub uploaded_objects: u64,
+    /// Bytes of files read and hashed; the others were known by the stat cache.
+    pub hashed_bytes: u64,
+    /// Files whose content the stat cache knew, not read.
+    pub reused_files: u64,
     pub skipped: Vec<Skipped>,
 }
 
@@ -130,6 +143,20 @@ impl PushReport {
     /// Bytes of the tree that did not need uploading because the store already had them.
     pub fn dedup_bytes(&self) -> u64 {
         self.bytes.saturating_sub(self.uploaded_bytes)
+    }
+}
+
+/// Checks what a push is given before anything is opened or created for it: a mistyped name
+/// or source must not leave an empty store behind.
+pub fn check_args(source: &Path, dataset: &str) -> Result<(), PushError> {
+    check_dataset_name(dataset)?;
+    match std::fs::metadata(source) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(PushError::SourceNotDir(source.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(PushError::SourceMissing(source.to_path_buf()))
+        }
+        Err(e) => Err(PushError::read(source, e)),
     }
 }
 
@@ -141,7 +168,7 @@ pub async fn push(
     opts: &PushOptions,
     progress: Arc<PushProgress>,
 ) -> Result<PushReport, PushError> {
-    check_dataset_name(dataset)?;
+    check_args(source, dataset)?;
     let src = source.to_path_buf();
     let scanned = tokio::task::spawn_blocking(move || walk::scan(&src))
         .await
@@ -156,7 +183,19 @@ pub async fn push(
         if let Some(holder) = gc.first() {
             return Err(PushError::GcRunning(holder.to_string()));
         }
-        upload_and_commit(catalog, scanned, dataset, opts, &progress).await
+        let mut stats = match &opts.stat_dir {
+            Some(dir) => StatCache::load(dir, catalog.store().url(), dataset, source),
+            None => StatCache::none(),
+        };
+        if opts.rehash {
+            stats.forget_known();
+        }
+        let report = upload_and_commit(
+            catalog, scanned, source, dataset, opts, &progress, &mut stats,
+        )
+        .await?;
+        stats.save();
+        Ok(report)
     }
     .await;
     lease.release().await;
@@ -166,9 +205,11 @@ pub async fn push(
 async fn upload_and_commit(
     catalog: &Catalog,
     mut scanned: Scanned,
+    source: &Path,
     dataset: &str,
     opts: &PushOptions,
     progress: &Arc<PushProgress>,
+    stats: &mut StatCache,
 ) -> Result<PushReport, PushError> {
     let store = catalog.store().clone();
     let parent = catalog.latest(dataset).await?;
@@ -180,17 +221,46 @@ async fn upload_and_commit(
     let mut state = Assembly::default();
     if let Some(p) = &parent {
         let m = catalog.manifest(p).await?;
-        state.learn_parent(&m, &uploader);
+        state.learn_parent(m, &uploader);
     }
 
     let files = std::mem::take(&mut scanned.files);
     let file_count = files.len() as u64;
-    let mut results = futures::stream::iter(files)
-        .map(|f| read_file(f, uploader.clone(), progress.clone()))
+    let rel = |f: &FileToRead| -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let r = f.path.strip_prefix(source).unwrap_or(&f.path);
+        r.as_os_str().as_bytes().to_vec()
+    };
+    // Files the stat cache knows, with a file of that content in the parent, are not read.
+    let planned: Vec<(FileToRead, Option<Content>)> = files
+        .into_iter()
+        .map(|f| {
+            let known = stats
+                .hash_of(&rel(&f), &f.stamp)
+                .and_then(|h| state.reuse(&h, f.stamp.size));
+            (f, known)
+        })
+        .collect();
+    let (mut hashed_bytes, mut reused_files) = (0, 0);
+    let mut results = futures::stream::iter(planned)
+        .map(|(f, known)| match known {
+            Some(content) => {
+                progress
+                    .read_bytes
+                    .fetch_add(f.stamp.size, Ordering::Relaxed);
+                futures::future::ready(Ok((f, content))).left_future()
+            }
+            None => read_file(f, uploader.clone(), progress.clone()).right_future(),
+        })
         .buffered(opts.concurrency.max(1));
     while let Some(done) = results.next().await {
         let (f, content) = done?;
-        state.place(&mut scanned, &f, content, &uploader).await?;
+        match content {
+            Content::Reused { .. } => reused_files += 1,
+            _ => hashed_bytes += f.stamp.size,
+        }
+        let sha = state.place(&mut scanned, &f, content, &uploader).await?;
+        stats.learn(&rel(&f), &f.stamp, sha);
     }
     drop(results);
     if let Some(pack) = state.packer.seal(&mut state.packs) {
@@ -229,6 +299,8 @@ async fn upload_and_commit(
         bytes: scanned.total_bytes,
         uploaded_bytes: 0,
         uploaded_objects: 0,
+        hashed_bytes,
+        reused_files,
         skipped: scanned.skipped,
     };
     match parent {
@@ -257,10 +329,21 @@ async fn upload_and_commit(
     Ok(report)
 }
 
-/// A file's content, read and hashed.
+/// A file's content, read and hashed, or known to be that of a file of the parent version.
 enum Content {
-    Small { sha: Sha256, data: Vec<u8> },
-    Chunked { sha: Sha256, chunks: Vec<ChunkRef> },
+    Small {
+        sha: Sha256,
+        data: Vec<u8>,
+    },
+    Chunked {
+        sha: Sha256,
+        chunks: Vec<ChunkRef>,
+    },
+    /// The content of file entry `entry` of the parent.
+    Reused {
+        sha: Sha256,
+        entry: usize,
+    },
 }
 
 /// Reads, hashes and (for a large file) chunks and uploads one file, counting bytes as they are
@@ -304,6 +387,9 @@ async fn read_file(
 /// The manifest's chunk and pack tables as files are placed, in entry order.
 #[derive(Default)]
 struct Assembly {
+    /// The parent version, and its files by content.
+    parent: Manifest,
+    parent_files: HashMap<Sha256, usize>,
     chunks: Vec<ChunkRef>,
     packs: PackTable,
     packer: Packer,
@@ -314,7 +400,7 @@ struct Assembly {
 }
 
 impl Assembly {
-    fn learn_parent(&mut self, m: &Manifest, uploader: &Uploader) {
+    fn learn_parent(&mut self, m: Manifest, uploader: &Uploader) {
         for c in &m.chunks {
             if let Location::Pack { pack, offset } = c.location {
                 self.small.insert(c.hash, (m.packs[pack as usize], offset));
@@ -323,6 +409,24 @@ impl Assembly {
         let blobs = m.chunks.iter().filter(|c| c.location == Location::Blob);
         uploader.assume_present(blobs.map(|c| keys::blob(&c.hash)));
         uploader.assume_present(m.packs.iter().map(keys::pack));
+        for (i, e) in m.entries.iter().enumerate() {
+            if let EntryKind::File { sha256, .. } = e.kind {
+                self.parent_files.insert(sha256, i);
+            }
+        }
+        self.parent = m;
+    }
+
+    /// The content of a file the stat cache says has SHA-256 `sha`, if the parent has a file
+    /// of that digest and size to take the chunks of.
+    fn reuse(&self, sha: &Sha256, size: u64) -> Option<Content> {
+        let &entry = self.parent_files.get(sha)?;
+        match self.parent.entries[entry].kind {
+            EntryKind::File { size: s, .. } if s == size => {
+                Some(Content::Reused { sha: *sha, entry })
+            }
+            _ => None,
+        }
     }
 
     async fn place(
@@ -331,9 +435,25 @@ impl Assembly {
         f: &FileToRead,
         content: Content,
         uploader: &Uploader,
-    ) -> Result<(), PushError> {
+    ) -> Result<Sha256, PushError> {
         let start = self.chunks.len() as u32;
         let sha = match content {
+            Content::Reused { sha, entry } => {
+                let EntryKind::File { chunks, .. } = self.parent.entries[entry].kind else {
+                    unreachable!("reuse takes files only")
+                };
+                for c in &self.parent.chunks[chunks.range()] {
+                    let location = match c.location {
+                        Location::Blob => Location::Blob,
+                        Location::Pack { pack, offset } => Location::Pack {
+                            pack: self.packs.intern(self.parent.packs[pack as usize]),
+                            offset,
+                        },
+                    };
+                    self.chunks.push(ChunkRef { location, ..*c });
+                }
+                sha
+            }
             Content::Chunked { sha, chunks } => {
                 self.chunks.extend(chunks);
                 sha
@@ -373,7 +493,7 @@ impl Assembly {
             *sha256 = sha;
             *chunks = run;
         }
-        Ok(())
+        Ok(sha)
     }
 }
 

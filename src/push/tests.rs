@@ -159,3 +159,71 @@ async fn bad_sources_are_named() {
     .unwrap_err();
     assert!(err.to_string().contains("invalid dataset name"), "{err}");
 }
+
+/// A re-push of files unchanged since they were hashed reads none of them; a file rewritten
+/// with its mtime put back is seen by its ctime; --rehash reads everything.
+#[tokio::test]
+async fn the_stat_cache_spares_reading_unchanged_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("src");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/small.txt"), b"hello").unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    let big = random(6 << 20, 3);
+    std::fs::write(root.join("big.bin"), &big).unwrap();
+    // Stamps younger than the margin are not trusted.
+    std::thread::sleep(stat_cache::RACY_MARGIN + Duration::from_millis(100));
+    let opts = PushOptions {
+        stat_dir: Some(dir.path().join("state")),
+        ..PushOptions::default()
+    };
+    let c = catalog();
+    let push_now = |opts: PushOptions| {
+        let (c, root) = (&c, &root);
+        async move {
+            push(c, root, "ds", &opts, Default::default())
+                .await
+                .unwrap()
+        }
+    };
+    let first = push_now(opts.clone()).await;
+    assert_eq!((first.reused_files, first.hashed_bytes), (0, (6 << 20) + 5));
+
+    let again = push_now(opts.clone()).await;
+    assert!(again.unchanged);
+    assert_eq!(
+        (again.reused_files, again.hashed_bytes),
+        (3, 0),
+        "nothing is read"
+    );
+
+    // The same size and mtime, other bytes: the ctime tells.
+    let file = root.join("big.bin");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let mut edited = big.clone();
+    edited[1 << 20] ^= 1;
+    std::fs::write(&file, &edited).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let changed = push_now(opts.clone()).await;
+    assert!(!changed.unchanged, "an edit that kept the mtime was missed");
+    assert_eq!(changed.reused_files, 2);
+    assert_eq!(changed.hashed_bytes, 6 << 20);
+
+    let rehash = PushOptions {
+        rehash: true,
+        ..opts.clone()
+    };
+    let all = push_now(rehash).await;
+    assert!(all.unchanged);
+    assert_eq!((all.reused_files, all.hashed_bytes), (0, (6 << 20) + 5));
+
+    // Without its memory, a push reads everything again and gets the same version.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let lost = push_now(opts).await;
+    assert!(lost.unchanged && lost.reused_files == 0);
+}

@@ -19,6 +19,8 @@ pub enum ContentError {
         end: u64,
         expected: Sha256,
     },
+    #[error("{key} is missing from the store: the store is damaged; run `datastore verify` to see which versions need it")]
+    Missing { key: String },
 }
 
 /// Everything needed to fetch one chunk, detached from its manifest so it can move into tasks.
@@ -62,9 +64,15 @@ pub async fn fetch_chunk(store: &Store, m: &Manifest, c: &ChunkRef) -> Result<By
 pub async fn fetch(store: &Store, at: &Located) -> Result<Bytes, ContentError> {
     for _attempt in 0..2 {
         let data = match &at.range {
-            None => store.get(&at.key).await?,
-            Some(r) => store.get_range(&at.key, r.clone()).await?,
-        };
+            None => store.get(&at.key).await,
+            Some(r) => store.get_range(&at.key, r.clone()).await,
+        }
+        .map_err(|e| match e.is_not_found() {
+            true => ContentError::Missing {
+                key: at.key.clone(),
+            },
+            false => ContentError::Store(e),
+        })?;
         if data.len() == at.len as usize && Sha256::of(&data) == at.hash {
             return Ok(data);
         }

@@ -10,7 +10,8 @@
 /// Where a store lives, for naming it in messages.
 #[derive(Clone, Debug, Default)]
 pub struct Place {
-    /// `s3`, `gs`, `az`: which family of variables and tools to point at.
+    /// `s3`, `gs`, `az`: which family of variables and tools to point at; `file` for a
+    /// local directory (whose path is then the bucket).
     pub scheme: &'static str,
     pub bucket: String,
     /// The endpoint requests go to, when it is not the provider's default.
@@ -36,7 +37,7 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
     };
     let status = status(error);
     let s3 = place.scheme == "s3";
-    if place.scheme.is_empty() {
+    if matches!(place.scheme, "" | "file") {
         return None;
     }
     if code.as_deref() == Some("NoSuchBucket") {
@@ -100,6 +101,39 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
         )));
     }
     None
+}
+
+/// What a local directory store refused (`op` is the request, GET, PUT…), from the system
+/// error under object_store's: permissions, a full or read-only disk.
+pub fn local(place: &Place, op: &str, error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if place.scheme != "file" {
+        return None;
+    }
+    let mut cause = Some(error);
+    let io = std::iter::from_fn(|| {
+        let e = cause?;
+        cause = e.source();
+        Some(e)
+    })
+    .find_map(|e| e.downcast_ref::<std::io::Error>())?;
+    let dir = &place.bucket;
+    let access = match op {
+        "GET" | "HEAD" | "LIST" => "read",
+        _ => "write to",
+    };
+    Some(match io.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "no permission to {access} the store directory {dir}; check its owner and mode, \
+             or run as a user who may"
+        ),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            format!("the disk holding the store directory {dir} is full; free space there")
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            format!("the store directory {dir} is on a read-only filesystem; it can only be read")
+        }
+        _ => return None,
+    })
 }
 
 /// What the server answered, without the client's text or the XML around it: `HTTP 500

@@ -51,6 +51,8 @@ pub enum StoreError {
     Refused { store: String, what: String },
     #[error("no store at {0}: nothing has been pushed there; check the store URL (--store, $DATASTORE_STORE or the config file), or push a dataset to create it")]
     Absent(String),
+    #[error("cannot use {0} as a store: {1}")]
+    Unusable(String, String),
     #[error("{store}: {key} not found")]
     NotFound { store: String, key: String },
     #[error("{store}: {op} {key} timed out after {secs}s; check that the store is reachable (raise --timeout for slow links)")]
@@ -119,22 +121,42 @@ impl Store {
             let s3 = builder.build().map_err(|e| bad(&one_line(&e)))?;
             (Arc::new(s3), prefix.trim_matches('/').to_string())
         } else if url.starts_with("gs://") || url.starts_with("az://") || url.starts_with("abfs") {
+            let scheme = if url.starts_with("gs://") { "gs" } else { "az" };
             let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+            let bucket = parsed.host_str().unwrap_or_default().to_string();
+            if bucket.is_empty() {
+                return Err(bad(match scheme {
+                    "gs" => "no bucket; use gs://BUCKET/PREFIX",
+                    _ => "no container; use az://CONTAINER/PREFIX (the account comes from AZURE_STORAGE_ACCOUNT_NAME)",
+                }));
+            }
             place = explain::Place {
-                scheme: if url.starts_with("gs://") { "gs" } else { "az" },
-                bucket: parsed.host_str().unwrap_or_default().to_string(),
+                scheme,
+                bucket,
                 endpoint: None,
             };
             let env: Vec<(String, String)> = std::env::vars()
                 .filter(|(k, _)| k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
-            let (store, path) =
-                object_store::parse_url_opts(&parsed, env).map_err(|e| bad(&one_line(&e)))?;
+            let (store, path) = object_store::parse_url_opts(&parsed, env).map_err(|e| {
+                let text = one_line(&e);
+                match text.contains("Account must be specified") {
+                    true => bad("no Azure storage account: set AZURE_STORAGE_ACCOUNT_NAME (and AZURE_STORAGE_ACCOUNT_KEY, or a token)"),
+                    false => bad(&text),
+                }
+            })?;
             (Arc::from(store), path.to_string())
         } else {
             let dir = match url.strip_prefix("file://") {
-                Some(p) => std::path::PathBuf::from(p),
+                // file://HOST/DIR names a directory on HOST: only this one can be opened.
+                Some(p) if p.starts_with('/') => std::path::PathBuf::from(p),
+                Some(p) if p.starts_with("localhost/") => std::path::PathBuf::from(&p[9..]),
+                Some(_) => {
+                    return Err(bad(
+                        "a file:// URL takes an absolute path, file:///DIR (three slashes)",
+                    ))
+                }
                 None if url.contains("://") => {
                     return Err(bad(
                         "unknown scheme; use s3://, gs://, az://, file:// or a directory path",
@@ -151,11 +173,38 @@ impl Store {
                 return Err(bad("empty path"));
             }
             let dir = std::path::absolute(&dir).map_err(|e| bad(&e.to_string()))?;
-            if !opts.create && !dir.is_dir() {
-                return Err(StoreError::Absent(dir.display().to_string()));
+            let shown = dir.display().to_string();
+            match std::fs::metadata(&dir) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(StoreError::Unusable(
+                        shown,
+                        "it is a file, not a directory; fix the store URL".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if !opts.create {
+                        return Err(StoreError::Absent(shown));
+                    }
+                }
+                Err(e) => {
+                    return Err(StoreError::Unusable(
+                        shown,
+                        crate::io_cause::Cause(&e).to_string(),
+                    ))
+                }
             }
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| bad(&format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                StoreError::Unusable(
+                    shown.clone(),
+                    format!("cannot create it: {}", crate::io_cause::Cause(&e)),
+                )
+            })?;
+            place = explain::Place {
+                scheme: "file",
+                bucket: shown,
+                endpoint: None,
+            };
             let local = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(&one_line(&e)))?;
             (Arc::new(local), String::new())
         };
@@ -209,7 +258,9 @@ impl Store {
             }),
             Ok(Err(e)) => {
                 let text = one_line(&e);
-                Err(match explain::explain(&self.place, &text) {
+                let explained = explain::explain(&self.place, &text)
+                    .or_else(|| explain::local(&self.place, op, &e));
+                Err(match explained {
                     Some(what) => StoreError::Refused {
                         store: self.url.clone(),
                         what,
@@ -417,9 +468,11 @@ pub fn one_line(e: &dyn std::error::Error) -> String {
 fn missing_slashes(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once(':')?;
     let known = ["s3", "gs", "az", "abfs", "abfss", "file"];
+    // A file URL's path is absolute: file:/data is file:///data.
+    let root = if scheme == "file" { "/" } else { "" };
     known
         .contains(&scheme)
-        .then(|| format!("{scheme}://{}", rest.trim_start_matches('/')))
+        .then(|| format!("{scheme}://{root}{}", rest.trim_start_matches('/')))
 }
 
 /// Drops any user:password part so credentials never reach messages.

@@ -70,6 +70,90 @@ fn bad_urls_are_named() {
 }
 
 #[test]
+fn mistyped_urls_get_the_right_advice() {
+    let err = |url: &str| {
+        Store::open(url, &StoreOptions::default())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("file:/data/store");
+    assert!(e.contains("did you mean file:///data/store?"), "{e}");
+    let e = err("file://host/data/store");
+    assert!(e.contains("file:///DIR (three slashes)"), "{e}");
+    let e = err("gs://");
+    assert!(e.contains("no bucket; use gs://BUCKET/PREFIX"), "{e}");
+    let e = err("az://");
+    assert!(e.contains("no container"), "{e}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let e = err(file.path().to_str().unwrap());
+    assert!(e.contains("it is a file, not a directory"), "{e}");
+    let create = StoreOptions {
+        create: true,
+        ..Default::default()
+    };
+    let under = file.path().join("store");
+    let e = Store::open(under.to_str().unwrap(), &create)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e == format!(
+            "cannot use {} as a store: a part of the path is a file, not a directory",
+            under.display()
+        ),
+        "{e}"
+    );
+    assert!(!e.contains("os error"), "{e}");
+}
+
+/// A local store the user may not write says so, not object_store's text.
+#[tokio::test]
+async fn local_permission_errors_name_the_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), &StoreOptions::default()).unwrap();
+    store
+        .put("locks/a", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("locks"),
+        std::fs::Permissions::from_mode(0o500),
+    )
+    .unwrap();
+    // Root may write anyway: then there is no refusal to explain.
+    let refused = store.put("locks/b", Bytes::from_static(b"x")).await;
+    if let Err(e) = refused {
+        let e = e.to_string();
+        assert!(
+            e.contains("no permission to write to the store directory"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("LocalFileSystem") && !e.contains("os error"),
+            "{e}"
+        );
+    }
+    let place = explain::Place {
+        scheme: "file",
+        bucket: "/srv/store".into(),
+        endpoint: None,
+    };
+    let denied = object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(std::io::Error::from_raw_os_error(libc::EACCES)),
+    };
+    assert_eq!(
+        explain::local(&place, "GET", &denied).unwrap(),
+        "no permission to read the store directory /srv/store; check its owner and mode, or \
+         run as a user who may"
+    );
+    let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+    assert!(explain::local(&place, "PUT", &full)
+        .unwrap()
+        .contains("is full"));
+}
+
+#[test]
 fn reads_never_create_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("not/there");

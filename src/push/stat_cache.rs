@@ -1,0 +1,253 @@
+//! What push remembers of the files it has hashed, so that a re-push of a tree that did not
+//! change reads none of its content (as git's index and restic's parent snapshot do).
+//!
+//! For one source directory, dataset and store, it keeps each file's stamp (size, mtime,
+//! ctime, inode, device) and the SHA-256 its content had. A file whose stamp is the same at
+//! the next push is taken to have that content, and its chunks are those of the file of that
+//! SHA-256 in the parent version: nothing is read. Anything that writes a file changes its
+//! ctime, which no user can set back, so an edit that keeps the mtime (`touch -r`, `cp -p`)
+//! is still seen. `push --rehash` reads everything.
+//!
+//! The racy case: a file written again within the timestamp granularity of the filesystem
+//! right after it was hashed would keep its stamp. So a stamp is remembered only if its ctime
+//! is a margin older than the push, as git treats "racily clean" entries.
+//!
+//! The cache is local state, one file per source in a directory the caller gives (the CLI's
+//! is under the user's state directory, see [`state_dir`]). It is only ever advice: lost, stale or damaged, it costs a full read, never a wrong version,
+//! because the hash it gives must also be in the parent version.
+
+use super::walk::Stamp;
+use crate::format::Sha256;
+use bincode::{Decode, Encode};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How much older than the push a file's ctime must be for its stamp to be remembered:
+/// more than the timestamp granularity of any filesystem people push from (FAT's is 2 s).
+pub const RACY_MARGIN: Duration = Duration::from_secs(3);
+
+/// Bumped when the layout below changes; an older file is ignored.
+const FORMAT: u32 = 1;
+
+#[derive(Encode, Decode)]
+struct Stored {
+    format: u32,
+    files: Vec<(Vec<u8>, StoredStamp, [u8; 32])>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Encode, Decode)]
+struct StoredStamp {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+    dev: u64,
+}
+
+impl From<&Stamp> for StoredStamp {
+    fn from(s: &Stamp) -> StoredStamp {
+        StoredStamp {
+            size: s.size,
+            mtime: s.mtime,
+            ctime: s.ctime,
+            ino: s.ino,
+            dev: s.dev,
+        }
+    }
+}
+
+/// The remembered stamps of one source, and those learnt by the push under way.
+pub struct StatCache {
+    path: Option<PathBuf>,
+    known: HashMap<Vec<u8>, (StoredStamp, Sha256)>,
+    learnt: Vec<(Vec<u8>, StoredStamp, [u8; 32])>,
+    /// Stamps with a ctime after this are not remembered (see [`RACY_MARGIN`]).
+    settled_before: (i64, i64),
+}
+
+impl StatCache {
+    /// The cache in `dir` of pushes of `source` to `dataset` of the store at `store_url`;
+    /// empty if there is none yet, or if it cannot be read.
+    pub fn load(dir: &Path, store_url: &str, dataset: &str, source: &Path) -> StatCache {
+        let path = file_for(dir, store_url, dataset, source);
+        let known = path
+            .as_deref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|raw| {
+                bincode::decode_from_slice::<Stored, _>(&raw, bincode::config::standard())
+                    .ok()
+                    .map(|(s, _)| s)
+            })
+            .filter(|s| s.format == FORMAT)
+            .map(|s| {
+                s.files
+                    .into_iter()
+                    .map(|(p, st, h)| (p, (st, Sha256(h))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let settled = SystemTime::now()
+            .checked_sub(RACY_MARGIN)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        StatCache {
+            path,
+            known,
+            learnt: Vec::new(),
+            settled_before: (settled.as_secs() as i64, settled.subsec_nanos() as i64),
+        }
+    }
+
+    /// A cache that knows nothing and remembers nothing (a push of a source with no home).
+    pub fn none() -> StatCache {
+        StatCache {
+            path: None,
+            known: HashMap::new(),
+            learnt: Vec::new(),
+            settled_before: (0, 0),
+        }
+    }
+
+    /// Forgets what was known (for `--rehash`), still remembering what this push learns.
+    pub fn forget_known(&mut self) {
+        self.known.clear();
+    }
+
+    /// The SHA-256 that the file at `rel` (its path in the tree) had when it last had this
+    /// stamp.
+    pub fn hash_of(&self, rel: &[u8], stamp: &Stamp) -> Option<Sha256> {
+        let (known, hash) = self.known.get(rel)?;
+        (*known == StoredStamp::from(stamp)).then_some(*hash)
+    }
+
+    /// Records that the file at `rel` with `stamp` has content `hash`, unless the stamp is
+    /// too recent to be trusted next time.
+    pub fn learn(&mut self, rel: &[u8], stamp: &Stamp, hash: Sha256) {
+        if stamp.ctime < self.settled_before && stamp.mtime < self.settled_before {
+            self.learnt
+                .push((rel.to_vec(), StoredStamp::from(stamp), hash.0));
+        }
+    }
+
+    /// Replaces the stored cache by what this push learnt (files no longer in the tree are
+    /// forgotten). Written aside and renamed, so a reader never sees half of it; a failure is
+    /// logged and costs only a full read next time.
+    pub fn save(self) {
+        let Some(path) = self.path else { return };
+        let stored = Stored {
+            format: FORMAT,
+            files: self.learnt,
+        };
+        let result = (|| {
+            let dir = path.parent().expect("the cache file is in a directory");
+            std::fs::create_dir_all(dir)?;
+            let bytes = bincode::encode_to_vec(&stored, bincode::config::standard())
+                .map_err(std::io::Error::other)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(&mut tmp, &bytes)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok::<(), std::io::Error>(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(
+                "cannot save what this push learnt of its files in {}: {}; the next push \
+                 reads them all again",
+                path.display(),
+                crate::io_cause::Cause(&e)
+            );
+        }
+    }
+}
+
+/// Where the cache of one source, dataset and store lives in `dir`: named by a digest of the
+/// three, so that any path and URL make a valid, fixed-length name.
+fn file_for(dir: &Path, store_url: &str, dataset: &str, source: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let source = std::fs::canonicalize(source).ok()?;
+    let mut key = Vec::new();
+    for part in [
+        store_url.as_bytes(),
+        dataset.as_bytes(),
+        source.as_os_str().as_bytes(),
+    ] {
+        key.extend_from_slice(part);
+        key.push(0);
+    }
+    let name = Sha256::of(&key).to_hex()[..32].to_string();
+    Some(dir.join(name))
+}
+
+/// The directory of datastore's local state on this machine: `$DATASTORE_STATE_DIR`, else
+/// `$XDG_STATE_HOME/datastore`, else `~/.local/state/datastore`.
+pub fn state_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("DATASTORE_STATE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    dirs::state_dir().map(|d| d.join("datastore"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(ctime: i64) -> Stamp {
+        Stamp {
+            size: 5,
+            mtime: (ctime, 0),
+            ctime: (ctime, 7),
+            ino: 42,
+            dev: 1,
+        }
+    }
+
+    #[test]
+    fn remembers_settled_stamps_and_forgets_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = StatCache::none();
+        c.path = Some(dir.path().join("push/x"));
+        c.settled_before = (1000, 0);
+        let h = Sha256::of(b"hello");
+        c.learn(b"a", &stamp(10), h);
+        c.learn(b"racy", &stamp(1000), h);
+        let path = c.path.clone().unwrap();
+        c.save();
+        let raw = std::fs::read(&path).unwrap();
+        let (s, _): (Stored, _) =
+            bincode::decode_from_slice(&raw, bincode::config::standard()).unwrap();
+        assert_eq!(s.files.len(), 1, "the racy stamp is not remembered");
+
+        let mut again = StatCache::none();
+        again.known = s
+            .files
+            .into_iter()
+            .map(|(p, st, h)| (p, (st, Sha256(h))))
+            .collect();
+        assert_eq!(again.hash_of(b"a", &stamp(10)), Some(h));
+        let mut touched = stamp(10);
+        touched.ctime.1 += 1;
+        assert_eq!(
+            again.hash_of(b"a", &touched),
+            None,
+            "a new ctime is a change"
+        );
+        assert_eq!(again.hash_of(b"b", &stamp(10)), None);
+        again.forget_known();
+        assert_eq!(again.hash_of(b"a", &stamp(10)), None);
+    }
+
+    #[test]
+    fn damaged_or_foreign_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let path = file_for(dir.path(), "memory://", "ds", src.path()).unwrap();
+        assert!(path.starts_with(dir.path()));
+        assert_ne!(
+            path,
+            file_for(dir.path(), "memory://", "other", src.path()).unwrap()
+        );
+        std::fs::write(&path, b"\xff\xff garbage").unwrap();
+        let c = StatCache::load(dir.path(), "memory://", "ds", src.path());
+        assert!(c.known.is_empty());
+    }
+}
