@@ -77,6 +77,17 @@ fn seconds(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A duration as people write them (30m, 1h, 2days), refused in our own words: humantime's
+/// name a position in the text and list every unit it knows.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|_| {
+        format!(
+            "'{}' is not a duration such as 30m, 1h or 2days",
+            s.escape_debug()
+        )
+    })
+}
+
 /// A count of things done at once (`--jobs`): 0 would do nothing, and is refused.
 pub fn at_least_one() -> impl clap::builder::TypedValueParser<Value = usize> {
     |s: &str| match s.parse::<usize>() {

@@ -40,6 +40,10 @@ pub struct Args {
     /// Read and hash every file, even those unchanged since the last push.
     #[arg(long)]
     rehash: bool,
+    /// Do nothing if this directory was pushed to this dataset from this machine less than
+    /// this long ago (e.g. 1h): for timers that fire often and pushes that should not.
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    min_interval: Option<std::time::Duration>,
 }
 
 impl Args {
@@ -50,6 +54,32 @@ impl Args {
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let stat_dir = crate::push::stat_cache::state_dir().map(|d| d.join("push"));
+    if let (Some(every), Some(dir)) = (a.min_interval, &stat_dir) {
+        let last = crate::push::stat_cache::last_completed(
+            dir,
+            ctx.catalog.store().url(),
+            &a.name,
+            &a.dir,
+        );
+        let ago = last.and_then(|t| t.elapsed().ok());
+        if let Some(ago) = ago.filter(|ago| *ago < every) {
+            let secs = std::time::Duration::from_secs(ago.as_secs());
+            if a.json {
+                let j = serde_json::json!({ "not_due": true, "pushed_secs_ago": secs.as_secs() });
+                println!("{j}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{} was pushed to {} {} ago, less than --min-interval {}; nothing to do",
+                a.dir.display(),
+                a.name,
+                humantime::format_duration(secs),
+                humantime::format_duration(every)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let progress = Arc::new(PushProgress::default());
     let p = progress.clone();
     let _bar = Bar::follow(
@@ -60,7 +90,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let opts = PushOptions {
         message: a.message,
         concurrency: a.jobs,
-        stat_dir: crate::push::stat_cache::state_dir().map(|d| d.join("push")),
+        stat_dir,
         rehash: a.rehash,
         ..Default::default()
     };

@@ -65,6 +65,12 @@ pub enum PushError {
     TooManyEntries(PathBuf),
     #[error("gc is running on this store ({0}); push again when it has finished")]
     GcRunning(String),
+    #[error("another push of {} to '{dataset}' is running on this machine (pid {pid}); wait for it to finish", dir.display())]
+    AlreadyPushing {
+        dir: PathBuf,
+        dataset: String,
+        pid: u32,
+    },
     #[error(transparent)]
     Name(#[from] NameError),
     #[error(transparent)]
@@ -169,6 +175,22 @@ pub async fn push(
     progress: Arc<PushProgress>,
 ) -> Result<PushReport, PushError> {
     check_args(source, dataset)?;
+    // Before the scan: a second push of the same tree waits for nothing and reads nothing.
+    let mut stats = match &opts.stat_dir {
+        Some(dir) => {
+            StatCache::load(dir, catalog.store().url(), dataset, source).map_err(|pid| {
+                PushError::AlreadyPushing {
+                    dir: source.to_path_buf(),
+                    dataset: dataset.into(),
+                    pid,
+                }
+            })?
+        }
+        None => StatCache::none(),
+    };
+    if opts.rehash {
+        stats.forget_known();
+    }
     let src = source.to_path_buf();
     let scanned = tokio::task::spawn_blocking(move || walk::scan(&src))
         .await
@@ -182,13 +204,6 @@ pub async fn push(
         let gc = lease.wait_for_none(Operation::Gc, opts.gc_wait).await?;
         if let Some(holder) = gc.first() {
             return Err(PushError::GcRunning(holder.to_string()));
-        }
-        let mut stats = match &opts.stat_dir {
-            Some(dir) => StatCache::load(dir, catalog.store().url(), dataset, source),
-            None => StatCache::none(),
-        };
-        if opts.rehash {
-            stats.forget_known();
         }
         let report = upload_and_commit(
             catalog, scanned, source, dataset, opts, &progress, &mut stats,

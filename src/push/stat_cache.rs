@@ -60,6 +60,9 @@ impl From<&Stamp> for StoredStamp {
 /// The remembered stamps of one source, and those learnt by the push under way.
 pub struct StatCache {
     path: Option<PathBuf>,
+    /// Held while the push runs: a second push of the same source to the same dataset, from
+    /// a timer that fired again or a hand, is refused rather than racing the first.
+    _lock: Option<std::fs::File>,
     known: HashMap<Vec<u8>, (StoredStamp, Sha256)>,
     learnt: Vec<(Vec<u8>, StoredStamp, [u8; 32])>,
     /// Stamps with a ctime after this are not remembered (see [`RACY_MARGIN`]).
@@ -68,9 +71,19 @@ pub struct StatCache {
 
 impl StatCache {
     /// The cache in `dir` of pushes of `source` to `dataset` of the store at `store_url`;
-    /// empty if there is none yet, or if it cannot be read.
-    pub fn load(dir: &Path, store_url: &str, dataset: &str, source: &Path) -> StatCache {
+    /// empty if there is none yet, or if it cannot be read. `Err` with the PID of the
+    /// holder when another push of the same source to the same dataset is running here.
+    pub fn load(
+        dir: &Path,
+        store_url: &str,
+        dataset: &str,
+        source: &Path,
+    ) -> Result<StatCache, u32> {
         let path = file_for(dir, store_url, dataset, source);
+        let lock = match &path {
+            Some(p) => lock(p)?,
+            None => None,
+        };
         let known = path
             .as_deref()
             .and_then(|p| std::fs::read(p).ok())
@@ -91,18 +104,20 @@ impl StatCache {
             .checked_sub(RACY_MARGIN)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .unwrap_or_default();
-        StatCache {
+        Ok(StatCache {
             path,
+            _lock: lock,
             known,
             learnt: Vec::new(),
             settled_before: (settled.as_secs() as i64, settled.subsec_nanos() as i64),
-        }
+        })
     }
 
     /// A cache that knows nothing and remembers nothing (a push of a source with no home).
     pub fn none() -> StatCache {
         StatCache {
             path: None,
+            _lock: None,
             known: HashMap::new(),
             learnt: Vec::new(),
             settled_before: (0, 0),
@@ -134,11 +149,12 @@ impl StatCache {
     /// forgotten). Written aside and renamed, so a reader never sees half of it; a failure is
     /// logged and costs only a full read next time.
     pub fn save(self) {
-        let Some(path) = self.path else { return };
+        let Some(path) = &self.path else { return };
         let stored = Stored {
             format: FORMAT,
             files: self.learnt,
         };
+        let path = path.clone();
         let result = (|| {
             let dir = path.parent().expect("the cache file is in a directory");
             std::fs::create_dir_all(dir)?;
@@ -158,6 +174,50 @@ impl StatCache {
             );
         }
     }
+}
+
+/// When the last push of `source` to `dataset` of `store_url` that ran to its end finished,
+/// changed or not (the time its cache was saved).
+pub fn last_completed(
+    dir: &Path,
+    store_url: &str,
+    dataset: &str,
+    source: &Path,
+) -> Option<SystemTime> {
+    let path = file_for(dir, store_url, dataset, source)?;
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+/// Takes the lock beside the cache file `path`, or says which process holds it. A lock
+/// that cannot be made (no state directory) is no lock: the push goes on.
+fn lock(path: &Path) -> Result<Option<std::fs::File>, u32> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let Some(dir) = path.parent() else {
+        return Ok(None);
+    };
+    if std::fs::create_dir_all(dir).is_err() {
+        return Ok(None);
+    }
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path.with_extension("lock"))
+    else {
+        return Ok(None);
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        return Err(pid.trim().parse().unwrap_or(0));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = write!(f, "{}", std::process::id());
+    Ok(Some(f))
 }
 
 /// Where the cache of one source, dataset and store lives in `dir`: named by a digest of the
@@ -237,6 +297,20 @@ mod tests {
     }
 
     #[test]
+    fn a_second_push_of_the_same_source_is_refused_while_one_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let first = StatCache::load(dir.path(), "memory://", "ds", src.path()).unwrap();
+        let held = StatCache::load(dir.path(), "memory://", "ds", src.path());
+        assert_eq!(held.err(), Some(std::process::id()), "names the holder");
+        assert!(StatCache::load(dir.path(), "memory://", "other", src.path()).is_ok());
+        first.save();
+        assert!(StatCache::load(dir.path(), "memory://", "ds", src.path()).is_ok());
+        let done = last_completed(dir.path(), "memory://", "ds", src.path()).unwrap();
+        assert!(done.elapsed().unwrap() < Duration::from_secs(60));
+    }
+
+    #[test]
     fn damaged_or_foreign_files_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let src = tempfile::tempdir().unwrap();
@@ -247,7 +321,7 @@ mod tests {
             file_for(dir.path(), "memory://", "other", src.path()).unwrap()
         );
         std::fs::write(&path, b"\xff\xff garbage").unwrap();
-        let c = StatCache::load(dir.path(), "memory://", "ds", src.path());
+        let c = StatCache::load(dir.path(), "memory://", "ds", src.path()).unwrap();
         assert!(c.known.is_empty());
     }
 }
