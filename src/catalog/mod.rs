@@ -3,10 +3,13 @@
 
 pub mod lease;
 
+use crate::format::envelope::{self, Kind, FORMAT_VERSION};
 use crate::format::name::{check_dataset_name, NameError, VersionSel};
 use crate::format::{FormatError, Manifest, Sha256, VersionRef, VersionState};
 use crate::store::{keys, Store, StoreError};
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a dataset or version could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -22,22 +25,142 @@ pub enum CatalogError {
     #[error("version {0}@v{1} was deleted; `datastore log {0}` lists the versions that remain")]
     DeletedVersion(String, u64),
     #[error(
-        "ref of {0}@v{1} (refs/{0}/{1}) is unreadable ({2}); the store is damaged: restore that object from a backup"
+        "ref of {dataset}@v{version} ({key}) {fault}; the store is damaged: restore that object \
+         from a backup, or drop the version with `datastore rm {dataset}@v{version}`",
+        key = keys::version_ref(.dataset, *.version)
     )]
-    BadRef(String, u64, FormatError),
-    #[error("manifest of {label} is unreadable ({source}); the store is damaged: run `datastore verify {dataset}`")]
-    BadManifest {
-        label: String,
+    BadRef {
         dataset: String,
-        source: FormatError,
+        version: u64,
+        fault: RefFault,
     },
     #[error(
-        "manifest of {0} does not match its hash; the store is damaged: run `datastore verify {1}`"
+        "ref of {dataset}@v{version} ({key}) uses format version {found}, newer than this \
+         datastore understands; upgrade datastore",
+        key = keys::version_ref(.dataset, *.version)
     )]
-    ManifestHashMismatch(String, String),
+    NewerRef {
+        dataset: String,
+        version: u64,
+        found: u16,
+    },
+    #[error(
+        "{0} is under refs/ but is not a version ref (refs/NAME/N); the store is damaged: move \
+         it out of refs/, and restore from a backup any ref it replaced"
+    )]
+    Unexpected(String),
+    #[error("manifest of {label} ({key}) {fault}; {advice}", advice = .fault.advice(.label))]
+    BadManifest {
+        label: String,
+        key: String,
+        fault: ManifestFault,
+    },
     #[error("could not find a free version number for '{0}' after {1} attempts; too many concurrent pushes")]
     CommitContention(String, u32),
 }
+
+impl CatalogError {
+    /// Whether this is damage in the store (a ref or manifest that cannot be read, an object
+    /// datastore never writes under refs/), rather than a name that is not there or a store
+    /// that failed to answer.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            CatalogError::BadRef { .. }
+                | CatalogError::NewerRef { .. }
+                | CatalogError::Unexpected(_)
+                | CatalogError::BadManifest { .. }
+        )
+    }
+}
+
+/// How a version ref object fails to be a ref, in words of our own: the decoder calls every
+/// object shorter than a header truncated, garbage included, and its details are bincode's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefFault {
+    #[error("is empty")]
+    Empty,
+    #[error("is truncated")]
+    Truncated,
+    #[error("holds something other than a version ref")]
+    NotARef,
+    #[error("does not decode")]
+    Undecodable,
+    #[error("names {0} instead")]
+    Misnamed(String),
+}
+
+impl RefFault {
+    fn of(bytes: &[u8], e: &FormatError) -> RefFault {
+        match e {
+            _ if bytes.is_empty() => RefFault::Empty,
+            FormatError::Truncated(_) if starts_like_a_ref(bytes) => RefFault::Truncated,
+            FormatError::Truncated(_) | FormatError::BadMagic(_) => RefFault::NotARef,
+            _ => RefFault::Undecodable,
+        }
+    }
+}
+
+/// Whether `bytes` begin as every version ref begins (its magic number), so that a short
+/// object is a ref cut off rather than something else.
+fn starts_like_a_ref(bytes: &[u8]) -> bool {
+    let header = envelope::seal(Kind::VersionRef, &[], false);
+    let n = bytes.len().min(4);
+    bytes[..n] == header[..n]
+}
+
+/// How a version's manifest fails to load.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestFault {
+    #[error("is missing")]
+    Missing,
+    #[error("does not match its hash")]
+    HashMismatch,
+    /// It matches its hash, so it is the very object the push stored.
+    #[error("is unreadable ({0})")]
+    Unreadable(FormatError),
+}
+
+impl ManifestFault {
+    /// What to do about it. Never `datastore verify`, which reports this same fault.
+    fn advice(&self, label: &str) -> String {
+        match self {
+            ManifestFault::Missing | ManifestFault::HashMismatch => format!(
+                "the store is damaged: restore that object from a backup, or drop the version \
+                 with `datastore rm {label}`"
+            ),
+            ManifestFault::Unreadable(FormatError::UnsupportedVersion { found, .. })
+                if *found > FORMAT_VERSION =>
+            {
+                "it was pushed by a newer datastore: upgrade datastore".into()
+            }
+            ManifestFault::Unreadable(_) => {
+                format!("it was pushed that way: drop the version with `datastore rm {label}`")
+            }
+        }
+    }
+}
+
+/// The refs found under refs/ (of one dataset or of all), and what could not be read there.
+/// Commands that show or repair datasets list what reads and name the rest, so one damaged
+/// object neither hides nor blocks every other version.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Every ref that reads, tombstones included: datasets in name order, each newest first.
+    pub versions: Vec<VersionRef>,
+    /// Everything else, each a damage error ([`CatalogError::is_damage`]).
+    pub damage: Vec<CatalogError>,
+}
+
+impl Listing {
+    /// The committed versions, in listing order.
+    pub fn committed(&self) -> impl Iterator<Item = &VersionRef> {
+        self.versions.iter().filter(|v| v.is_committed())
+    }
+}
+
+/// How many refs are fetched at once by a listing.
+const REF_FETCHES: usize = 32;
 
 /// A new version, ready to be committed once its content and manifest are stored.
 pub struct NewVersion {
@@ -64,17 +187,110 @@ impl Catalog {
         &self.store
     }
 
-    /// Names of datasets that have at least one ref (committed or deleted), sorted.
-    pub async fn dataset_names(&self) -> Result<Vec<String>, CatalogError> {
-        let mut names: Vec<String> = self
-            .store
-            .list_dirs(keys::REFS)
-            .await?
-            .into_iter()
-            .filter(|n| check_dataset_name(n).is_ok())
-            .collect();
-        names.sort();
-        Ok(names)
+    /// Every ref under refs/ (`dataset` `None`) or under refs/NAME/, read, with what could not
+    /// be read named in [`Listing::damage`]. Fails only when the store does, or when the
+    /// dataset asked for has nothing under refs/ at all.
+    pub async fn list(&self, dataset: Option<&str>) -> Result<Listing, CatalogError> {
+        let (numbers, unexpected) = self.scan(dataset).await?;
+        if let Some(d) = dataset.filter(|_| numbers.is_empty() && unexpected.is_empty()) {
+            return Err(CatalogError::UnknownDataset(d.into()));
+        }
+        let wanted = numbers
+            .iter()
+            .flat_map(|(d, ns)| ns.iter().rev().map(move |&n| (d.as_str(), n)));
+        let read: Vec<Result<VersionRef, CatalogError>> = futures::stream::iter(wanted)
+            .map(|(d, n)| self.version(d, n))
+            .buffered(REF_FETCHES)
+            .collect()
+            .await;
+        let mut listing = Listing::default();
+        for r in read {
+            match r {
+                Ok(v) => listing.versions.push(v),
+                Err(e) if e.is_damage() => listing.damage.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        listing
+            .damage
+            .extend(unexpected.into_iter().map(CatalogError::Unexpected));
+        Ok(listing)
+    }
+
+    /// The refs of one dataset, for the commands that show or delete its versions. A dataset
+    /// whose every version was deleted, and that holds no damage, is unknown to users, though
+    /// its numbers stay taken.
+    pub async fn list_dataset(&self, dataset: &str) -> Result<Listing, CatalogError> {
+        let listing = self.list(Some(dataset)).await?;
+        if listing.committed().next().is_none() && listing.damage.is_empty() {
+            return Err(CatalogError::UnknownDataset(dataset.into()));
+        }
+        Ok(listing)
+    }
+
+    /// The version numbers of each dataset under refs/ (or refs/NAME/), ascending, and every
+    /// entry there that datastore never writes: an object that is no `refs/NAME/N`, a
+    /// directory where a ref belongs (a directory store shows an empty one only as a prefix),
+    /// or an object where the prefix of the dataset asked for belongs.
+    async fn scan(
+        &self,
+        dataset: Option<&str>,
+    ) -> Result<(BTreeMap<String, Vec<u64>>, BTreeSet<String>), CatalogError> {
+        let prefix = match dataset {
+            Some(d) => {
+                check_dataset_name(d)?;
+                keys::dataset_refs(d)
+            }
+            None => keys::REFS.to_string(),
+        };
+        let (objects, dirs) =
+            futures::try_join!(self.store.list(&prefix), self.store.list_dirs(&prefix))?;
+        let mut numbers: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut unexpected = BTreeSet::new();
+        for o in &objects {
+            match parse_ref(&o.key) {
+                Ok((name, n)) => numbers.entry(name.to_string()).or_default().push(n),
+                Err(stray) => {
+                    unexpected.insert(stray);
+                }
+            }
+        }
+        // The directories under refs/ are datasets, each of which may hold a directory where
+        // a ref belongs; under refs/NAME/ every directory is one.
+        let datasets = match dataset {
+            Some(_) => {
+                unexpected.extend(dirs.iter().map(|sub| format!("{prefix}{sub}/")));
+                Vec::new()
+            }
+            None => {
+                let (good, bad): (Vec<String>, Vec<String>) = dirs
+                    .into_iter()
+                    .partition(|d| check_dataset_name(d).is_ok());
+                unexpected.extend(bad.iter().map(|d| format!("{prefix}{d}/")));
+                good
+            }
+        };
+        let subdirs: Vec<Vec<String>> = futures::stream::iter(datasets)
+            .map(|d| async move {
+                let p = keys::dataset_refs(&d);
+                let subs = self.store.list_dirs(&p).await?;
+                Ok::<_, StoreError>(subs.iter().map(|s| format!("{p}{s}/")).collect())
+            })
+            .buffer_unordered(REF_FETCHES)
+            .try_collect()
+            .await?;
+        unexpected.extend(subdirs.into_iter().flatten());
+        if let Some(d) = dataset.filter(|_| numbers.is_empty() && unexpected.is_empty()) {
+            // Such an object hides the dataset from a listing of refs/ (it is no prefix).
+            let key = format!("{}{d}", keys::REFS);
+            if self.store.exists(&key).await? {
+                unexpected.insert(key);
+            }
+        }
+        for ns in numbers.values_mut() {
+            ns.sort_unstable();
+        }
+        Ok((numbers, unexpected))
     }
 
     /// Version numbers that exist for `dataset` (including tombstones), ascending.
@@ -100,43 +316,39 @@ impl Catalog {
             }
             r => r?,
         };
-        let r =
-            VersionRef::decode(&bytes).map_err(|e| CatalogError::BadRef(dataset.into(), n, e))?;
+        let bad = |fault| CatalogError::BadRef {
+            dataset: dataset.into(),
+            version: n,
+            fault,
+        };
+        let r = match VersionRef::decode(&bytes) {
+            Ok(r) => r,
+            Err(FormatError::UnsupportedVersion { found, .. }) if found > FORMAT_VERSION => {
+                return Err(CatalogError::NewerRef {
+                    dataset: dataset.into(),
+                    version: n,
+                    found,
+                })
+            }
+            Err(e) => return Err(bad(RefFault::of(&bytes, &e))),
+        };
         if r.dataset != dataset || r.version != n {
-            let why = FormatError::Corrupt("version ref", format!("it names {}", r.label()));
-            return Err(CatalogError::BadRef(dataset.into(), n, why));
+            // The name comes from the store: escaped, so it cannot break the message's line.
+            let named = format!("{}@v{}", r.dataset.escape_debug(), r.version);
+            return Err(bad(RefFault::Misnamed(named)));
         }
         Ok(r)
     }
 
-    /// All refs of a dataset, newest first, tombstones included.
-    pub async fn versions(&self, dataset: &str) -> Result<Vec<VersionRef>, CatalogError> {
-        let ns = self.version_numbers(dataset).await?;
-        if ns.is_empty() {
-            return Err(CatalogError::UnknownDataset(dataset.into()));
-        }
-        let fetches = ns.iter().rev().map(|&n| self.version(dataset, n));
-        futures::future::try_join_all(fetches).await
-    }
-
-    /// The committed versions of `dataset`, newest first. A dataset whose versions were all
-    /// deleted is unknown to users, though its numbers stay taken.
-    pub async fn committed(&self, dataset: &str) -> Result<Vec<VersionRef>, CatalogError> {
-        let live: Vec<VersionRef> = self
-            .versions(dataset)
-            .await?
-            .into_iter()
-            .filter(VersionRef::is_committed)
-            .collect();
-        if live.is_empty() {
-            return Err(CatalogError::UnknownDataset(dataset.into()));
-        }
-        Ok(live)
-    }
-
-    /// The newest committed version, or `None` if the dataset has none.
+    /// The newest committed version, or `None` if the dataset has none. Refused while the
+    /// dataset's refs hold an entry datastore never writes, which may hide the newest.
     pub async fn latest(&self, dataset: &str) -> Result<Option<VersionRef>, CatalogError> {
-        for n in self.version_numbers(dataset).await?.into_iter().rev() {
+        let (mut numbers, unexpected) = self.scan(Some(dataset)).await?;
+        if let Some(stray) = unexpected.into_iter().next() {
+            return Err(CatalogError::Unexpected(stray));
+        }
+        let ns = numbers.remove(dataset).unwrap_or_default();
+        for n in ns.into_iter().rev() {
             let r = self.version(dataset, n).await?;
             if r.is_committed() {
                 return Ok(Some(r));
@@ -176,27 +388,25 @@ impl Catalog {
 
     /// Fetches a version's manifest, checks it against the hash in the ref, and decodes it.
     pub async fn manifest(&self, v: &VersionRef) -> Result<Manifest, CatalogError> {
-        let bytes = self
-            .store
-            .get_sized(&keys::manifest(&v.manifest), v.manifest_size)
-            .await?;
+        let key = keys::manifest(&v.manifest);
+        let bad = |fault| CatalogError::BadManifest {
+            label: v.label(),
+            key: key.clone(),
+            fault,
+        };
+        let bytes = match self.store.get_sized(&key, v.manifest_size).await {
+            Err(e) if e.is_not_found() => return Err(bad(ManifestFault::Missing)),
+            r => r?,
+        };
         if Sha256::of(&bytes) != v.manifest {
-            return Err(CatalogError::ManifestHashMismatch(
-                v.label(),
-                v.dataset.clone(),
-            ));
+            return Err(bad(ManifestFault::HashMismatch));
         }
         // Decoding a large manifest takes a noticeable fraction of a second: keep it off the
         // async workers.
-        let label = v.label();
         tokio::task::spawn_blocking(move || Manifest::decode(&bytes))
             .await
             .expect("manifest decoding does not panic")
-            .map_err(|source| CatalogError::BadManifest {
-                label,
-                dataset: v.dataset.clone(),
-                source,
-            })
+            .map_err(|e| bad(ManifestFault::Unreadable(e)))
     }
 
     /// Makes a version visible: creates the next free ref with an atomic create-if-absent, so
@@ -235,20 +445,57 @@ impl Catalog {
         Err(CatalogError::CommitContention(dataset.into(), ATTEMPTS))
     }
 
-    /// Turns a committed version into a tombstone. Its content stays until `gc`.
+    /// Turns a committed version into a tombstone. Its content stays until `gc`. A damaged ref
+    /// becomes a tombstone too: deleting its version is how a user repairs it when no backup
+    /// holds the ref.
     pub async fn delete(&self, dataset: &str, n: u64) -> Result<VersionRef, CatalogError> {
-        let mut r = self.version(dataset, n).await?;
-        if !r.is_committed() {
-            return Err(CatalogError::DeletedVersion(dataset.into(), n));
-        }
-        r.state = VersionState::Deleted {
+        let state = VersionState::Deleted {
             at_unix: unix_now(),
+        };
+        let r = match self.version(dataset, n).await {
+            Ok(r) if !r.is_committed() => {
+                return Err(CatalogError::DeletedVersion(dataset.into(), n))
+            }
+            Ok(r) => VersionRef { state, ..r },
+            // What the damaged ref named is unknown: its tombstone names no manifest, and
+            // keeps the number taken.
+            Err(CatalogError::BadRef { .. }) => VersionRef {
+                dataset: dataset.into(),
+                version: n,
+                manifest: Sha256::default(),
+                manifest_size: 0,
+                parent: None,
+                created_unix: 0,
+                files: 0,
+                bytes: 0,
+                message: String::new(),
+                state,
+            },
+            Err(e) => return Err(e),
         };
         self.store
             .put(&keys::version_ref(dataset, n), Bytes::from(r.encode()))
             .await?;
         Ok(r)
     }
+}
+
+/// The dataset and number a key under refs/ names; or, when it names none, the entry to
+/// report: the key itself, or the directory it lies in where datastore makes none.
+fn parse_ref(key: &str) -> Result<(&str, u64), String> {
+    let rest = key.strip_prefix(keys::REFS).unwrap_or(key);
+    let Some((name, tail)) = rest.split_once('/') else {
+        return Err(key.to_string());
+    };
+    if check_dataset_name(name).is_err() {
+        return Err(format!("{}{name}/", keys::REFS));
+    }
+    if let Some((sub, _)) = tail.split_once('/') {
+        return Err(format!("{}{sub}/", keys::dataset_refs(name)));
+    }
+    keys::parse_ref_key(name, key)
+        .map(|n| (name, n))
+        .ok_or_else(|| key.to_string())
 }
 
 /// Seconds since the Unix epoch, now.

@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long, short = 'n')]
     dry_run: bool,
     /// Keep unreferenced objects younger than this (e.g. 30m, 1h, 2days).
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = super::duration)]
     grace: Duration,
 }
 

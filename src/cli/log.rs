@@ -1,7 +1,7 @@
 use super::output::{bytes, path, table, time};
 use super::Ctx;
 use crate::format::name::check_dataset_name;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::process::ExitCode;
 
 /// Show the versions of a dataset, newest first.
@@ -16,11 +16,16 @@ pub struct Args {
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
-    check_dataset_name(&a.name)?;
+    let name = a.name.split(['@', '/']).next().unwrap_or_default();
+    check_dataset_name(name)?;
+    if name != a.name {
+        bail!("log shows every version of a dataset: datastore log {name}");
+    }
+    let listing = ctx.catalog.list_dataset(name).await?;
     let mut rows = vec![["VERSION", "CREATED", "FILES", "SIZE", "PARENT", "MESSAGE"]
         .map(String::from)
         .to_vec()];
-    for v in ctx.catalog.committed(&a.name).await? {
+    for v in listing.committed() {
         rows.push(vec![
             format!("v{}", v.version),
             time(v.created_unix),
@@ -30,6 +35,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             path(v.message.as_bytes()),
         ]);
     }
-    table(&rows);
-    Ok(ExitCode::SUCCESS)
+    if rows.len() > 1 {
+        table(&rows);
+    }
+    Ok(super::ls::name_damage(listing.damage))
 }

@@ -2,7 +2,7 @@ use super::output::{self, bytes, path, table, time};
 use super::Ctx;
 use crate::catalog::CatalogError;
 use crate::format::name::parse_target;
-use crate::format::{EntryKind, Manifest};
+use crate::format::{EntryKind, Manifest, VersionRef};
 use crate::ops::open;
 use anyhow::Result;
 use std::process::ExitCode;
@@ -92,6 +92,7 @@ fn mode_string(mode: u32) -> String {
 }
 
 async fn datasets(ctx: &Ctx) -> Result<ExitCode> {
+    let listing = ctx.catalog.list(None).await?;
     let mut rows = vec![vec![
         "NAME".into(),
         "LATEST".into(),
@@ -100,17 +101,14 @@ async fn datasets(ctx: &Ctx) -> Result<ExitCode> {
         "SIZE".into(),
         "UPDATED".into(),
     ]];
-    for name in ctx.catalog.dataset_names().await? {
-        let live = match ctx.catalog.committed(&name).await {
-            Ok(live) => live,
-            Err(CatalogError::UnknownDataset(_)) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let latest = &live[0];
+    // Each dataset's versions come newest first, so the first of a run is its latest.
+    let live: Vec<&VersionRef> = listing.committed().collect();
+    for versions in live.chunk_by(|a, b| a.dataset == b.dataset) {
+        let latest = versions[0];
         rows.push(vec![
-            name.clone(),
+            latest.dataset.clone(),
             format!("v{}", latest.version),
-            live.len().to_string(),
+            versions.len().to_string(),
             latest.files.to_string(),
             bytes(latest.bytes),
             time(latest.created_unix),
@@ -119,18 +117,16 @@ async fn datasets(ctx: &Ctx) -> Result<ExitCode> {
     // An empty store prints nothing on stdout, so scripts can test for it; people are told.
     if rows.len() > 1 {
         table(&rows);
-    } else if !ctx.quiet {
+    } else if !ctx.quiet && listing.damage.is_empty() {
         eprintln!("no datasets in {}", ctx.catalog.store().url());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(name_damage(listing.damage))
 }
 
 async fn versions(ctx: &Ctx, name: &str) -> Result<ExitCode> {
-    let rows: Vec<Vec<String>> = ctx
-        .catalog
-        .committed(name)
-        .await?
-        .into_iter()
+    let listing = ctx.catalog.list_dataset(name).await?;
+    let rows: Vec<Vec<String>> = listing
+        .committed()
         .map(|v| {
             vec![
                 v.label(),
@@ -142,5 +138,18 @@ async fn versions(ctx: &Ctx, name: &str) -> Result<ExitCode> {
         })
         .collect();
     table(&rows);
-    Ok(ExitCode::SUCCESS)
+    Ok(name_damage(listing.damage))
+}
+
+/// Names on stderr, one line each, what a listing could not read, after what it could was
+/// printed; the exit code tells scripts whether there was any (a damaged store fails `ls`,
+/// though it shows everything else).
+pub(super) fn name_damage(damage: Vec<CatalogError>) -> ExitCode {
+    if damage.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for e in damage {
+        eprintln!("datastore: {}", super::error_line(&e.into()));
+    }
+    ExitCode::FAILURE
 }

@@ -1,5 +1,6 @@
 use super::output::count;
 use super::Ctx;
+use crate::catalog::CatalogError;
 use crate::format::name::{parse_target, VersionSel};
 use anyhow::{bail, Result};
 use std::process::ExitCode;
@@ -29,14 +30,26 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     }
     match (a.recursive, t.version_given, t.version) {
         (true, false, _) => {
-            let mut n = 0;
-            for v in ctx.catalog.versions(&t.dataset).await? {
-                if v.is_committed() {
-                    ctx.catalog.delete(&t.dataset, v.version).await?;
-                    n += 1;
+            // Damaged refs go too (their versions are what the user wants gone); what rm
+            // cannot delete is named, after the rest is deleted.
+            let listing = ctx.catalog.list_dataset(&t.dataset).await?;
+            let mut doomed: Vec<u64> = listing.committed().map(|v| v.version).collect();
+            let mut left = Vec::new();
+            for e in listing.damage {
+                match e {
+                    CatalogError::BadRef { version, .. } => doomed.push(version),
+                    e => left.push(e),
                 }
             }
-            println!("deleted {} of {}", count(n, "version"), t.dataset);
+            for &n in &doomed {
+                ctx.catalog.delete(&t.dataset, n).await?;
+            }
+            println!(
+                "deleted {} of {}",
+                count(doomed.len() as u64, "version"),
+                t.dataset
+            );
+            return Ok(super::ls::name_damage(left));
         }
         (true, true, _) => bail!(
             "rm -r takes a dataset name without a version: rm -r {}",

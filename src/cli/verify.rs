@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     all: bool,
     /// Objects fetched in parallel.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::at_least_one())]
     jobs: usize,
 }
 
@@ -33,15 +33,19 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     if !t.path.is_empty() {
         bail!("verify checks whole versions: give NAME or NAME@VER without a path");
     }
-    let versions = if a.all {
-        ctx.catalog
-            .versions(&t.dataset)
-            .await?
-            .into_iter()
-            .filter(|v| v.is_committed())
-            .collect()
+    if a.all && t.version_given {
+        bail!(
+            "verify --all takes a dataset name without a version: verify {} --all",
+            t.dataset
+        );
+    }
+    // With --all, refs that cannot be read are named and the others verified.
+    let (versions, damage) = if a.all {
+        let listing = ctx.catalog.list_dataset(&t.dataset).await?;
+        (listing.committed().cloned().collect(), listing.damage)
     } else {
-        vec![ctx.catalog.resolve(&t.dataset, t.version).await?]
+        let v = ctx.catalog.resolve(&t.dataset, t.version).await?;
+        (vec![v], Vec::new())
     };
     let mut bad = 0;
     for v in versions {
@@ -70,7 +74,9 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             bytes(r.bytes)
         );
     }
-    Ok(if bad == 0 {
+    let damaged = !damage.is_empty();
+    super::ls::name_damage(damage);
+    Ok(if bad == 0 && !damaged {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -3,13 +3,14 @@
 //! Safe against a push running at the same time: gc holds a lease, refuses to start while a
 //! push holds one, and looks again before every batch of deletes (see `catalog::lease`). On
 //! top of that, objects younger than the grace period are never deleted, whoever wrote them.
+//! A dry run holds no lease: it only reads, so it runs on a store it may not write.
 
 use crate::catalog::lease::{Lease, Operation};
 use crate::catalog::{Catalog, CatalogError};
 use crate::format::Location;
 use crate::store::{keys, StoreError};
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -23,6 +24,29 @@ pub enum GcError {
         "gc stopped after deleting {0} objects because a push started ({1}); run gc again later"
     )]
     Interrupted(u64, String),
+    /// Damage that leaves gc unable to tell what some version references, so that anything
+    /// it deleted might be in use: the first found, and how many more a listing of refs/ found.
+    #[error("{first}; gc deletes nothing until then{}", more_damage(*.more))]
+    Damaged { first: CatalogError, more: usize },
+}
+
+fn more_damage(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => " (`datastore ls` names 1 more damaged object)".into(),
+        n => format!(" (`datastore ls` names {n} more damaged objects)"),
+    }
+}
+
+impl GcError {
+    /// Damage as a refusal of gc, any other catalog error as it is.
+    fn from_catalog(e: CatalogError) -> GcError {
+        if e.is_damage() {
+            GcError::Damaged { first: e, more: 0 }
+        } else {
+            GcError::Catalog(e)
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -38,48 +62,64 @@ pub struct GcReport {
 
 const BATCH: usize = 256;
 
+/// Deletes what no committed version references. A dry run only reports, and writes nothing
+/// to the store (it works on a store it may only read).
 pub async fn gc(catalog: &Catalog, grace: Duration, dry_run: bool) -> Result<GcReport, GcError> {
+    if dry_run {
+        return run(catalog, None, grace).await;
+    }
     let lease = Lease::acquire(catalog.store(), Operation::Gc).await?;
-    let result = run(catalog, &lease, grace, dry_run).await;
+    let result = run(catalog, Some(&lease), grace).await;
     lease.release().await;
     result
 }
 
+/// Marks and sweeps under `lease`. Without one (a dry run) nothing is deleted and no push is
+/// looked for, and ages are judged by this machine's clock: the store's is known only from
+/// the timestamp of an object we write.
 async fn run(
     catalog: &Catalog,
-    lease: &Lease,
+    lease: Option<&Lease>,
     grace: Duration,
-    dry_run: bool,
 ) -> Result<GcReport, GcError> {
-    if let Some(h) = lease.others(Operation::Push).await?.first() {
-        return Err(GcError::PushRunning(h.to_string()));
+    if let Some(lease) = lease {
+        if let Some(h) = lease.others(Operation::Push).await?.first() {
+            return Err(GcError::PushRunning(h.to_string()));
+        }
     }
     let mut report = GcReport {
-        dry_run,
+        dry_run: lease.is_none(),
         ..Default::default()
     };
-    // Mark: every object a committed version references.
+    // Mark: every object a committed version references. A ref that cannot be read might
+    // reference anything, so any damage under refs/ stops gc before it deletes.
+    let listing = catalog.list(None).await?;
+    let mut damage = listing.damage.into_iter();
+    if let Some(first) = damage.next() {
+        return Err(GcError::Damaged {
+            first,
+            more: damage.len(),
+        });
+    }
     let mut live: HashSet<String> = HashSet::new();
-    for name in catalog.dataset_names().await? {
-        for v in catalog.versions(&name).await? {
-            if !v.is_committed() {
-                continue;
-            }
-            report.live_versions += 1;
-            let m = catalog.manifest(&v).await?;
-            live.insert(keys::manifest(&v.manifest));
-            live.extend(m.packs.iter().map(keys::pack));
-            for c in &m.chunks {
-                if c.location == Location::Blob {
-                    live.insert(keys::blob(&c.hash));
-                }
+    for v in listing.versions.iter().filter(|v| v.is_committed()) {
+        report.live_versions += 1;
+        let m = catalog.manifest(v).await.map_err(GcError::from_catalog)?;
+        live.insert(keys::manifest(&v.manifest));
+        live.extend(m.packs.iter().map(keys::pack));
+        for c in &m.chunks {
+            if c.location == Location::Blob {
+                live.insert(keys::blob(&c.hash));
             }
         }
     }
     report.live_objects = live.len() as u64;
 
     // Sweep: unreferenced content older than the grace period.
-    let now = lease.store_now().await?;
+    let now = match lease {
+        Some(lease) => lease.store_now().await?,
+        None => SystemTime::now(),
+    };
     let mut doomed = Vec::new();
     for prefix in [keys::BLOBS, keys::PACKS, keys::MANIFESTS] {
         for obj in catalog.store().list(prefix).await? {
@@ -95,18 +135,16 @@ async fn run(
         }
     }
     for batch in doomed.chunks(BATCH) {
-        if dry_run {
-            report.deleted_objects += batch.len() as u64;
-            report.deleted_bytes += batch.iter().map(|o| o.size).sum::<u64>();
-            continue;
+        let batch_bytes = batch.iter().map(|o| o.size).sum::<u64>();
+        if let Some(lease) = lease {
+            if let Some(h) = lease.others(Operation::Push).await?.first() {
+                return Err(GcError::Interrupted(report.deleted_objects, h.to_string()));
+            }
+            let deletes = batch.iter().map(|o| catalog.store().delete(&o.key));
+            futures::future::try_join_all(deletes).await?;
         }
-        if let Some(h) = lease.others(Operation::Push).await?.first() {
-            return Err(GcError::Interrupted(report.deleted_objects, h.to_string()));
-        }
-        let deletes = batch.iter().map(|o| catalog.store().delete(&o.key));
-        futures::future::try_join_all(deletes).await?;
         report.deleted_objects += batch.len() as u64;
-        report.deleted_bytes += batch.iter().map(|o| o.size).sum::<u64>();
+        report.deleted_bytes += batch_bytes;
     }
     Ok(report)
 }

@@ -41,7 +41,23 @@ pub async fn verify(
     concurrency: usize,
     progress: &VerifyProgress,
 ) -> Result<VerifyReport, CatalogError> {
-    let m = catalog.manifest(v).await?;
+    let m = match catalog.manifest(v).await {
+        Ok(m) => m,
+        // A manifest that cannot be read is a problem of this version to report, like any
+        // other object: `verify --all` goes on with the other versions.
+        Err(CatalogError::BadManifest { key, fault, .. }) => {
+            return Ok(VerifyReport {
+                label: v.label(),
+                objects: 1,
+                bytes: 0,
+                problems: vec![Problem {
+                    path: Vec::new(),
+                    what: format!("manifest {key} {fault}"),
+                }],
+            })
+        }
+        Err(e) => return Err(e),
+    };
     let store = catalog.store();
     let mut report = VerifyReport {
         label: v.label(),
@@ -117,7 +133,7 @@ pub async fn verify(
 
 fn problem(m: &Manifest, idx: usize, e: &ContentError) -> Problem {
     let what = match e {
-        ContentError::Store(s) if s.is_not_found() => format!("missing object: {s}"),
+        ContentError::Missing { key } => format!("missing object: {key}"),
         other => other.to_string(),
     };
     Problem {

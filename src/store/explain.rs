@@ -136,6 +136,20 @@ pub fn local(place: &Place, op: &str, error: &(dyn std::error::Error + 'static))
     })
 }
 
+/// Whether a local store's error is a path through a file (`refs/NAME` a file where a
+/// directory of refs belongs): for a read, the key is simply not there.
+pub fn through_a_file(place: &Place, error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    place.scheme == "file"
+        && std::iter::from_fn(|| {
+            let e = cause?;
+            cause = e.source();
+            Some(e)
+        })
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::NotADirectory)
+}
+
 /// What the server answered, without the client's text or the XML around it: `HTTP 500
 /// (InternalError: We encountered an internal error)`. `None` when it sent no error code.
 pub fn server_said(error: &str) -> Option<String> {

@@ -265,7 +265,10 @@ impl Store {
                         store: self.url.clone(),
                         what,
                     },
-                    None if matches!(e, object_store::Error::NotFound { .. }) => {
+                    None if matches!(e, object_store::Error::NotFound { .. })
+                        || (matches!(op, "GET" | "HEAD")
+                            && explain::through_a_file(&self.place, &e)) =>
+                    {
                         StoreError::NotFound {
                             store: self.url.clone(),
                             key: key.to_string(),

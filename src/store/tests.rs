@@ -105,6 +105,19 @@ fn mistyped_urls_get_the_right_advice() {
     assert!(!e.contains("os error"), "{e}");
 }
 
+/// A key under an object that is a plain file (a damaged store) is not there.
+#[tokio::test]
+async fn a_key_under_a_file_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap(), &StoreOptions::default()).unwrap();
+    store
+        .put("refs/other", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert!(store.get("refs/other/1").await.unwrap_err().is_not_found());
+    assert!(!store.exists("refs/other/1").await.unwrap());
+}
+
 /// A local store the user may not write says so, not object_store's text.
 #[tokio::test]
 async fn local_permission_errors_name_the_directory() {
