@@ -515,4 +515,66 @@ fn prefetch_and_cache_commands_name_what_is_wrong() {
         ["cache", "stats", "--cache-dir", list.to_str().unwrap()],
         "is a file, not a cache directory",
     );
+    // A quota given as a share of the filesystem is also said in bytes.
+    let stats = env.ok(["cache", "stats"]);
+    let quota = stats
+        .split("(quota ")
+        .nth(1)
+        .and_then(|q| q.split(')').next())
+        .unwrap_or_default();
+    let (size, share) = quota.split_once(", ").unwrap_or_default();
+    assert_eq!(share, "25% of its filesystem", "{stats}");
+    assert!(
+        size.ends_with("GiB") || size.ends_with("MiB") || size.ends_with("TiB"),
+        "{stats}"
+    );
+}
+
+/// On a terminal (a pty, through script(1)), progress bars start by counting rather than
+/// as a full empty bar, never guess an ETA from the first few bytes, and are gone before
+/// the summary is printed.
+#[test]
+fn progress_bars_on_a_terminal_start_counting_and_leave_no_trace() {
+    let env = Env::new(common::Kind::Local);
+    let src = env.dir("src");
+    random_files(&src, 13, 4, 64 << 20);
+    env.push(&src, "ds");
+    let on_a_pty = |args: &str| {
+        let base = env.command::<[&str; 0], &str>([]);
+        let line = format!("{} {args}", common::BIN);
+        let out = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env_clear()
+            .envs(
+                base.get_envs()
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+            )
+            .output()
+            .expect("script (Debian package bsdutils)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (args, bar, summary) in [
+        ("prefetch ds", "prefetch", "ds@v1: 4 files"),
+        ("verify ds", "verify", "ds@v1: ok"),
+    ] {
+        let shown = on_a_pty(args);
+        let last_frame = shown.rfind(&format!("{bar} ["));
+        let at = shown.find(summary);
+        assert!(at.is_some(), "{args}: no summary in {shown:?}");
+        assert!(
+            !shown.contains("0 B/0 B"),
+            "{args}: a full bar of nothing: {shown:?}"
+        );
+        assert!(
+            !shown.contains("eta 1w") && !shown.contains("w\r"),
+            "{args}: {shown:?}"
+        );
+        if let Some(f) = last_frame {
+            assert!(
+                f < at.unwrap(),
+                "{args}: a bar after the summary: {shown:?}"
+            );
+        }
+    }
 }

@@ -208,3 +208,78 @@ fn gc_refuses_to_run_during_a_push() {
     env.ok(["verify", "ds"]);
     assert!(env.objects(&["locks/"]).is_empty());
 }
+
+/// The quick start, run as a new user runs it (with the binary built already): every command
+/// it shows can be pasted as it is printed, it says what it left behind, and it leaves no
+/// mount and no empty mount point.
+#[test]
+fn the_demo_shows_pasteable_commands_and_cleans_up_its_mount() {
+    let env = Env::new(Kind::Local);
+    let point = Path::new("/datastores/demo");
+    let was_there = point.exists();
+    let _guard = common::mount::Mounted::adopt(point);
+    let demo = env.scratch.path().join("demo dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo");
+    // The harness's clean environment (HOME, XDG directories, cache) for the script.
+    let base = env.command::<[&str; 0], &str>([]);
+    let child = std::process::Command::new("bash")
+        .arg(&script)
+        .env_clear()
+        .envs(
+            base.get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .env_remove("DATASTORE_STORE")
+        .env("DATASTORE_DEMO_BIN", common::BIN)
+        .env("DATASTORE_DEMO_DIR", &demo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = common::wait(child, Duration::from_secs(240)).unwrap();
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    // Each `$ datastore …` line, pasted into a shell, is that command with those arguments.
+    let shown: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("$ {} ", common::BIN)))
+        .collect();
+    assert!(shown.len() >= 12, "{}", out.stdout);
+    let push = shown.iter().find(|l| l.starts_with("push ")).unwrap();
+    let words = std::process::Command::new("bash")
+        .args(["-c", &format!("printf '%s\\n' {push}")])
+        .output()
+        .unwrap();
+    let words = String::from_utf8(words.stdout).unwrap();
+    let words: Vec<&str> = words.lines().collect();
+    let sample = demo.join("sample");
+    assert_eq!(
+        words,
+        [
+            "push",
+            sample.to_str().unwrap(),
+            "demo",
+            "-m",
+            "sample dataset"
+        ],
+        "{push}"
+    );
+    let store = env.scratch.path().join("data/datastore/store");
+    assert!(
+        out.stdout.contains("==> done. What the demo left:"),
+        "{}",
+        out.stdout
+    );
+    assert!(out
+        .stdout
+        .contains(&format!("  {}   the local store", store.display())));
+    assert!(out.stdout.contains(&env.cache_dir().display().to_string()));
+    assert!(!common::mount::is_mounted(point), "the demo left its mount");
+    assert_eq!(
+        point.exists(),
+        was_there,
+        "the demo left {}",
+        point.display()
+    );
+}
