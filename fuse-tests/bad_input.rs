@@ -99,22 +99,9 @@ fn unreadable_source_directory() {
     let as_user = |dir: &Path| {
         let mut c = env.command([OsStr::new("push"), dir.as_os_str(), OsStr::new("ds")]);
         if root {
-            let prog = c.get_program().to_owned();
-            let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
-            let envs: Vec<_> = c
-                .get_envs()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
-                .collect();
-            c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg(prog)
-                .args(args)
-                .env_clear()
-                .envs(envs)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped());
+            common::as_nobody(&mut c);
         }
-        common::wait(c.spawn().expect("setpriv"), Duration::from_secs(60)).unwrap()
+        common::wait(c.spawn().expect("start push"), Duration::from_secs(60)).unwrap()
     };
     let out = as_user(&src);
     assert_failed(&out, "cannot read");
@@ -685,20 +672,7 @@ fn a_dry_run_of_gc_writes_nothing() {
     if unsafe { libc::geteuid() } == 0 {
         let open = std::fs::Permissions::from_mode(0o755);
         std::fs::set_permissions(env.scratch.path(), open).unwrap();
-        let prog = c.get_program().to_owned();
-        let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
-        let envs: Vec<_> = c
-            .get_envs()
-            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
-            .collect();
-        c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(prog)
-            .args(args)
-            .env_clear()
-            .envs(envs)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        common::as_nobody(&mut c);
     }
     let out = common::wait(c.spawn().expect("start gc"), Duration::from_secs(60)).unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -283,3 +283,93 @@ fn the_demo_shows_pasteable_commands_and_cleans_up_its_mount() {
         point.display()
     );
 }
+
+/// `status`, from another process, lists a push in progress with its dataset, host and
+/// progress; the same push killed with kill -9 as abandoned; a push that failed, with its
+/// error. None of them is a version.
+#[test]
+fn status_shows_pushes_running_abandoned_and_failed() {
+    use std::io::Write;
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    tree::write_random(&src.join("a.bin"), 64 << 20, &mut rng(21));
+    for i in 0..20 {
+        std::fs::write(src.join(format!("f{i:03}")), format!("{i}")).unwrap();
+    }
+    env.fails(["status"], "no store at");
+    let other = env.dir("other");
+    std::fs::write(other.join("x"), b"x").unwrap();
+    env.push(&other, "other");
+    let out = env.run(["status"]);
+    assert!(
+        out.status.success() && out.stderr.contains("no pushes"),
+        "{out:?}"
+    );
+    // Held still once it reads the large file: its lease is written, nothing committed.
+    let mut push = env
+        .command([OsStr::new("push"), src.as_os_str(), OsStr::new("big")])
+        .spawn()
+        .unwrap();
+    let pid = push.id() as i32;
+    common::mount::wait_for("the push to open a.bin", Duration::from_secs(60), || {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+            d.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == src.join("a.bin")))
+        })
+    });
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let shown = env.ok(["status", "big"]);
+    let row = shown.lines().nth(1).unwrap_or_default();
+    assert!(shown.starts_with("DATASET"), "{shown}");
+    assert!(
+        row.starts_with("big ") && row.contains(" pushing "),
+        "{shown}"
+    );
+    assert!(row.contains(&format!(" {pid} ")), "{shown}");
+    assert!(
+        row.contains("of 21 files") && row.contains("of 64.0 MiB"),
+        "{shown}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&env.ok(["status", "--json"])).unwrap();
+    assert_eq!(json[0]["files_total"], 21);
+    assert_eq!(json[0]["source"], src.to_str().unwrap());
+
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    push.wait().unwrap();
+    let shown = env.ok(["status"]);
+    assert!(shown.contains(" abandoned "), "{shown}");
+    assert!(shown.contains("push again to finish"), "{shown}");
+    assert_eq!(env.versions("big"), 0);
+
+    // A file that changes while it is read fails the push, and says so in status.
+    let mut push = env
+        .command([OsStr::new("push"), src.as_os_str(), OsStr::new("big")])
+        .spawn()
+        .unwrap();
+    let pid = push.id();
+    common::mount::wait_for("the push to open a.bin", Duration::from_secs(60), || {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+            d.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == src.join("a.bin")))
+        })
+    });
+    std::fs::write(src.join("f000"), b"changed").unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(src.join("a.bin"))
+        .unwrap()
+        .write_all(b"more")
+        .unwrap();
+    assert!(!push.wait().unwrap().success());
+    let json: serde_json::Value = serde_json::from_str(&env.ok(["status", "--json"])).unwrap();
+    let failed: Vec<_> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{json}");
+    let why = failed[0]["failure"].as_str().unwrap();
+    assert!(why.contains("changed while it was being pushed"), "{why}");
+    assert_eq!(env.versions("big"), 0);
+}

@@ -67,7 +67,6 @@ fn a_broken_config_file_is_named() {
 #[test]
 fn unusable_store_directories_are_named() {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
     let env = Env::new(Kind::Local);
     let src = env.dir("src");
     std::fs::write(src.join("a"), b"a").unwrap();
@@ -78,7 +77,7 @@ fn unusable_store_directories_are_named() {
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
     let as_nobody = |args: &[&OsStr]| {
         let mut c = env.command(args);
-        c.uid(common::NOBODY).gid(common::NOBODY);
+        common::as_nobody(&mut c);
         common::wait(c.spawn().unwrap(), std::time::Duration::from_secs(60)).unwrap()
     };
     let out = as_nobody(&[OsStr::new("push"), src.as_os_str(), OsStr::new("other")]);

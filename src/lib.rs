@@ -7,6 +7,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod format;
+pub mod host;
 pub mod io_cause;
 pub mod manifest;
 pub mod metrics;

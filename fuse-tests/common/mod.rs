@@ -323,6 +323,12 @@ fn entries_in(dir: &Path) -> Vec<PathBuf> {
 /// The user tests read as when they need someone other than root.
 pub const NOBODY: u32 = 65534;
 
+/// Makes `c` run as [`NOBODY`], with no supplementary groups (when the test runs as root).
+pub fn as_nobody(c: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    c.uid(NOBODY).gid(NOBODY)
+}
+
 /// `cat PATH` run as [`NOBODY`].
 pub fn cat_as_nobody(path: &Path) -> std::process::Output {
     std::process::Command::new("setpriv")

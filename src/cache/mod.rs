@@ -749,18 +749,6 @@ fn filesystem_size(dir: &Path) -> std::io::Result<u64> {
     Ok(st.f_blocks as u64 * st.f_frsize as u64)
 }
 
-/// Whether process `pid` runs: it exists and is not a zombie (a killed daemon nobody has
-/// reaped yet still has a /proc entry).
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses and may hold spaces.
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next());
-        !matches!(state, Some("Z" | "X") | None)
-    })
-}
-
 /// Removes temporary files left by daemons that died while writing (their PID is in the name).
 fn remove_stale_temporaries(tmp: &Path) {
     for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
@@ -769,7 +757,7 @@ fn remove_stale_temporaries(tmp: &Path) {
             .to_str()
             .and_then(|n| n.split('-').next())
             .and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(process_alive);
+        let alive = pid.is_some_and(crate::host::process_alive);
         if !alive {
             let _ = std::fs::remove_file(e.path());
         }

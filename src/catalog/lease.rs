@@ -9,13 +9,20 @@
 //! store's own timestamp of our lease, so clocks that disagree between machines do not matter.
 
 use crate::catalog::unix_now;
-use crate::format::lease::Lease as LeaseInfo;
+use crate::format::lease::{Detail, Lease as LeaseInfo};
 use crate::store::{keys, Listed, Store, StoreError};
 use bytes::Bytes;
 use std::time::{Duration, SystemTime};
 
 /// A lease not refreshed for this long belongs to a process that is gone.
 pub const LEASE_TTL: Duration = Duration::from_secs(90);
+/// How long the record of a failed push is kept for `datastore status`.
+pub const FAILURES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Records of failed pushes: `locks/failed-push-UUID`.
+const FAILED: &str = "failed-push-";
+
+/// What a lease says of its holder's progress, asked again at every heartbeat.
+pub type DetailSource = std::sync::Arc<dyn Fn() -> Detail + Send + Sync>;
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// What a lease protects.
@@ -49,33 +56,48 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// A held lease; refreshed in the background until [`Lease::release`].
+/// A held lease; refreshed in the background until [`Lease::release`] or [`Lease::fail`].
 pub struct Lease {
     store: Store,
     key: String,
+    info: LeaseInfo,
+    detail: Option<DetailSource>,
     heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl Lease {
     /// Writes a lease for `op` and starts its heartbeat.
     pub async fn acquire(store: &Store, op: Operation) -> Result<Lease, StoreError> {
+        Self::acquire_with(store, op, None).await
+    }
+
+    /// Writes a lease for `op` that also tells how its holder is doing (`detail`, asked at
+    /// every heartbeat), and starts its heartbeat.
+    pub async fn acquire_with(
+        store: &Store,
+        op: Operation,
+        detail: Option<DetailSource>,
+    ) -> Result<Lease, StoreError> {
         let key = format!("{}{}{}", keys::LOCKS, op.prefix(), uuid::Uuid::new_v4());
         let info = LeaseInfo {
             operation: match op {
                 Operation::Push => "push".into(),
                 Operation::Gc => "gc".into(),
             },
-            host: hostname(),
+            host: crate::host::name(),
             pid: std::process::id(),
             started_unix: unix_now(),
         };
-        let body = Bytes::from(info.encode());
-        store.put(&key, body.clone()).await?;
+        let body = {
+            let (info, detail) = (info.clone(), detail.clone());
+            move || Bytes::from(info.encode(&detail.as_ref().map(|d| d()).unwrap_or_default()))
+        };
+        store.put(&key, body()).await?;
         let (s, k) = (store.clone(), key.clone());
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                if let Err(e) = s.put(&k, body.clone()).await {
+                if let Err(e) = s.put(&k, body()).await {
                     tracing::warn!("could not refresh lease {k}: {e}");
                 }
             }
@@ -83,6 +105,8 @@ impl Lease {
         Ok(Lease {
             store: store.clone(),
             key,
+            info,
+            detail,
             heartbeat,
         })
     }
@@ -113,7 +137,7 @@ impl Lease {
         {
             if is_fresh(l, now) {
                 let info = match self.store.get(&l.key).await {
-                    Ok(b) => LeaseInfo::decode(&b).ok(),
+                    Ok(b) => LeaseInfo::decode(&b).ok().map(|(info, _)| info),
                     Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e),
                 };
@@ -148,6 +172,96 @@ impl Lease {
             tracing::warn!("could not delete lease {}: {e}", self.key);
         }
     }
+
+    /// Releases the lease of an operation that failed, leaving a record of why for
+    /// `datastore status` (kept [`FAILURES_KEPT`]; older records go as this one is written).
+    /// Best effort: the store may be what failed.
+    pub async fn fail(self, reason: String) {
+        let mut detail = self.detail.as_ref().map(|d| d()).unwrap_or_default();
+        detail.failure = Some(reason);
+        detail.updated_unix = unix_now();
+        let record = format!("{}{FAILED}{}", keys::LOCKS, uuid::Uuid::new_v4());
+        let body = Bytes::from(self.info.encode(&detail));
+        if let Err(e) = self.store.put(&record, body).await {
+            tracing::debug!("could not record the failure in {record}: {e}");
+        }
+        if let Ok(listed) = self.store.list(keys::LOCKS).await {
+            let now = Self::own_time(&listed, &self.key);
+            let old = listed.iter().filter(|l| {
+                l.key.starts_with(&format!("{}{FAILED}", keys::LOCKS))
+                    && now
+                        .duration_since(l.modified)
+                        .is_ok_and(|age| age > FAILURES_KEPT)
+            });
+            for l in old {
+                let _ = self.store.delete(&l.key).await;
+            }
+        }
+        self.release().await;
+    }
+}
+
+/// A push as `datastore status` shows it, from its lease or the record it left.
+#[derive(Clone, Debug)]
+pub struct Activity {
+    pub state: State,
+    pub lease: LeaseInfo,
+    pub detail: Detail,
+    /// When the store last heard of it.
+    pub modified: SystemTime,
+}
+
+/// Where a push stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Running,
+    /// Its lease is no longer refreshed: the process is gone (it runs here and is not
+    /// running, or [`LEASE_TTL`] has passed), and nothing it did is visible.
+    Abandoned,
+    Failed,
+}
+
+/// Pushes running, abandoned and failed in the last [`FAILURES_KEPT`], newest first; read
+/// only, so ages are judged by this machine's clock.
+pub async fn activity(store: &Store) -> Result<Vec<Activity>, StoreError> {
+    let here = crate::host::name();
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for l in store.list(keys::LOCKS).await? {
+        let name = l.key.strip_prefix(keys::LOCKS).unwrap_or(&l.key);
+        let failed = name.starts_with(FAILED);
+        if !failed && !name.starts_with(Operation::Push.prefix()) {
+            continue;
+        }
+        let (lease, detail) = match store.get(&l.key).await {
+            Ok(b) => match LeaseInfo::decode(&b) {
+                Ok((lease, detail)) => (lease, detail.unwrap_or_default()),
+                Err(_) => continue,
+            },
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        let gone_here = lease.host == here && !crate::host::process_alive(lease.pid);
+        let state = if failed {
+            State::Failed
+        } else if gone_here || !is_fresh(&l, now) {
+            State::Abandoned
+        } else {
+            State::Running
+        };
+        let age = now.duration_since(l.modified).unwrap_or_default();
+        if state != State::Running && age > FAILURES_KEPT {
+            continue;
+        }
+        out.push(Activity {
+            state,
+            lease,
+            detail,
+            modified: l.modified,
+        });
+    }
+    out.sort_by_key(|a| std::cmp::Reverse(a.lease.started_unix));
+    Ok(out)
 }
 
 fn is_fresh(l: &Listed, now: SystemTime) -> bool {
@@ -155,10 +269,4 @@ fn is_fresh(l: &Listed, now: SystemTime) -> bool {
         Ok(age) => age < LEASE_TTL,
         Err(_) => true,
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into())
 }

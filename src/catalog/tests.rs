@@ -6,6 +6,8 @@ use crate::store::StoreOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 fn catalog() -> Catalog {
     Catalog::new(Store::open("memory://", &StoreOptions::default()).unwrap())
 }
@@ -419,4 +421,58 @@ async fn a_dataset_of_tombstones_is_unknown() {
     ));
     assert_eq!(c.list(Some("ds")).await.unwrap().versions.len(), 1);
     assert_eq!(c.commit("ds", draft("two")).await.unwrap().version, 2);
+}
+
+/// A push lease tells how far its push got at every heartbeat; a failed push leaves its
+/// reason; a lease of a process of this host that is gone is abandoned at once.
+#[tokio::test(start_paused = true)]
+async fn push_leases_carry_progress_and_failures() {
+    use crate::catalog::lease::{activity, DetailSource, State};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let c = catalog();
+    let done = Arc::new(AtomicU64::new(0));
+    let d = done.clone();
+    let detail: DetailSource = Arc::new(move || crate::format::lease::Detail {
+        dataset: "ds".into(),
+        files_done: d.load(Ordering::Relaxed),
+        files_total: 10,
+        ..Default::default()
+    });
+    let lease = Lease::acquire_with(c.store(), Operation::Push, Some(detail))
+        .await
+        .unwrap();
+    let now = activity(c.store()).await.unwrap();
+    assert_eq!(now.len(), 1);
+    assert_eq!(
+        (now[0].state, now[0].detail.files_done),
+        (State::Running, 0)
+    );
+    done.store(7, Ordering::Relaxed);
+    tokio::time::sleep(std::time::Duration::from_secs(16)).await;
+    let later = activity(c.store()).await.unwrap();
+    assert_eq!(
+        later[0].detail.files_done, 7,
+        "the heartbeat tells progress"
+    );
+
+    lease.fail("it broke".into()).await;
+    let failed = activity(c.store()).await.unwrap();
+    assert_eq!(failed.len(), 1, "the lease went, its record stays");
+    assert_eq!(failed[0].state, State::Failed);
+    assert_eq!(failed[0].detail.failure.as_deref(), Some("it broke"));
+
+    // A lease whose process is gone from this host.
+    let dead = crate::format::lease::Lease {
+        operation: "push".into(),
+        host: crate::host::name(),
+        pid: u32::MAX,
+        started_unix: 0,
+    };
+    let body = dead.encode(&Default::default());
+    c.store()
+        .put("locks/push-dead", bytes::Bytes::from(body))
+        .await
+        .unwrap();
+    let all = activity(c.store()).await.unwrap();
+    assert!(all.iter().any(|a| a.state == State::Abandoned), "{all:?}");
 }

@@ -15,6 +15,7 @@ mod prefetch;
 mod progress;
 mod push;
 mod rm;
+mod status;
 mod umount;
 mod verify;
 
@@ -64,6 +65,7 @@ pub enum Command {
     Gc(gc::Args),
     Verify(verify::Args),
     Prefetch(prefetch::Args),
+    Status(status::Args),
     Mount(mount::Args),
     Umount(umount::Args),
     Cache(cache::Args),
@@ -223,6 +225,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Gc(a) => gc::run(&ctx, a).await,
             Command::Verify(a) => verify::run(&ctx, a).await,
             Command::Prefetch(a) => prefetch::run(&ctx, a).await,
+            Command::Status(a) => status::run(&ctx, a).await,
             Command::Mount(a) => {
                 let opts = mount_opts.unwrap_or_default();
                 mount::run(&ctx, a, opts, &url).await

@@ -53,10 +53,7 @@ pub enum GetError {
 
 /// Why `path` could not be written, and what to do where that is clear.
 fn why_not_written(path: &Path, e: &std::io::Error) -> String {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = directory_of(path);
     match e.kind() {
         std::io::ErrorKind::NotFound if !parent.exists() => format!(
             "its directory {} does not exist; create it first (get creates only its destination)",
@@ -67,6 +64,13 @@ fn why_not_written(path: &Path, e: &std::io::Error) -> String {
         }
         _ => Cause(e).to_string(),
     }
+}
+
+/// The directory `path` is in (`.` for a bare name), where its temporary files go.
+fn directory_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GetError + '_ {
@@ -266,13 +270,9 @@ struct Staging {
 
 impl Staging {
     fn beside(dest: &Path) -> Result<Staging, GetError> {
-        let parent = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
         let dir = tempfile::Builder::new()
             .prefix(".datastore-get-")
-            .tempdir_in(parent)
+            .tempdir_in(directory_of(dest))
             .map_err(io(dest))?;
         Ok(Staging { dir })
     }
@@ -385,13 +385,9 @@ struct Writer {
 
 impl Writer {
     fn new(path: &Path) -> Result<Writer, GetError> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
         let tmp = tempfile::Builder::new()
             .prefix(".datastore-get-")
-            .tempfile_in(dir)
+            .tempfile_in(directory_of(path))
             .map_err(io(path))?;
         Ok(Writer {
             tmp,

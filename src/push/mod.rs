@@ -122,6 +122,8 @@ impl Default for PushOptions {
 pub struct PushProgress {
     pub total_bytes: AtomicU64,
     pub read_bytes: AtomicU64,
+    pub total_files: AtomicU64,
+    pub done_files: AtomicU64,
     pub upload: Arc<UploadStats>,
 }
 
@@ -198,8 +200,29 @@ pub async fn push(
     progress
         .total_bytes
         .store(scanned.total_bytes, Ordering::Relaxed);
+    progress
+        .total_files
+        .store(scanned.files.len() as u64, Ordering::Relaxed);
 
-    let lease = Lease::acquire(catalog.store(), Operation::Push).await?;
+    // The lease tells `datastore status` elsewhere which push this is and how far it got.
+    let detail = {
+        let (p, dataset) = (progress.clone(), dataset.to_string());
+        let source = std::path::absolute(source)
+            .unwrap_or_else(|_| source.to_path_buf())
+            .display()
+            .to_string();
+        Arc::new(move || crate::format::lease::Detail {
+            dataset: dataset.clone(),
+            source: source.clone(),
+            files_done: p.done_files.load(Ordering::Relaxed),
+            files_total: p.total_files.load(Ordering::Relaxed),
+            bytes_done: p.read_bytes.load(Ordering::Relaxed),
+            bytes_total: p.total_bytes.load(Ordering::Relaxed),
+            updated_unix: crate::catalog::unix_now(),
+            failure: None,
+        }) as crate::catalog::lease::DetailSource
+    };
+    let lease = Lease::acquire_with(catalog.store(), Operation::Push, Some(detail)).await?;
     let result = async {
         let gc = lease.wait_for_none(Operation::Gc, opts.gc_wait).await?;
         if let Some(holder) = gc.first() {
@@ -213,7 +236,10 @@ pub async fn push(
         Ok(report)
     }
     .await;
-    lease.release().await;
+    match &result {
+        Ok(_) => lease.release().await,
+        Err(e) => lease.fail(crate::store::one_line(e)).await,
+    }
     result
 }
 
@@ -276,6 +302,7 @@ async fn upload_and_commit(
         }
         let sha = state.place(&mut scanned, &f, content, &uploader).await?;
         stats.learn(&rel(&f), &f.stamp, sha);
+        progress.done_files.fetch_add(1, Ordering::Relaxed);
     }
     drop(results);
     if let Some(pack) = state.packer.seal(&mut state.packs) {
