@@ -22,11 +22,17 @@
 //! stats`).
 
 pub mod buffers;
+mod dir;
 mod direct;
 pub mod entry;
 pub mod file_entry;
 pub mod seal;
+mod size;
 pub mod stats;
+
+pub use dir::default_dir;
+use dir::{entry_files, remove_stale_temporaries};
+pub use size::{CacheSize, DEFAULT_SIZE};
 
 use crate::format::Sha256;
 use bytes::Bytes;
@@ -68,59 +74,6 @@ const IDLE_BUFFERS: usize = 16 << 20;
 const LOW_WATERMARK: f64 = 0.9;
 /// Recency is written to disk (as the file's mtime) at most this often per entry.
 const TOUCH_EVERY: Duration = Duration::from_secs(300);
-
-/// How big the cache may grow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheSize {
-    Bytes(u64),
-    /// A share of the cache directory's filesystem.
-    Percent(u8),
-}
-
-impl CacheSize {
-    /// `200G`, `512M`, `1000000` or `80%`.
-    pub fn parse(s: &str) -> Option<CacheSize> {
-        match s.trim().strip_suffix('%') {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= 100)
-                .map(CacheSize::Percent),
-            None => crate::size::parse_size(s).map(CacheSize::Bytes),
-        }
-    }
-
-    /// The bytes this is for a cache in `dir`, which must exist.
-    pub fn bytes_in(self, dir: &Path) -> std::io::Result<u64> {
-        match self {
-            CacheSize::Bytes(b) => Ok(b),
-            CacheSize::Percent(p) => Ok(filesystem_size(dir)? / 100 * p as u64),
-        }
-    }
-}
-
-impl std::str::FromStr for CacheSize {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<CacheSize, String> {
-        CacheSize::parse(s).ok_or_else(|| format!("'{s}' is not a size such as 200G or 80%"))
-    }
-}
-
-/// The default: a quarter of the cache's filesystem.
-pub const DEFAULT_SIZE: CacheSize = CacheSize::Percent(25);
-
-/// The default cache directory: shared under /var/cache for root, the user's cache dir otherwise.
-pub fn default_dir() -> PathBuf {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/cache/datastore");
-    }
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("datastore")
-}
 
 /// Why the cache could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -604,71 +557,6 @@ impl DiskCache {
         // Said once the quota holds again.
         self.scanned.store(true, Ordering::Release);
     }
-
-    /// Deletes every entry. Daemons using the cache simply miss and fetch again.
-    pub fn clear(dir: &Path) -> std::io::Result<(u64, u64)> {
-        let mut n = 0;
-        let mut bytes = 0;
-        for (_, path, m) in entry_files(dir)? {
-            match std::fs::remove_file(path) {
-                Ok(()) => {
-                    n += 1;
-                    bytes += file_entry::allocated(&m);
-                }
-                // Evicted meanwhile by a daemon: gone either way.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok((n, bytes))
-    }
-
-    /// Entries and the bytes they take on disk in a cache directory, by listing it.
-    pub fn usage(dir: &Path) -> (u64, u64) {
-        let files = entry_files(dir).unwrap_or_default();
-        let bytes = files.iter().map(|(_, _, m)| file_entry::allocated(m)).sum();
-        (files.len() as u64, bytes)
-    }
-
-    /// Checks every entry of a cache directory against its SHA-256 and deletes those that do
-    /// not match: what `datastore cache verify` runs, for damage that the checks on open and
-    /// read cannot see (a file entry served by passthrough is read by the kernel, not by us).
-    /// Blocking; returns the entries checked and those deleted.
-    pub fn verify(dir: &Path) -> std::io::Result<(u64, Vec<PathBuf>)> {
-        let buffers = buffers::Buffers::new(IDLE_BUFFERS);
-        let mut checked = 0;
-        let mut damaged = Vec::new();
-        for (kind, path, _) in entry_files(dir)? {
-            let Some(h) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(Sha256::from_hex)
-            else {
-                continue;
-            };
-            let read = match kind {
-                Kind::Chunk => entry::read(&path, &buffers).and_then(|d| {
-                    (Sha256::of(&d) == h)
-                        .then_some(())
-                        .ok_or(entry::Bad::Damaged("SHA-256 mismatch"))
-                }),
-                Kind::File => file_entry::read(&path, &h).map(drop),
-            };
-            match read {
-                Ok(()) => checked += 1,
-                Err(entry::Bad::Damaged(_)) => {
-                    checked += 1;
-                    if std::fs::remove_file(&path).is_ok() {
-                        damaged.push(path);
-                    }
-                }
-                // Evicted while we looked, or unreadable: nothing to say about its bytes.
-                Err(entry::Bad::Missing) => {}
-                Err(entry::Bad::Io(e)) => return Err(e),
-            }
-        }
-        Ok((checked, damaged))
-    }
 }
 
 /// A file entry being assembled from its chunks, in order (see [`file_entry::Writer`]). It is
@@ -711,55 +599,6 @@ impl Drop for Claim {
     fn drop(&mut self) {
         if self.bytes > 0 {
             self.cache.give_back(self.bytes);
-        }
-    }
-}
-
-/// Every entry file of a cache directory, with its kind and metadata (entries that vanish
-/// while listed, evicted by another daemon, are left out).
-fn entry_files(dir: &Path) -> std::io::Result<Vec<(Kind, PathBuf, std::fs::Metadata)>> {
-    let mut out = Vec::new();
-    for kind in [Kind::Chunk, Kind::File] {
-        let top = match std::fs::read_dir(dir.join(kind.dir())) {
-            Ok(t) => t,
-            // A cache written before file entries existed has no files/ yet.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind == Kind::File => continue,
-            Err(e) => return Err(e),
-        };
-        for fan in top.flatten() {
-            for e in std::fs::read_dir(fan.path())?.flatten() {
-                if let Ok(m) = e.metadata() {
-                    out.push((kind, e.path(), m));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Total size of the filesystem holding `dir`.
-fn filesystem_size(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: c is a valid path; st is a plain struct the call fills in.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.f_blocks as u64 * st.f_frsize as u64)
-}
-
-/// Removes temporary files left by daemons that died while writing (their PID is in the name).
-fn remove_stale_temporaries(tmp: &Path) {
-    for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
-        let name = e.file_name();
-        let pid = name
-            .to_str()
-            .and_then(|n| n.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(crate::host::process_alive);
-        if !alive {
-            let _ = std::fs::remove_file(e.path());
         }
     }
 }
