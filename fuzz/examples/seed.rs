@@ -4,7 +4,7 @@
 //! `cargo run --manifest-path fuzz/Cargo.toml --example seed`.
 
 use datastore::format::envelope::{self, Kind};
-use datastore::format::lease::Lease;
+use datastore::format::lease::{Detail, Lease};
 use datastore::format::manifest::{Run, Span, Timestamp, MAX_MANIFEST_BODY};
 use datastore::format::{
     ChunkRef, Entry, EntryKind, Location, Manifest, Sha256, VersionRef, VersionState,
@@ -227,8 +227,21 @@ fn main() {
             pid: 4242,
             started_unix: 1_700_000_000,
         };
-        let stored = l.encode();
-        assert_eq!(Lease::decode(&stored).expect("a seed lease decodes"), l);
+        let detail = Detail {
+            dataset: "imagenet".into(),
+            source: "/srv/imagenet".into(),
+            files_done: 12,
+            files_total: 1000,
+            bytes_done: 1 << 20,
+            bytes_total: 1 << 30,
+            updated_unix: 1_700_000_015,
+            failure: (name == "gc").then(|| "it failed".to_string()),
+        };
+        let stored = l.encode(&detail);
+        assert_eq!(
+            Lease::decode(&stored).expect("a seed lease decodes"),
+            (l, Some(detail))
+        );
         write(&out, "lease", name, &stored);
         if name == "gc" {
             write(&out, "envelope", "lease-zstd", &zstd(Kind::Lease, &stored));
