@@ -17,5 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let detail = detail.unwrap_or_default();
     let again = Lease::decode(&l.encode(&detail))
         .unwrap_or_else(|e| panic!("a re-encoded lease does not decode: {e}"));
-    assert_eq!(again, (l, Some(detail)), "lease changed across encode and decode");
+    assert_eq!(
+        again,
+        (l, Some(detail)),
+        "lease changed across encode and decode"
+    );
 });
