@@ -284,6 +284,16 @@ fn the_demo_shows_pasteable_commands_and_cleans_up_its_mount() {
     );
 }
 
+/// Waits until process `pid` has `file` open.
+fn wait_until_open(pid: u32, file: &Path) {
+    common::mount::wait_for("the push to open its file", Duration::from_secs(60), || {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+            d.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
+        })
+    });
+}
+
 /// `status`, from another process, lists a push in progress with its dataset, host and
 /// progress; the same push killed with kill -9 as abandoned; a push that failed, with its
 /// error. None of them is a version.
@@ -311,12 +321,7 @@ fn status_shows_pushes_running_abandoned_and_failed() {
         .spawn()
         .unwrap();
     let pid = push.id() as i32;
-    common::mount::wait_for("the push to open a.bin", Duration::from_secs(60), || {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
-            d.flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == src.join("a.bin")))
-        })
-    });
+    wait_until_open(pid as u32, &src.join("a.bin"));
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let shown = env.ok(["status", "big"]);
     let row = shown.lines().nth(1).unwrap_or_default();
@@ -347,12 +352,7 @@ fn status_shows_pushes_running_abandoned_and_failed() {
         .spawn()
         .unwrap();
     let pid = push.id();
-    common::mount::wait_for("the push to open a.bin", Duration::from_secs(60), || {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
-            d.flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == src.join("a.bin")))
-        })
-    });
+    wait_until_open(pid, &src.join("a.bin"));
     std::fs::write(src.join("f000"), b"changed").unwrap();
     std::fs::OpenOptions::new()
         .append(true)

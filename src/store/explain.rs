@@ -109,13 +109,7 @@ pub fn local(place: &Place, op: &str, error: &(dyn std::error::Error + 'static))
     if place.scheme != "file" {
         return None;
     }
-    let mut cause = Some(error);
-    let io = std::iter::from_fn(|| {
-        let e = cause?;
-        cause = e.source();
-        Some(e)
-    })
-    .find_map(|e| e.downcast_ref::<std::io::Error>())?;
+    let io = system_errors(error).next()?;
     let dir = &place.bucket;
     let access = match op {
         "GET" | "HEAD" | "LIST" => "read",
@@ -139,15 +133,22 @@ pub fn local(place: &Place, op: &str, error: &(dyn std::error::Error + 'static))
 /// Whether a local store's error is a path through a file (`refs/NAME` a file where a
 /// directory of refs belongs): for a read, the key is simply not there.
 pub fn through_a_file(place: &Place, error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
     place.scheme == "file"
-        && std::iter::from_fn(|| {
-            let e = cause?;
-            cause = e.source();
-            Some(e)
-        })
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::NotADirectory)
+        && system_errors(error).any(|io| io.kind() == std::io::ErrorKind::NotADirectory)
+}
+
+/// The system errors in `error`'s chain of sources, outermost first (object_store wraps the
+/// one that says what happened to the local file).
+fn system_errors<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a std::io::Error> {
+    let mut cause = Some(error);
+    std::iter::from_fn(move || {
+        let e = cause?;
+        cause = e.source();
+        Some(e)
+    })
+    .filter_map(|e| e.downcast_ref::<std::io::Error>())
 }
 
 /// What the server answered, without the client's text or the XML around it: `HTTP 500
