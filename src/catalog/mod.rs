@@ -3,7 +3,7 @@
 
 pub mod lease;
 
-use crate::format::envelope::{self, Kind, FORMAT_VERSION};
+use crate::format::envelope::{self, Kind};
 use crate::format::name::{check_dataset_name, NameError, VersionSel};
 use crate::format::{FormatError, Manifest, Sha256, VersionRef, VersionState};
 use crate::store::{keys, Store, StoreError};
@@ -130,7 +130,7 @@ impl ManifestFault {
                  with `datastore rm {label}`"
             ),
             ManifestFault::Unreadable(FormatError::UnsupportedVersion { found, .. })
-                if *found > FORMAT_VERSION =>
+                if *found > Kind::Manifest.newest() =>
             {
                 "it was pushed by a newer datastore: upgrade datastore".into()
             }
@@ -323,7 +323,9 @@ impl Catalog {
         };
         let r = match VersionRef::decode(&bytes) {
             Ok(r) => r,
-            Err(FormatError::UnsupportedVersion { found, .. }) if found > FORMAT_VERSION => {
+            Err(FormatError::UnsupportedVersion { found, .. })
+                if found > Kind::VersionRef.newest() =>
+            {
                 return Err(CatalogError::NewerRef {
                     dataset: dataset.into(),
                     version: n,

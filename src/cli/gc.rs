@@ -8,7 +8,8 @@ use std::time::Duration;
 /// Delete blobs, packs and manifests that no version references.
 ///
 /// Safe to run while pushes run: gc waits for none, stops itself when a push starts, and
-/// never deletes objects younger than the grace period.
+/// never deletes objects younger than the grace period. Objects that imported versions read
+/// in place are outside the store's prefixes and never touched.
 ///
 /// Example: datastore gc --dry-run
 #[derive(Debug, clap::Args)]
@@ -33,5 +34,11 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         count(r.young_objects, "unreferenced object"),
         humantime::format_duration(a.grace)
     );
+    if r.source_objects > 0 {
+        println!(
+            "left alone: {} that imported versions read in place (gc deletes only what datastore stored)",
+            count(r.source_objects, "source object")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,10 +21,20 @@ use std::sync::Arc;
 /// remembered under ~/.local/state/datastore (or $DATASTORE_STATE_DIR). --rehash reads
 /// every file.
 ///
+/// A store URL instead of a directory imports the objects under it (s3://bucket/prefix,
+/// gs://…, az://…, file:///dir): each object is read once to hash it, and by default the
+/// version reads the objects where they are (pinned by ETag and verified by SHA-256: an
+/// object changed or deleted later fails the reads of its file); --copy stores their content
+/// instead. Objects unchanged since the last import (same key, size and ETag) are not read
+/// again. Settings a source needs go in its URL (s3://b/p?endpoint=http://host:9000&region=x);
+/// credentials come from the environment, as for the store.
+///
 /// Example: datastore push ./imagenet imagenet -m "add val split"
+///          datastore push s3://raw-data/imagenet imagenet
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory to push.
+    /// Directory to push, or store URL to import from.
+    #[arg(value_name = "SOURCE")]
     dir: PathBuf,
     /// Dataset name: lower-case letters, digits, '.', '_' and '-'.
     name: String,
@@ -40,6 +50,9 @@ pub struct Args {
     /// Read and hash every file, even those unchanged since the last push.
     #[arg(long)]
     rehash: bool,
+    /// Import: copy the objects' content into the store rather than read them in place.
+    #[arg(long)]
+    copy: bool,
     /// Do nothing if this directory was pushed to this dataset from this machine less than
     /// this long ago (e.g. 1h): for timers that fire often and pushes that should not.
     #[arg(long, value_name = "DURATION", value_parser = super::duration)]
@@ -48,8 +61,23 @@ pub struct Args {
 
 impl Args {
     /// What can be checked before the store is opened (and, for a push, created).
-    pub fn check(&self) -> Result<(), crate::push::PushError> {
-        crate::push::check_args(&self.dir, &self.name)
+    pub fn check(&self) -> Result<()> {
+        let Some(url) = self.url() else {
+            if self.copy {
+                anyhow::bail!("--copy is for imports from a store URL; a directory is always copied into the store");
+            }
+            return Ok(crate::push::check_args(&self.dir, &self.name)?);
+        };
+        crate::format::name::check_dataset_name(&self.name)?;
+        if self.min_interval.is_some() {
+            anyhow::bail!("--min-interval is for pushes of a directory, not imports from {url}");
+        }
+        Ok(())
+    }
+
+    /// The store URL to import from, if the source is one.
+    fn url(&self) -> Option<&str> {
+        self.dir.to_str().filter(|s| crate::push::import::is_url(s))
     }
 }
 
@@ -88,19 +116,25 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         Arc::new(move || Bar::counters(&p.read_bytes, &p.total_bytes)),
     );
     let opts = PushOptions {
-        message: a.message,
+        message: a.message.clone(),
         concurrency: a.jobs,
         stat_dir,
         rehash: a.rehash,
         ..Default::default()
     };
-    let r = push(&ctx.catalog, &a.dir, &a.name, &opts, progress).await?;
+    let r = match a.url() {
+        Some(url) => {
+            crate::push::import::import(&ctx.catalog, url, &a.name, &opts, a.copy, progress).await?
+        }
+        None => push(&ctx.catalog, &a.dir, &a.name, &opts, progress).await?,
+    };
     drop(_bar);
     for s in &r.skipped {
         eprintln!(
-            "warning: skipped {} {} (only files, directories and symlinks are stored)",
+            "warning: skipped {} {} ({})",
             s.kind,
-            path(s.path.as_os_str().as_bytes())
+            path(s.path.as_os_str().as_bytes()),
+            s.note
         );
     }
     if a.json {
@@ -120,6 +154,15 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             "skipped": r.skipped.len(),
         });
         println!("{j}");
+    } else if let (Some(url), false) = (a.url(), a.copy) {
+        println!(
+            "{}{}: {}, {}, read in place from {url}, nothing copied{}",
+            r.version.label(),
+            if r.unchanged { " unchanged" } else { "" },
+            count(r.files, "file"),
+            bytes(r.bytes),
+            read_note(&r)
+        );
     } else if r.unchanged {
         println!(
             "{} unchanged: {}, {}; nothing uploaded{}",

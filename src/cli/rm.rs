@@ -57,7 +57,15 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         ),
         (false, true, VersionSel::Number(n)) => {
             let v = ctx.catalog.delete(&t.dataset, n).await?;
-            println!("deleted {}", v.label());
+            // An imported version's sources are the user's: say that they stay.
+            let sources = match ctx.catalog.manifest(&v).await {
+                Ok(m) if m.is_external() => format!(
+                    "; the {} it read in place are left where they are",
+                    count(m.objects.len() as u64, "source object")
+                ),
+                _ => String::new(),
+            };
+            println!("deleted {}{sources}", v.label());
         }
         (false, true, VersionSel::Latest) => {
             bail!("rm needs an explicit version number (NAME@vN), not 'latest'")

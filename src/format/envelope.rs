@@ -23,6 +23,16 @@ impl Kind {
         }
     }
 
+    /// The newest format version of this kind that this build reads. Manifests that reference
+    /// objects outside the store are version 2; everything else is still written as version 1,
+    /// so that older datastores keep reading what they can.
+    pub fn newest(self) -> u16 {
+        match self {
+            Kind::Manifest => 2,
+            Kind::VersionRef | Kind::Lease => FORMAT_VERSION,
+        }
+    }
+
     /// Human name used in errors.
     pub fn name(self) -> &'static str {
         match self {
@@ -33,7 +43,7 @@ impl Kind {
     }
 }
 
-/// The format version this build writes and the newest it reads.
+/// The format version written unless a kind needs a newer one (see [`Kind::newest`]).
 pub const FORMAT_VERSION: u16 = 1;
 const HEADER_LEN: usize = 4 + 2 + 1 + 8;
 const CODEC_NONE: u8 = 0;
@@ -50,9 +60,15 @@ const ANY_RATIO_BELOW: u64 = 4 << 20;
 
 /// Wraps an encoded body in a header; `compress` zstd-compresses it.
 pub fn seal(kind: Kind, body: &[u8], compress: bool) -> Vec<u8> {
+    seal_as(kind, FORMAT_VERSION, body, compress)
+}
+
+/// [`seal`], announcing format `version` (at most `kind.newest()`).
+pub fn seal_as(kind: Kind, version: u16, body: &[u8], compress: bool) -> Vec<u8> {
+    debug_assert!((1..=kind.newest()).contains(&version));
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() / 2);
     out.extend_from_slice(kind.magic());
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.push(if compress { CODEC_ZSTD } else { CODEC_NONE });
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     if compress {
@@ -67,6 +83,15 @@ pub fn seal(kind: Kind, body: &[u8], compress: bool) -> Vec<u8> {
 
 /// Checks the header and returns the body, decompressed, refusing bodies over `max_len`.
 pub fn open(kind: Kind, bytes: &[u8], max_len: u64) -> Result<Vec<u8>, FormatError> {
+    open_versioned(kind, bytes, max_len).map(|(_, body)| body)
+}
+
+/// [`open`], with the format version the header announced.
+pub fn open_versioned(
+    kind: Kind,
+    bytes: &[u8],
+    max_len: u64,
+) -> Result<(u16, Vec<u8>), FormatError> {
     if bytes.len() < HEADER_LEN {
         return Err(FormatError::Truncated(kind.name()));
     }
@@ -74,7 +99,7 @@ pub fn open(kind: Kind, bytes: &[u8], max_len: u64) -> Result<Vec<u8>, FormatErr
         return Err(FormatError::BadMagic(kind.name()));
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version == 0 || version > FORMAT_VERSION {
+    if version == 0 || version > kind.newest() {
         return Err(FormatError::UnsupportedVersion {
             kind: kind.name(),
             found: version,
@@ -129,7 +154,7 @@ pub fn open(kind: Kind, bytes: &[u8], max_len: u64) -> Result<Vec<u8>, FormatErr
     if body.len() as u64 != len {
         return Err(FormatError::Truncated(kind.name()));
     }
-    Ok(body)
+    Ok((version, body))
 }
 
 /// The buffer to start a zstd body in. The declared length is only an upper bound, so it is
@@ -176,6 +201,23 @@ mod tests {
         let mut lying = sealed.clone();
         lying[7..15].copy_from_slice(&10u64.to_le_bytes());
         assert!(open(Kind::Manifest, &lying, 10_000).is_err());
+    }
+
+    /// Version 2 exists for manifests only: a ref or lease announcing it is from a newer build.
+    #[test]
+    fn newest_version_is_per_kind() {
+        let m = seal_as(Kind::Manifest, 2, b"x", false);
+        assert_eq!(
+            open_versioned(Kind::Manifest, &m, 10).unwrap(),
+            (2, b"x".to_vec())
+        );
+        let mut r = seal(Kind::VersionRef, b"x", false);
+        assert_eq!(open_versioned(Kind::VersionRef, &r, 10).unwrap().0, 1);
+        r[4] = 2;
+        assert!(matches!(
+            open(Kind::VersionRef, &r, 10),
+            Err(FormatError::UnsupportedVersion { found: 2, .. })
+        ));
     }
 
     /// A few KiB of zstd that expand to 64 MiB: refused before decompressing, while a body of

@@ -85,6 +85,26 @@ pub enum Location {
     Blob,
     /// A byte range of a pack object; `pack` indexes [`Manifest::packs`].
     Pack { pack: u32, offset: u64 },
+    /// Bytes `file_offset..file_offset + len` of an object outside the store, read in place
+    /// (an imported version); `object` indexes [`Manifest::objects`]. Format version 2.
+    External { object: u32 },
+}
+
+/// An object outside the store that an imported version reads where it is. Its text fields
+/// are spans of [`Manifest::strings`], as names are, so that decoding allocates nothing a
+/// length field claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SourceObject {
+    /// Index into [`Manifest::sources`].
+    pub source: u32,
+    /// Its key below the source URL.
+    pub key: Span,
+    pub size: u64,
+    /// The ETag it had when imported: reads ask for that ETag, so a changed object is refused
+    /// by the store itself (its bytes are still checked against their SHA-256).
+    pub etag: Option<Span>,
+    /// Its version id, in a versioned bucket: reads ask for that version, which never changes.
+    pub version: Option<Span>,
 }
 
 /// A piece of a file: its digest, its place in the file, and where to fetch it.
@@ -104,6 +124,10 @@ pub struct Manifest {
     pub chunks: Vec<ChunkRef>,
     pub packs: Vec<Sha256>,
     pub strings: Vec<u8>,
+    /// URLs of the stores an imported version reads objects from (spans of `strings`).
+    pub sources: Vec<Span>,
+    /// The objects [`Location::External`] chunks are read from.
+    pub objects: Vec<SourceObject>,
 }
 
 /// A chunk as encoded: the hash is left out when it equals the digest of the single-chunk file
@@ -124,12 +148,29 @@ struct Counts {
     strings: u64,
 }
 
+/// What format version 2 adds after the chunks: the tables of an imported version.
+#[derive(Encode, Decode)]
+struct ExternalCounts {
+    sources: u64,
+    objects: u64,
+}
+
 const CONFIG: Configuration = config::standard();
 
 impl Manifest {
     /// The bytes of a name or symlink target.
     pub fn string(&self, span: Span) -> &[u8] {
         &self.strings[span.start as usize..span.start as usize + span.len as usize]
+    }
+
+    /// A text field of the source tables, UTF-8 by validation.
+    pub fn text(&self, span: Span) -> &str {
+        std::str::from_utf8(self.string(span)).unwrap_or_default()
+    }
+
+    /// Whether the version reads objects outside the store (it was imported in place).
+    pub fn is_external(&self) -> bool {
+        !self.objects.is_empty()
     }
 
     /// Serializes and compresses the manifest into the bytes that are stored.
@@ -167,12 +208,28 @@ impl Manifest {
             };
             bincode::encode_into_std_write(stored, &mut body, CONFIG).expect("encode to memory");
         }
-        envelope::seal(Kind::Manifest, &body, true)
+        // Version 1 unless the version references objects outside the store, so that older
+        // datastores read every manifest they can.
+        if self.sources.is_empty() && self.objects.is_empty() {
+            return envelope::seal(Kind::Manifest, &body, true);
+        }
+        let counts = ExternalCounts {
+            sources: self.sources.len() as u64,
+            objects: self.objects.len() as u64,
+        };
+        bincode::encode_into_std_write(&counts, &mut body, CONFIG).expect("encode to memory");
+        for s in &self.sources {
+            bincode::encode_into_std_write(s, &mut body, CONFIG).expect("encode to memory");
+        }
+        for o in &self.objects {
+            bincode::encode_into_std_write(o, &mut body, CONFIG).expect("encode to memory");
+        }
+        envelope::seal_as(Kind::Manifest, 2, &body, true)
     }
 
     /// Decodes stored bytes and validates every invariant the mount relies on.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
-        let body = envelope::open(Kind::Manifest, bytes, MAX_MANIFEST_BODY)?;
+        let (version, body) = envelope::open_versioned(Kind::Manifest, bytes, MAX_MANIFEST_BODY)?;
         let mut cur = Cursor { buf: &body, pos: 0 };
         let counts: Counts = cur.item()?;
         let strings = cur.bytes(counts.strings)?.to_vec();
@@ -189,6 +246,18 @@ impl Manifest {
         let mut stored: Vec<StoredChunk> = Vec::with_capacity(cur.capacity(counts.chunks, 4));
         for _ in 0..counts.chunks {
             stored.push(cur.item()?);
+        }
+        let (mut sources, mut objects) = (Vec::new(), Vec::new());
+        if version >= 2 {
+            let counts: ExternalCounts = cur.item()?;
+            sources.reserve(cur.capacity(counts.sources, 2));
+            for _ in 0..counts.sources {
+                sources.push(cur.item()?);
+            }
+            objects.reserve(cur.capacity(counts.objects, 5));
+            for _ in 0..counts.objects {
+                objects.push(cur.item()?);
+            }
         }
         if cur.pos != body.len() {
             return Err(corrupt("trailing bytes after the last chunk"));
@@ -220,6 +289,8 @@ impl Manifest {
             chunks,
             packs,
             strings,
+            sources,
+            objects,
         };
         m.validate()?;
         Ok(m)
@@ -263,6 +334,7 @@ impl Manifest {
                 }
             }
         }
+        self.check_sources()?;
         // One bit per chunk: which chunks a file already owns.
         let mut owned = vec![0u64; self.chunks.len().div_ceil(64)];
         for (i, e) in self.entries.iter().enumerate() {
@@ -291,6 +363,33 @@ impl Manifest {
                 self.link_path(i),
                 fault.why()
             )));
+        }
+        Ok(())
+    }
+
+    /// The source tables of an imported version: every text a span of valid UTF-8, every key
+    /// non-empty, every object in a listed source.
+    fn check_sources(&self) -> Result<(), FormatError> {
+        let text = |s: Span, what: &str| -> Result<(), FormatError> {
+            self.check_span(s)?;
+            match std::str::from_utf8(self.string(s)) {
+                Ok(t) if !t.is_empty() => Ok(()),
+                _ => Err(corrupt(format!("a source {what} is empty or not UTF-8"))),
+            }
+        };
+        for &s in &self.sources {
+            text(s, "URL")?;
+        }
+        for o in &self.objects {
+            if o.source as usize >= self.sources.len() {
+                return Err(corrupt(
+                    "a source object names a source that does not exist",
+                ));
+            }
+            text(o.key, "key")?;
+            for s in [o.etag, o.version].into_iter().flatten() {
+                text(s, "ETag or version")?;
+            }
         }
         Ok(())
     }
@@ -361,12 +460,31 @@ impl Manifest {
                     "file {file} has a gap or overlap in its chunks"
                 )));
             }
-            if let Location::Pack { pack, offset: po } = c.location {
-                if pack as usize >= self.packs.len() || po.checked_add(c.len as u64).is_none() {
-                    return Err(corrupt(format!(
-                        "file {file} points at a pack that does not exist"
-                    )));
+            match c.location {
+                Location::Pack { pack, offset: po } => {
+                    if pack as usize >= self.packs.len() || po.checked_add(c.len as u64).is_none() {
+                        return Err(corrupt(format!(
+                            "file {file} points at a pack that does not exist"
+                        )));
+                    }
                 }
+                Location::External { object } => match self.objects.get(object as usize) {
+                    Some(o)
+                        if offset
+                            .checked_add(c.len as u64)
+                            .is_some_and(|e| e <= o.size) => {}
+                    Some(_) => {
+                        return Err(corrupt(format!(
+                            "file {file} reads past the end of its source object"
+                        )))
+                    }
+                    None => {
+                        return Err(corrupt(format!(
+                            "file {file} points at a source object that does not exist"
+                        )))
+                    }
+                },
+                Location::Blob => {}
             }
             offset += c.len as u64;
         }

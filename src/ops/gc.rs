@@ -57,6 +57,9 @@ pub struct GcReport {
     pub deleted_bytes: u64,
     /// Unreferenced objects kept because they are younger than the grace period.
     pub young_objects: u64,
+    /// Objects outside the store that imported versions read in place: never touched (gc
+    /// lists and deletes only the store's own prefixes).
+    pub source_objects: u64,
     pub dry_run: bool,
 }
 
@@ -102,18 +105,28 @@ async fn run(
         });
     }
     let mut live: HashSet<String> = HashSet::new();
+    let mut sources: HashSet<(String, String)> = HashSet::new();
     for v in listing.versions.iter().filter(|v| v.is_committed()) {
         report.live_versions += 1;
         let m = catalog.manifest(v).await.map_err(GcError::from_catalog)?;
         live.insert(keys::manifest(&v.manifest));
         live.extend(m.packs.iter().map(keys::pack));
         for c in &m.chunks {
-            if c.location == Location::Blob {
-                live.insert(keys::blob(&c.hash));
+            match c.location {
+                Location::Blob => {
+                    live.insert(keys::blob(&c.hash));
+                }
+                Location::External { object } => {
+                    let o = &m.objects[object as usize];
+                    let url = m.text(m.sources[o.source as usize]);
+                    sources.insert((url.to_string(), m.text(o.key).to_string()));
+                }
+                Location::Pack { .. } => {}
             }
         }
     }
     report.live_objects = live.len() as u64;
+    report.source_objects = sources.len() as u64;
 
     // Sweep: unreferenced content older than the grace period.
     let now = match lease {

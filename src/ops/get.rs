@@ -14,7 +14,7 @@ use crate::format::hash::StreamHasher;
 use crate::format::name::Target;
 use crate::format::{EntryKind, Manifest, Sha256};
 use crate::io_cause::Cause;
-use crate::read::{fetch_chunk, ContentError};
+use crate::read::{fetch_chunk, ContentError, Origins};
 use futures::StreamExt;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -316,7 +316,8 @@ async fn download(
     progress: &GetProgress,
     report: &mut GetReport,
 ) -> Result<(), GetError> {
-    let store = catalog.store();
+    let origins = Origins::new(catalog.store().clone(), m);
+    let store = &origins;
     let label = report.label.clone();
     let label = &label;
     let chunk_list = |j: usize| match &m.entries[jobs[j].entry].kind {

@@ -10,7 +10,7 @@ use crate::cache::DiskCache;
 use crate::format::{EntryKind, Manifest};
 use crate::read::pack::{self, Region};
 use crate::read::writes::keep_on_disk;
-use crate::read::{locate, ContentError};
+use crate::read::{locate, ContentError, Origins};
 use crate::store::Store;
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -63,6 +63,8 @@ pub async fn prefetch(
             pack::plan(&mut regions, at);
         }
     }
+    let origins = Origins::new(store.clone(), m);
+    let store = &origins;
     let total: u64 = regions.iter().map(Region::bytes).sum();
     progress.total_bytes.store(total, Ordering::Relaxed);
     report.requests = regions.len() as u64;
@@ -77,7 +79,7 @@ pub async fn prefetch(
 }
 
 async fn fetch_one(
-    store: &Store,
+    store: &Origins,
     cache: &Arc<DiskCache>,
     region: Region,
     progress: &PrefetchProgress,

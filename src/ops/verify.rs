@@ -2,12 +2,13 @@
 //!
 //! The manifest is checked against the hash in the ref; each blob is fetched and hashed; each
 //! pack is fetched once and every file region in it hashed; a multi-chunk file's chunks are
-//! also hashed together against its whole-file SHA-256.
+//! also hashed together against its whole-file SHA-256. The source objects of an imported
+//! version are read as a mount reads them, so one changed or deleted since is reported.
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::format::hash::StreamHasher;
 use crate::format::{EntryKind, Location, Manifest, Sha256, VersionRef};
-use crate::read::{fetch_chunk, ContentError};
+use crate::read::{fetch_chunk, ContentError, Origins};
 use crate::store::keys;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};
@@ -58,7 +59,8 @@ pub async fn verify(
         }
         Err(e) => return Err(e),
     };
-    let store = catalog.store();
+    let origins = Origins::new(catalog.store().clone(), &m);
+    let store = &origins;
     let mut report = VerifyReport {
         label: v.label(),
         objects: 1,
@@ -77,9 +79,11 @@ pub async fn verify(
                     packs.entry(pack).or_default().push(idx);
                 }
             }
+            // Blobs, and objects an imported version reads in place: fetched (pinned to the
+            // content they had at import) and hashed, so a changed source is named.
             let blobs = m.chunks[chunks.range()]
                 .iter()
-                .filter(|c| c.location == Location::Blob);
+                .filter(|c| !matches!(c.location, Location::Pack { .. }));
             // A file whose blobs were all checked already adds nothing but a re-download.
             if blobs.clone().count() > 0
                 && blobs.fold(false, |new, c| seen_blobs.insert(c.hash) | new)
@@ -134,6 +138,7 @@ pub async fn verify(
 fn problem(m: &Manifest, idx: usize, e: &ContentError) -> Problem {
     let what = match e {
         ContentError::Missing { key } => format!("missing object: {key}"),
+        ContentError::SourceChanged { object, how } => format!("source object {object} {how}"),
         other => other.to_string(),
     };
     Problem {

@@ -11,6 +11,7 @@
 //! same tree finds and skips (packs are content-defined, so they come out byte-identical), and
 //! which gc removes after its grace period if nobody pushes again.
 
+pub mod import;
 pub mod ingest;
 pub mod packer;
 pub mod stat_cache;
@@ -55,6 +56,14 @@ pub enum PushError {
     Vanished(PathBuf),
     #[error("{0}: {1}")]
     BadName(PathBuf, &'static str),
+    #[error("nothing to import at {0}: no objects under that prefix; check the URL")]
+    NothingToImport(String),
+    #[error("{0} is inside the store's own objects; import a prefix outside blobs/, packs/, manifests/, refs/ and locks/")]
+    SourceInStore(String),
+    #[error(
+        "{0} changed while it was being imported; import again once nothing writes to the prefix"
+    )]
+    ObjectChanged(String),
     #[error("{path} is a symlink to '{target}' that leads outside the pushed tree ({why}); a mount would send readers there: replace the link with what it points to, or remove it")]
     LinkOutside {
         path: PathBuf,
@@ -204,13 +213,34 @@ pub async fn push(
         .total_files
         .store(scanned.files.len() as u64, Ordering::Relaxed);
 
-    // The lease tells `datastore status` elsewhere which push this is and how far it got.
+    let shown = std::path::absolute(source)
+        .unwrap_or_else(|_| source.to_path_buf())
+        .display()
+        .to_string();
+    let work = async {
+        let report = upload_and_commit(
+            catalog, scanned, source, dataset, opts, &progress, &mut stats,
+        )
+        .await?;
+        stats.save();
+        Ok(report)
+    };
+    under_lease(catalog, dataset, shown, opts, &progress, work).await
+}
+
+/// Runs `work` holding a push lease, once no gc runs: the lease keeps gc from deleting what
+/// the push is about to reuse, and tells `datastore status` elsewhere which push this is
+/// (dataset, `source`) and how far it got. A failure is left on record with its reason.
+async fn under_lease<T>(
+    catalog: &Catalog,
+    dataset: &str,
+    source: String,
+    opts: &PushOptions,
+    progress: &Arc<PushProgress>,
+    work: impl std::future::Future<Output = Result<T, PushError>>,
+) -> Result<T, PushError> {
     let detail = {
         let (p, dataset) = (progress.clone(), dataset.to_string());
-        let source = std::path::absolute(source)
-            .unwrap_or_else(|_| source.to_path_buf())
-            .display()
-            .to_string();
         Arc::new(move || crate::format::lease::Detail {
             dataset: dataset.clone(),
             source: source.clone(),
@@ -228,12 +258,7 @@ pub async fn push(
         if let Some(holder) = gc.first() {
             return Err(PushError::GcRunning(holder.to_string()));
         }
-        let report = upload_and_commit(
-            catalog, scanned, source, dataset, opts, &progress, &mut stats,
-        )
-        .await?;
-        stats.save();
-        Ok(report)
+        work.await
     }
     .await;
     match &result {
@@ -300,7 +325,9 @@ async fn upload_and_commit(
             Content::Reused { .. } => reused_files += 1,
             _ => hashed_bytes += f.stamp.size,
         }
-        let sha = state.place(&mut scanned, &f, content, &uploader).await?;
+        let sha = state
+            .place(&mut scanned, f.entry, content, &uploader)
+            .await?;
         stats.learn(&rel(&f), &f.stamp, sha);
         progress.done_files.fetch_add(1, Ordering::Relaxed);
     }
@@ -317,61 +344,67 @@ async fn upload_and_commit(
         chunks: state.chunks,
         packs: state.packs.hashes,
         strings: scanned.strings,
+        ..Manifest::default()
     };
-    debug_assert!(manifest.validate().is_ok());
-    let mut report = PushReport {
-        version: VersionRef {
-            dataset: dataset.into(),
-            version: 0,
-            manifest: Sha256::default(),
-            manifest_size: 0,
-            parent: None,
-            created_unix: 0,
-            files: file_count,
-            bytes: scanned.total_bytes,
-            message: opts.message.clone(),
-            state: crate::format::VersionState::Committed,
-        },
-        unchanged: false,
+    let (version, unchanged) = commit(
+        catalog,
+        dataset,
+        opts,
+        &manifest,
+        (parent, &state.parent),
+        &uploader,
+        (file_count, scanned.total_bytes),
+    )
+    .await?;
+    Ok(PushReport {
+        version,
+        unchanged,
         files: file_count,
         dirs: scanned.dirs,
         symlinks: scanned.symlinks,
         bytes: scanned.total_bytes,
-        uploaded_bytes: 0,
-        uploaded_objects: 0,
+        uploaded_bytes: uploader.stats.uploaded_bytes.load(Ordering::Relaxed),
+        uploaded_objects: uploader.stats.uploaded_objects.load(Ordering::Relaxed),
         hashed_bytes,
         reused_files,
         skipped: scanned.skipped,
-    };
+    })
+}
+
+/// Stores `manifest` as the next version of `dataset` (of `files` files and `bytes` bytes),
+/// unless it is the parent's tree again: then no version is made and the parent is returned,
+/// with `true`.
+async fn commit(
+    catalog: &Catalog,
+    dataset: &str,
+    opts: &PushOptions,
+    manifest: &Manifest,
+    (parent, parent_manifest): (Option<VersionRef>, &Manifest),
+    uploader: &Uploader,
+    (files, bytes): (u64, u64),
+) -> Result<(VersionRef, bool), PushError> {
+    debug_assert!(manifest.validate().is_ok());
     // The same tree as the parent's is no new version; compared decoded, it costs no
     // compression (a tenth of a re-push of an unchanged tree).
-    match parent {
-        Some(p) if manifest == state.parent => {
-            report.version = p;
-            report.unchanged = true;
-        }
-        parent => {
-            let encoded = manifest.encode();
-            let hash = Sha256::of(&encoded);
-            report.version.manifest_size = encoded.len() as u64;
-            uploader
-                .upload(keys::manifest(&hash), Bytes::from(encoded))
-                .await?;
-            uploader.finish().await?;
-            let draft = NewVersion {
-                manifest: hash,
-                manifest_size: report.version.manifest_size,
-                parent: parent.map(|p| p.version),
-                files: file_count,
-                bytes: scanned.total_bytes,
-                message: opts.message.clone(),
-            };
-            report.version = catalog.commit(dataset, draft).await?;
-        }
+    if let Some(p) = parent.as_ref().filter(|_| manifest == parent_manifest) {
+        return Ok((p.clone(), true));
     }
-    report.uploaded_bytes = progress.upload.uploaded_bytes.load(Ordering::Relaxed);
-    report.uploaded_objects = progress.upload.uploaded_objects.load(Ordering::Relaxed);
-    Ok(report)
+    let encoded = manifest.encode();
+    let hash = Sha256::of(&encoded);
+    let manifest_size = encoded.len() as u64;
+    uploader
+        .upload(keys::manifest(&hash), Bytes::from(encoded))
+        .await?;
+    uploader.finish().await?;
+    let draft = NewVersion {
+        manifest: hash,
+        manifest_size,
+        parent: parent.map(|p| p.version),
+        files,
+        bytes,
+        message: opts.message.clone(),
+    };
+    Ok((catalog.commit(dataset, draft).await?, false))
 }
 
 /// A file's content, read and hashed, or known to be that of a file of the parent version.
@@ -467,7 +500,15 @@ impl Assembly {
     fn reuse(&self, sha: &Sha256, size: u64) -> Option<Content> {
         let &entry = self.parent_files.get(sha)?;
         match self.parent.entries[entry].kind {
-            EntryKind::File { size: s, .. } if s == size => {
+            // Content read in place from a source object is read again: a push of a directory
+            // copies its files into the store.
+            EntryKind::File {
+                size: s, chunks, ..
+            } if s == size
+                && !self.parent.chunks[chunks.range()]
+                    .iter()
+                    .any(|c| matches!(c.location, Location::External { .. })) =>
+            {
                 Some(Content::Reused { sha: *sha, entry })
             }
             _ => None,
@@ -477,7 +518,7 @@ impl Assembly {
     async fn place(
         &mut self,
         scanned: &mut Scanned,
-        f: &FileToRead,
+        entry: u32,
         content: Content,
         uploader: &Uploader,
     ) -> Result<Sha256, PushError> {
@@ -489,11 +530,11 @@ impl Assembly {
                 };
                 for c in &self.parent.chunks[chunks.range()] {
                     let location = match c.location {
-                        Location::Blob => Location::Blob,
                         Location::Pack { pack, offset } => Location::Pack {
                             pack: self.packs.intern(self.parent.packs[pack as usize]),
                             offset,
                         },
+                        other => other,
                     };
                     self.chunks.push(ChunkRef { location, ..*c });
                 }
@@ -533,8 +574,7 @@ impl Assembly {
             start,
             len: self.chunks.len() as u32 - start,
         };
-        if let EntryKind::File { sha256, chunks, .. } = &mut scanned.entries[f.entry as usize].kind
-        {
+        if let EntryKind::File { sha256, chunks, .. } = &mut scanned.entries[entry as usize].kind {
             *sha256 = sha;
             *chunks = run;
         }

@@ -48,6 +48,8 @@ pub struct FileToRead {
 pub struct Skipped {
     pub path: PathBuf,
     pub kind: &'static str,
+    /// Why it was left out.
+    pub note: &'static str,
 }
 
 /// The scanned tree: entries in final order (files without chunks yet) and the files to read.
@@ -63,7 +65,7 @@ pub struct Scanned {
 }
 
 impl Scanned {
-    fn intern(&mut self, s: &[u8]) -> Span {
+    pub(super) fn intern(&mut self, s: &[u8]) -> Span {
         let span = Span {
             start: self.strings.len() as u32,
             len: s.len() as u32,
@@ -199,6 +201,7 @@ fn scan_one(
         out.skipped.push(Skipped {
             path: path.to_path_buf(),
             kind,
+            note: "only files, directories and symlinks are stored",
         });
         return Ok(None);
     };

@@ -8,13 +8,12 @@
 //! only the disk cache holds: it reads just the checked blocks it needs from the entry.
 
 use super::budget::FetchBudget;
-use super::fetch::{self, ContentError, Located};
+use super::fetch::{self, ContentError, Located, Origins};
 use super::memory::MemoryCache;
 use super::pack::{self, Member, Region};
 use super::writes::Writes;
 use crate::cache::{DiskCache, Kind};
 use crate::format::{ChunkRef, EntryKind, Manifest, Sha256};
-use crate::store::Store;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
@@ -41,7 +40,7 @@ const BEHIND: u64 = 8 << 20;
 
 /// Verified chunks from memory, the disk cache or the store, one fetch per chunk at a time.
 pub struct ChunkReader {
-    store: Store,
+    origins: Origins,
     disk: Option<Arc<DiskCache>>,
     budget: Arc<FetchBudget>,
     writes: Arc<Writes>,
@@ -55,13 +54,13 @@ impl ChunkReader {
     /// `memory_budget` bounds the verified chunks kept in memory; `fetch_budget` the bytes
     /// being fetched (from disk or store) at once, demand reads and read-ahead together.
     pub fn new(
-        store: Store,
+        origins: impl Into<Origins>,
         memory_budget: u64,
         disk: Option<Arc<DiskCache>>,
         fetch_budget: u64,
     ) -> ChunkReader {
         ChunkReader {
-            store,
+            origins: origins.into(),
             disk,
             budget: Arc::new(FetchBudget::new(fetch_budget)),
             writes: Arc::default(),
@@ -211,10 +210,10 @@ impl ChunkReader {
                     });
                 }
                 Some(p) => {
-                    let store = self.store.clone();
+                    let origins = self.origins.clone();
                     let disk = self.disk.clone();
                     let writes = self.writes.clone();
-                    let fetch = fetch_through(store, disk, writes, at, p);
+                    let fetch = fetch_through(origins, disk, writes, at, p);
                     let f = bounded_retry(fetch, retry_of.take()).boxed().shared();
                     self.lock_in_flight().insert(hash, f.clone());
                     break f;
@@ -275,8 +274,8 @@ impl ChunkReader {
     /// other region fetches leave them out, so no member is fetched or written twice.
     pub fn fetch_region(self: &Arc<Self>, region: Region, permit: OwnedSemaphorePermit) {
         let members = region.members.clone();
-        let store = self.store.clone();
-        let all = async move { pack::fetch(&store, &region).await.map(Arc::new) }
+        let origins = self.origins.clone();
+        let all = async move { pack::fetch(&origins, &region).await.map(Arc::new) }
             .boxed()
             .shared();
         let mut ours = Vec::new();
@@ -339,14 +338,14 @@ impl ChunkReader {
 /// The permit (its bytes of the budget) is held until the chunk is in hand, and, for a chunk
 /// from the store, until it is on disk.
 async fn fetch_through(
-    store: Store,
+    origins: Origins,
     disk: Option<Arc<DiskCache>>,
     writes: Arc<Writes>,
     at: Located,
     permit: OwnedSemaphorePermit,
 ) -> Result<Bytes, ContentError> {
     let Some(disk) = disk else {
-        return fetch::fetch(&store, &at).await;
+        return fetch::fetch(&origins, &at).await;
     };
     let hash = at.hash;
     let d = disk.clone();
@@ -355,7 +354,7 @@ async fn fetch_through(
             return Ok(data);
         }
     }
-    let data = fetch::fetch(&store, &at).await?;
+    let data = fetch::fetch(&origins, &at).await?;
     // Written once the read is answered, off its path.
     writes.start(disk, hash, data.clone(), at.whole_file, Some(permit));
     Ok(data)
@@ -381,7 +380,7 @@ mod tests {
     use crate::format::manifest::tests::build;
     use crate::format::manifest::Run;
     use crate::format::Location;
-    use crate::store::keys;
+    use crate::store::{keys, Store};
 
     /// A manifest with one file `f` cut at `cuts`, its chunks stored as blobs.
     async fn chunked_file(store: &Store, data: &[u8], cuts: &[usize]) -> Manifest {

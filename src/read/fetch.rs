@@ -4,8 +4,9 @@
 //! error naming the object: wrong bytes are never returned.
 
 use crate::format::{ChunkRef, Location, Manifest, Sha256};
-use crate::store::{keys, Store, StoreError};
+use crate::store::{keys, Pin, Store, StoreError};
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// Why content could not be read.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -21,6 +22,9 @@ pub enum ContentError {
     },
     #[error("{key} is missing from the store: the store is damaged; run `datastore verify` to see which versions need it")]
     Missing { key: String },
+    /// An object an imported version reads in place was deleted, or its bytes changed.
+    #[error("{object} {how} since this version was imported from it; import it again to make a version of what is there now")]
+    SourceChanged { object: String, how: &'static str },
 }
 
 /// Everything needed to fetch one chunk, detached from its manifest so it can move into tasks.
@@ -34,45 +38,173 @@ pub struct Located {
     /// The chunk is a whole file (a small file of a pack, or a file of one chunk): the disk
     /// cache keeps it as a file entry, which the kernel can serve by passthrough.
     pub whole_file: bool,
+    /// Read in place from a source of an imported version, not from the store.
+    pub source: Option<Source>,
+}
+
+/// Which source object a chunk of an imported version is read from, and which content of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// Index into the manifest's sources (and [`Origins`]).
+    pub index: u32,
+    pub pin: Pin,
+}
+
+/// The stores a version's chunks come from: the store, and the sources an imported version
+/// reads in place, opened once per mounted version (opening touches no network). A source
+/// that cannot be opened fails the reads of its files only.
+#[derive(Clone, Debug)]
+pub struct Origins {
+    store: Store,
+    sources: Arc<[Result<Store, StoreError>]>,
+}
+
+impl From<Store> for Origins {
+    fn from(store: Store) -> Origins {
+        Origins {
+            store,
+            sources: Arc::new([]),
+        }
+    }
+}
+
+impl Origins {
+    /// The store, and every source `m` names.
+    pub fn new(store: Store, m: &Manifest) -> Origins {
+        let sources = m
+            .sources
+            .iter()
+            .map(|&s| store.open_like(m.text(s)))
+            .collect();
+        Origins { store, sources }
+    }
+
+    /// The store itself (packs and blobs live there).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Bytes of `key` (a range, or the whole object) from the store, or from a source at its
+    /// pinned content; a source object deleted or changed since is [`ContentError::SourceChanged`].
+    pub async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+        source: Option<&Source>,
+    ) -> Result<Bytes, ContentError> {
+        let Some(src) = source else {
+            return match range {
+                None => self.store.get(key).await,
+                Some(r) => self.store.get_range(key, r).await,
+            }
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => ContentError::Missing { key: key.into() },
+                e => ContentError::Store(e),
+            });
+        };
+        let store = match self.sources.get(src.index as usize) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return Err(ContentError::Store(e.clone())),
+            None => {
+                return Err(ContentError::Store(StoreError::BadUrl(
+                    format!("source {}", src.index),
+                    "not opened for this version".into(),
+                )))
+            }
+        };
+        let range = match range {
+            Some(r) => r,
+            None => {
+                0..store
+                    .head(key)
+                    .await
+                    .map_err(|e| changed(store, key, e))?
+                    .size
+            }
+        };
+        store
+            .get_pinned(key, range, &src.pin)
+            .await
+            .map_err(|e| changed(store, key, e))
+    }
+
+    /// The URL of `key` where `source` says it is, for messages.
+    pub fn object_url(&self, key: &str, source: Option<&Source>) -> String {
+        let store = match source.map(|s| self.sources.get(s.index as usize)) {
+            Some(Some(Ok(s))) => s,
+            _ => &self.store,
+        };
+        format!("{}/{key}", store.url().trim_end_matches('/'))
+    }
+}
+
+/// A source object's failure: gone or changed is [`ContentError::SourceChanged`].
+fn changed(store: &Store, key: &str, e: StoreError) -> ContentError {
+    let how = match e {
+        StoreError::NotFound { .. } => "was deleted",
+        StoreError::Changed { .. } => "has changed",
+        e => return ContentError::Store(e),
+    };
+    ContentError::SourceChanged {
+        object: format!("{}/{key}", store.url().trim_end_matches('/')),
+        how,
+    }
 }
 
 /// The store key and byte range that hold a chunk. A chunk in a pack is a whole small file;
 /// a blob is taken to be part of a larger file unless the caller knows better.
 pub fn locate(m: &Manifest, c: &ChunkRef) -> Located {
-    let (key, range) = match c.location {
-        Location::Blob => (keys::blob(&c.hash), None),
+    let range = |offset: u64| Some(offset..offset + c.len as u64);
+    let (key, range, whole_file, source) = match c.location {
+        Location::Blob => (keys::blob(&c.hash), None, false, None),
         Location::Pack { pack, offset } => (
             keys::pack(&m.packs[pack as usize]),
-            Some(offset..offset + c.len as u64),
+            range(offset),
+            true,
+            None,
         ),
+        Location::External { object } => {
+            let o = &m.objects[object as usize];
+            let source = Source {
+                index: o.source,
+                pin: Pin {
+                    etag: o.etag.map(|s| m.text(s).to_string()),
+                    version: o.version.map(|s| m.text(s).to_string()),
+                },
+            };
+            let whole = c.file_offset == 0 && c.len as u64 == o.size;
+            (
+                m.text(o.key).to_string(),
+                range(c.file_offset),
+                whole,
+                Some(source),
+            )
+        }
     };
     Located {
         key,
-        whole_file: range.is_some(),
+        whole_file,
         range,
         hash: c.hash,
         len: c.len,
+        source,
     }
 }
 
 /// Fetches one chunk of a manifest and checks its digest.
-pub async fn fetch_chunk(store: &Store, m: &Manifest, c: &ChunkRef) -> Result<Bytes, ContentError> {
-    fetch(store, &locate(m, c)).await
+pub async fn fetch_chunk(
+    origins: &Origins,
+    m: &Manifest,
+    c: &ChunkRef,
+) -> Result<Bytes, ContentError> {
+    fetch(origins, &locate(m, c)).await
 }
 
 /// Fetches a located chunk and checks its digest.
-pub async fn fetch(store: &Store, at: &Located) -> Result<Bytes, ContentError> {
+pub async fn fetch(origins: &Origins, at: &Located) -> Result<Bytes, ContentError> {
+    let source = at.source.as_ref();
     for _attempt in 0..2 {
-        let data = match &at.range {
-            None => store.get(&at.key).await,
-            Some(r) => store.get_range(&at.key, r.clone()).await,
-        }
-        .map_err(|e| match e.is_not_found() {
-            true => ContentError::Missing {
-                key: at.key.clone(),
-            },
-            false => ContentError::Store(e),
-        })?;
+        let data = origins.get(&at.key, at.range.clone(), source).await?;
         if data.len() == at.len as usize && Sha256::of(&data) == at.hash {
             return Ok(data);
         }
@@ -81,6 +213,14 @@ pub async fn fetch(store: &Store, at: &Located) -> Result<Bytes, ContentError> {
             at.key,
             at.hash
         );
+    }
+    if source.is_some() {
+        // The source served the ETag we asked for with other bytes (or keeps no ETags): the
+        // object was rewritten all the same.
+        return Err(ContentError::SourceChanged {
+            object: origins.object_url(&at.key, source),
+            how: "has changed",
+        });
     }
     let (start, end) = at
         .range

@@ -19,7 +19,7 @@ pub mod readahead;
 pub mod writes;
 
 pub use budget::{default_fetch_budget, FetchBudget};
-pub use fetch::{fetch_chunk, locate, ContentError, Located};
+pub use fetch::{fetch_chunk, locate, ContentError, Located, Origins};
 
 use crate::cache::DiskCache;
 use crate::format::{EntryKind, Location, Manifest};
@@ -77,7 +77,13 @@ impl Reader {
         memory: u64,
         fetch_budget: u64,
     ) -> Reader {
-        let chunks = Arc::new(ChunkReader::new(store, memory, disk.clone(), fetch_budget));
+        let origins = Origins::new(store, &manifest);
+        let chunks = Arc::new(ChunkReader::new(
+            origins,
+            memory,
+            disk.clone(),
+            fetch_budget,
+        ));
         Reader {
             manifest,
             prefetcher: Prefetcher::new(chunks.clone()),

@@ -7,9 +7,8 @@
 //! own against its SHA-256; a member that does not match is fetched again alone (which retries
 //! once, then reports the damage), so one bad file never poisons its neighbours.
 
-use super::fetch::{self, ContentError, Located};
+use super::fetch::{self, ContentError, Located, Origins, Source};
 use crate::format::Sha256;
-use crate::store::Store;
 use bytes::Bytes;
 use std::ops::Range;
 
@@ -23,6 +22,8 @@ pub struct Region {
     /// The byte range inside the object, or `None` for the whole object.
     pub range: Option<Range<u64>>,
     pub members: Vec<Member>,
+    /// A source object of an imported version, not the store (see [`Located::source`]).
+    pub source: Option<Source>,
 }
 
 /// A chunk inside a region.
@@ -53,6 +54,7 @@ impl Region {
             hash: m.hash,
             len: m.len,
             whole_file: m.whole_file,
+            source: self.source.clone(),
         }
     }
 }
@@ -62,7 +64,11 @@ impl Region {
 pub fn plan(regions: &mut Vec<Region>, at: Located) {
     if let (Some(last), Some(new)) = (regions.last_mut(), &at.range) {
         if let Some(r) = &mut last.range {
-            if last.key == at.key && r.end == new.start && new.end - r.start <= REGION_MAX {
+            if last.key == at.key
+                && last.source == at.source
+                && r.end == new.start
+                && new.end - r.start <= REGION_MAX
+            {
                 last.members.push(Member {
                     hash: at.hash,
                     offset: new.start - r.start,
@@ -83,27 +89,31 @@ pub fn plan(regions: &mut Vec<Region>, at: Located) {
             len: at.len,
             whole_file: at.whole_file,
         }],
+        source: at.source,
     });
 }
 
 /// Fetches a region and returns each member's verified bytes, in order.
-pub async fn fetch(store: &Store, region: &Region) -> Result<Vec<(Member, Bytes)>, ContentError> {
+pub async fn fetch(
+    origins: &Origins,
+    region: &Region,
+) -> Result<Vec<(Member, Bytes)>, ContentError> {
     if let [only] = region.members.as_slice() {
         // One chunk: the verified fetch, with its refetch on a mismatch.
-        let data = fetch::fetch(store, &region.located(only)).await?;
+        let data = fetch::fetch(origins, &region.located(only)).await?;
         return Ok(vec![(*only, data)]);
     }
-    let data = match &region.range {
-        Some(r) => store.get_range(&region.key, r.clone()).await?,
-        None => store.get(&region.key).await?,
-    };
+    let source = region.source.as_ref();
+    let data = origins
+        .get(&region.key, region.range.clone(), source)
+        .await?;
     let mut out = Vec::with_capacity(region.members.len());
     for m in &region.members {
         let span = m.offset as usize..(m.offset + m.len as u64) as usize;
         let piece = match data.get(span.clone()) {
             Some(p) if Sha256::of(p) == m.hash => data.slice(span),
             // Short or damaged: this member alone, which retries and reports.
-            _ => fetch::fetch(store, &region.located(m)).await?,
+            _ => fetch::fetch(origins, &region.located(m)).await?,
         };
         out.push((*m, piece));
     }
@@ -113,7 +123,7 @@ pub async fn fetch(store: &Store, region: &Region) -> Result<Vec<(Member, Bytes)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::keys;
+    use crate::store::{keys, Store};
 
     fn at(key: &str, range: Option<Range<u64>>, data: &[u8]) -> Located {
         Located {
@@ -122,6 +132,7 @@ mod tests {
             range,
             hash: Sha256::of(data),
             len: data.len() as u32,
+            source: None,
         }
     }
 
@@ -155,7 +166,7 @@ mod tests {
         let mut r = Vec::new();
         plan(&mut r, at(&key, Some(0..100), &a));
         plan(&mut r, at(&key, Some(100..150), &b));
-        let got = fetch(&store, &r[0]).await.unwrap();
+        let got = fetch(&store.clone().into(), &r[0]).await.unwrap();
         assert_eq!(
             (got[0].0.hash, &got[0].1),
             (Sha256::of(&a), &Bytes::from(a.clone()))
@@ -169,7 +180,7 @@ mod tests {
         let mut bad = a.clone();
         bad.extend_from_slice(&[0u8; 50]);
         store.put(&key, Bytes::from(bad)).await.unwrap();
-        let e = fetch(&store, &r[0]).await.unwrap_err();
+        let e = fetch(&store.clone().into(), &r[0]).await.unwrap_err();
         assert!(matches!(e, ContentError::Corrupt { start: 100, .. }), "{e}");
     }
 }

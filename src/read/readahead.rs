@@ -112,7 +112,7 @@ fn neighbour_region(m: &Manifest, file: usize, reader: &ChunkReader) -> Option<R
             let c = &m.chunks[chunks.start as usize];
             match c.location {
                 Location::Pack { pack, offset } => Some((pack, offset, c)),
-                Location::Blob => None,
+                Location::Blob | Location::External { .. } => None,
             }
         }
         _ => None,

@@ -7,14 +7,14 @@ mod explain;
 pub mod keys;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, ObjectStoreExt, PutMode,
-    PutOptions, PutPayload, RetryConfig,
+    BackoffConfig, ClientConfigKey, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
+    PutMode, PutOptions, PutPayload, RetryConfig,
 };
 use std::future::Future;
 use std::ops::Range;
@@ -55,6 +55,9 @@ pub enum StoreError {
     Unusable(String, String),
     #[error("{store}: {key} not found")]
     NotFound { store: String, key: String },
+    /// A pinned read (see [`Pin`]) found the object changed since the pin was taken.
+    #[error("{store}: {key} has changed since it was imported")]
+    Changed { store: String, key: String },
     #[error("{store}: {op} {key} timed out after {secs}s; check that the store is reachable (raise --timeout for slow links)")]
     Timeout {
         store: String,
@@ -83,6 +86,42 @@ pub struct Listed {
     pub key: String,
     pub size: u64,
     pub modified: SystemTime,
+    /// The store's tag for this content of the object, where it gives one.
+    pub etag: Option<String>,
+    /// The object's version id, in a versioned bucket.
+    pub version: Option<String>,
+}
+
+impl Listed {
+    fn of(store: &Store, m: object_store::ObjectMeta) -> Listed {
+        Listed {
+            key: store.relative(&m.location),
+            size: m.size,
+            modified: m.last_modified.into(),
+            etag: m.e_tag,
+            version: m.version,
+        }
+    }
+}
+
+/// Which content of an object a read wants: the one it had when its hashes were taken.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pin {
+    /// Sent as `If-Match`: a changed object is refused by the store.
+    pub etag: Option<String>,
+    /// That version of the object, in a versioned bucket.
+    pub version: Option<String>,
+}
+
+impl Pin {
+    fn options(&self, range: Option<Range<u64>>) -> GetOptions {
+        GetOptions {
+            if_match: self.etag.clone(),
+            version: self.version.clone(),
+            range: range.map(Into::into),
+            ..Default::default()
+        }
+    }
 }
 
 /// A store root: a backend and a key prefix inside it.
@@ -100,19 +139,33 @@ impl Store {
     /// Opens `s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`, a plain directory path, or
     /// `memory://` (a store that lives as long as the process, for tests).
     pub fn open(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
-        let bad = |why: &str| StoreError::BadUrl(url.to_string(), why.to_string());
+        // Settings after '?' stay out of messages: they may be what is wrong.
+        let shown = url.split('?').next().unwrap_or(url);
+        let bad = |why: &str| StoreError::BadUrl(shown.to_string(), why.to_string());
         let mut place = explain::Place::default();
         let (inner, root): (Arc<dyn ObjectStore>, String) = if url == "memory://" {
             (Arc::new(InMemory::new()), String::new())
         } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (rest, settings) = url_settings(rest).map_err(|why| bad(&why))?;
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://BUCKET/PREFIX"));
             }
-            let builder = AmazonS3Builder::from_env()
+            let mut client = client_options(opts);
+            let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_client_options(client_options(opts))
                 .with_retry(retry_config(opts));
+            for (k, v) in settings {
+                if let Ok(key) = k.parse::<ClientConfigKey>() {
+                    client = client.with_config(key, v);
+                } else {
+                    let key = k.parse::<AmazonS3ConfigKey>().map_err(|_| {
+                        bad(&format!("unknown setting '{k}'; S3 URLs take endpoint, region, allow_http and the other settings of AWS_* variables, in lower case without AWS_"))
+                    })?;
+                    builder = builder.with_config(key, v);
+                }
+            }
+            let builder = builder.with_client_options(client);
             place = explain::Place {
                 scheme: "s3",
                 bucket: bucket.to_string(),
@@ -122,7 +175,8 @@ impl Store {
             (Arc::new(s3), prefix.trim_matches('/').to_string())
         } else if url.starts_with("gs://") || url.starts_with("az://") || url.starts_with("abfs") {
             let scheme = if url.starts_with("gs://") { "gs" } else { "az" };
-            let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+            let (bare, settings) = url_settings(url).map_err(|why| bad(&why))?;
+            let parsed = url::Url::parse(bare).map_err(|e| bad(&e.to_string()))?;
             let bucket = parsed.host_str().unwrap_or_default().to_string();
             if bucket.is_empty() {
                 return Err(bad(match scheme {
@@ -138,6 +192,11 @@ impl Store {
             let env: Vec<(String, String)> = std::env::vars()
                 .filter(|(k, _)| k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .chain(
+                    settings
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                )
                 .collect();
             let (store, path) = object_store::parse_url_opts(&parsed, env).map_err(|e| {
                 let text = one_line(&e);
@@ -222,12 +281,28 @@ impl Store {
         &self.url
     }
 
+    /// Where the store's root is, one way however it was named (`/srv/s` and `file:///srv/s`
+    /// alike, the endpoint included), ending in `/`: to tell whether one store lies inside
+    /// another. Not a URL.
+    pub fn canonical(&self) -> String {
+        let p = &self.place;
+        let root = match self.root.is_empty() {
+            true => String::new(),
+            false => format!("{}/", self.root),
+        };
+        let endpoint = p.endpoint.as_deref().unwrap_or_default();
+        let bucket = p.bucket.trim_end_matches('/');
+        format!("{}://{endpoint}|{bucket}/{root}", p.scheme)
+    }
+
+    /// The backend path of `key`, taken as it is: `Path::from` would percent-encode non-ASCII
+    /// bytes, and a listed key such as `ünï.txt` would then name another object.
     fn path(&self, key: &str) -> Path {
-        if self.root.is_empty() {
-            Path::from(key)
-        } else {
-            Path::from(format!("{}/{key}", self.root))
-        }
+        let full = match self.root.is_empty() {
+            true => key.to_string(),
+            false => format!("{}/{key}", self.root),
+        };
+        Path::parse(&full).unwrap_or_else(|_| Path::from(full))
     }
 
     fn relative(&self, p: &Path) -> String {
@@ -250,43 +325,55 @@ impl Store {
         let started = std::time::Instant::now();
         let outcome = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Err(_) => Err(StoreError::Timeout {
-                store: self.url.clone(),
-                op,
-                key: key.to_string(),
-                secs: self.timeout.as_secs(),
-            }),
-            Ok(Err(e)) => {
-                let text = one_line(&e);
-                let explained = explain::explain(&self.place, &text)
-                    .or_else(|| explain::local(&self.place, op, &e));
-                Err(match explained {
-                    Some(what) => StoreError::Refused {
-                        store: self.url.clone(),
-                        what,
-                    },
-                    None if matches!(e, object_store::Error::NotFound { .. })
-                        || (matches!(op, "GET" | "HEAD")
-                            && explain::through_a_file(&self.place, &e)) =>
-                    {
-                        StoreError::NotFound {
-                            store: self.url.clone(),
-                            key: key.to_string(),
-                        }
-                    }
-                    None => StoreError::Backend {
-                        store: self.url.clone(),
-                        op,
-                        key: key.to_string(),
-                        detail: explain::server_said(&text).unwrap_or(text),
-                    },
-                })
-            }
+            Err(_) => Err(self.timed_out(op, key)),
+            Ok(Err(e)) => Err(self.failed(op, key, e)),
         };
         // A missing key is an answer, not a failure of the store.
         let ok = matches!(outcome, Ok(_) | Err(StoreError::NotFound { .. }));
         crate::metrics::store_request(op, started.elapsed(), ok);
         outcome
+    }
+
+    fn timed_out(&self, op: &'static str, key: &str) -> StoreError {
+        StoreError::Timeout {
+            store: self.url.clone(),
+            op,
+            key: key.to_string(),
+            secs: self.timeout.as_secs(),
+        }
+    }
+
+    /// A failure of the backend, in people's words where we know them.
+    fn failed(&self, op: &'static str, key: &str, e: object_store::Error) -> StoreError {
+        let text = one_line(&e);
+        let explained =
+            explain::explain(&self.place, &text).or_else(|| explain::local(&self.place, op, &e));
+        match explained {
+            Some(what) => StoreError::Refused {
+                store: self.url.clone(),
+                what,
+            },
+            None if matches!(e, object_store::Error::Precondition { .. }) && op == "GET" => {
+                StoreError::Changed {
+                    store: self.url.clone(),
+                    key: key.to_string(),
+                }
+            }
+            None if matches!(e, object_store::Error::NotFound { .. })
+                || (matches!(op, "GET" | "HEAD") && explain::through_a_file(&self.place, &e)) =>
+            {
+                StoreError::NotFound {
+                    store: self.url.clone(),
+                    key: key.to_string(),
+                }
+            }
+            None => StoreError::Backend {
+                store: self.url.clone(),
+                op,
+                key: key.to_string(),
+                detail: explain::server_said(&text).unwrap_or(text),
+            },
+        }
     }
 
     /// The whole object.
@@ -336,6 +423,76 @@ impl Store {
             .await?;
         crate::metrics::store_bytes("GET", data.len() as u64);
         Ok(data)
+    }
+
+    /// A byte range of an object as it was when `pin` was taken. An object changed since is
+    /// [`StoreError::Changed`], one deleted since [`StoreError::NotFound`].
+    pub async fn get_pinned(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        pin: &Pin,
+    ) -> Result<Bytes, StoreError> {
+        let path = self.path(key);
+        let data = self
+            .bounded("GET", key, async {
+                self.inner
+                    .get_opts(&path, pin.options(Some(range)))
+                    .await?
+                    .bytes()
+                    .await
+            })
+            .await?;
+        crate::metrics::store_bytes("GET", data.len() as u64);
+        Ok(data)
+    }
+
+    /// The whole object as a stream of pieces, for objects too large to hold: each piece must
+    /// arrive within the timeout (a stalled transfer is an error, a long one is not).
+    pub async fn get_stream(
+        &self,
+        key: &str,
+        pin: &Pin,
+    ) -> Result<impl futures::Stream<Item = Result<Bytes, StoreError>> + Send + 'static, StoreError>
+    {
+        let path = self.path(key);
+        let result = self
+            .bounded("GET", key, self.inner.get_opts(&path, pin.options(None)))
+            .await?;
+        let state = (self.clone(), key.to_string(), result.into_stream());
+        Ok(futures::stream::unfold(Some(state), |state| async move {
+            let (this, key, mut body) = state?;
+            let piece = match tokio::time::timeout(this.timeout, body.next()).await {
+                Err(_) => Err(this.timed_out("GET", &key)),
+                Ok(None) => return None,
+                Ok(Some(Ok(piece))) => Ok(piece),
+                Ok(Some(Err(e))) => Err(this.failed("GET", &key, e)),
+            };
+            match piece {
+                Ok(p) => {
+                    crate::metrics::store_bytes("GET", p.len() as u64);
+                    Some((Ok(p), Some((this, key, body))))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }))
+    }
+
+    /// An object's size, ETag and version.
+    pub async fn head(&self, key: &str) -> Result<Listed, StoreError> {
+        let path = self.path(key);
+        let m = self.bounded("HEAD", key, self.inner.head(&path)).await?;
+        Ok(Listed::of(self, m))
+    }
+
+    /// Another store, reached the same way (the same timeout): a source an imported version
+    /// reads from. Opening touches no network.
+    pub fn open_like(&self, url: &str) -> Result<Store, StoreError> {
+        let opts = StoreOptions {
+            timeout: self.timeout,
+            create: false,
+        };
+        Store::open(url, &opts)
     }
 
     /// Writes an object, replacing any previous one (content keys hold the same bytes anyway).
@@ -389,14 +546,7 @@ impl Store {
         let items: Vec<object_store::ObjectMeta> = self
             .bounded("LIST", prefix, self.inner.list(Some(&path)).try_collect())
             .await?;
-        Ok(items
-            .into_iter()
-            .map(|m| Listed {
-                key: self.relative(&m.location),
-                size: m.size,
-                modified: m.last_modified.into(),
-            })
-            .collect())
+        Ok(items.into_iter().map(|m| Listed::of(self, m)).collect())
     }
 
     /// The names of the "directories" directly under `prefix` (which should end in '/').
@@ -464,6 +614,32 @@ pub fn one_line(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `key=value` settings of a URL.
+type Settings<'a> = Vec<(&'a str, &'a str)>;
+
+/// Splits `?key=value&…` settings off a URL (`s3://b/p?endpoint=http://…&region=eu-1`).
+/// Credentials are refused: store and source URLs are written in messages, and a source URL
+/// in every version imported from it.
+fn url_settings(url: &str) -> Result<(&str, Settings<'_>), String> {
+    let Some((bare, query)) = url.split_once('?') else {
+        return Ok((url, Vec::new()));
+    };
+    let mut settings = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("setting '{pair}' has no value; write it as {pair}=VALUE"))?;
+        let secret = ["key", "secret", "token", "password", "sas"];
+        if secret.iter().any(|s| k.contains(s)) {
+            return Err(format!(
+                "'{k}' is a credential: set it in the environment (AWS_*, GOOGLE_*, AZURE_*), not in the URL, which is shown in messages and kept in imported versions"
+            ));
+        }
+        settings.push((k, v));
+    }
+    Ok((bare, settings))
 }
 
 /// `s3:/bucket` or `s3:bucket` for `s3://bucket`: a URL of a known scheme with its slashes

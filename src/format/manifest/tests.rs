@@ -99,6 +99,77 @@ fn round_trip() {
     assert_eq!(Manifest::decode(&bytes).unwrap(), m);
 }
 
+/// `m` with every file's chunks read in place from objects of one source, `s3://b/p`.
+pub(crate) fn imported(mut m: Manifest) -> Manifest {
+    let intern = |m: &mut Manifest, s: &str| {
+        let span = Span {
+            start: m.strings.len() as u32,
+            len: s.len() as u32,
+        };
+        m.strings.extend_from_slice(s.as_bytes());
+        span
+    };
+    let url = intern(&mut m, "s3://b/p");
+    m.sources.push(url);
+    for i in 0..m.chunks.len() {
+        let key = intern(&mut m, &format!("key {i}"));
+        let etag = intern(&mut m, "\"e\"");
+        m.objects.push(SourceObject {
+            source: 0,
+            key,
+            size: m.chunks[i].len as u64,
+            etag: Some(etag),
+            version: None,
+        });
+        m.chunks[i].location = Location::External { object: i as u32 };
+    }
+    m
+}
+
+/// Version 2 is written only for a version that reads objects outside the store.
+#[test]
+fn imported_versions_round_trip_as_version_2() {
+    let plain = build(&["a/b", "c"]);
+    assert_eq!(plain.encode()[4], 1);
+    let m = imported(plain);
+    m.validate().unwrap();
+    let bytes = m.encode();
+    assert_eq!(bytes[4], 2);
+    assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+    for cut in 0..bytes.len() {
+        assert!(Manifest::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn broken_source_tables_are_refused() {
+    let ok = imported(build(&["a/b", "c"]));
+    let mut past_end = ok.clone();
+    past_end.objects[0].size -= 1;
+    let mut no_object = ok.clone();
+    no_object.chunks[0].location = Location::External { object: 9 };
+    let mut no_source = ok.clone();
+    no_source.objects[1].source = 1;
+    let mut not_utf8 = ok.clone();
+    not_utf8.strings.push(0xff);
+    not_utf8.objects[0].key = Span {
+        start: not_utf8.strings.len() as u32 - 1,
+        len: 1,
+    };
+    let mut outside = ok.clone();
+    outside.sources[0].len = 1 << 30;
+    for (what, m) in [
+        ("past the end", past_end),
+        ("does not exist", no_object),
+        ("source that does not exist", no_source),
+        ("not UTF-8", not_utf8),
+        ("outside the string table", outside),
+    ] {
+        let e = Manifest::decode(&m.encode()).unwrap_err().to_string();
+        assert!(e.contains(what), "{what}: {e}");
+    }
+}
+
 #[test]
 fn every_truncation_is_an_error() {
     let bytes = build(&["a/b", "c", "d/e/f"]).encode();

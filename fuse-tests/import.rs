@@ -1,0 +1,178 @@
+//! Import: versions made from objects already in object storage (moto S3), read in place
+//! through a real mount, or copied.
+
+mod common;
+
+use common::{block_on, Env, Kind};
+use datastore::store::{Store, StoreOptions};
+use std::collections::BTreeMap;
+
+/// Objects of mixed sizes and names under `prefix` of the test's bucket, as a team's bucket
+/// holds them; returns them by key.
+fn fill(source: &Store) -> BTreeMap<String, Vec<u8>> {
+    let big: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let objects: BTreeMap<String, Vec<u8>> = [
+        ("empty", Vec::new()),
+        ("small.txt", b"a small file".to_vec()),
+        (
+            "dir with space/ünï cödé.txt",
+            "non-ASCII ✓".as_bytes().to_vec(),
+        ),
+        ("a/b/c/deep.txt", b"deep".to_vec()),
+        ("big/multi.bin", big),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    block_on(async {
+        for (k, v) in &objects {
+            source
+                .put(k, v.clone().into())
+                .await
+                .expect("put source object");
+        }
+    });
+    objects
+}
+
+/// The test's bucket, under another prefix than the store's root: a source.
+fn source_url(env: &Env, prefix: &str) -> String {
+    let bucket = env
+        .url
+        .trim_start_matches("s3://")
+        .split('/')
+        .next()
+        .unwrap();
+    format!("s3://{bucket}/{prefix}")
+}
+
+fn open_source(env: &Env, url: &str) -> Store {
+    let _ = env.store(); // sets the S3 environment of this process
+    Store::open(url, &StoreOptions::default()).expect("open source")
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn an_in_place_import_mounts_and_fails_only_the_files_whose_objects_changed() {
+    let env = Env::new(Kind::S3);
+    let url = source_url(&env, "raw");
+    let source = open_source(&env, &url);
+    let objects = fill(&source);
+
+    let r = json(&env.ok(["push", &url, "ds", "--json"]));
+    assert_eq!(r["version"], "ds@v1");
+    assert_eq!(r["files"], 5);
+    assert_eq!(r["uploaded_objects"], 1, "only the manifest is stored: {r}");
+    assert!(env.content_keys().is_empty(), "no content is copied");
+    let again = json(&env.ok(["push", &url, "ds", "--json"]));
+    assert_eq!(again["unchanged"], true, "{again}");
+    assert_eq!(again["hashed_bytes"], 0, "no object read again: {again}");
+
+    {
+        let m = env.mount("ds", &[]);
+        for (k, v) in &objects {
+            let got = std::fs::read(m.point.join(k)).unwrap_or_else(|e| panic!("{k}: {e}"));
+            assert!(got == *v, "{k} differs");
+        }
+    }
+
+    // One object rewritten, one deleted: those two files fail, the others read right.
+    block_on(source.put("small.txt", b"rewritten".to_vec().into())).unwrap();
+    block_on(source.delete("big/multi.bin")).unwrap();
+    env.ok(["cache", "clear"]);
+    {
+        let m = env.mount("ds", &[]);
+        for (k, v) in &objects {
+            let got = std::fs::read(m.point.join(k));
+            match k.as_str() {
+                "small.txt" | "big/multi.bin" => {
+                    let e = got.expect_err(k);
+                    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{k}: {e}");
+                }
+                _ => assert!(got.unwrap() == *v, "{k} differs"),
+            }
+        }
+        let log = m.log();
+        for (path, how) in [
+            ("small.txt", "has changed"),
+            ("big/multi.bin", "was deleted"),
+        ] {
+            let line = log
+                .lines()
+                .find(|l| l.contains(&format!("ds@v1/{path}")))
+                .unwrap_or_else(|| panic!("no log line for {path}: {log}"));
+            assert!(line.contains(&format!("{url}/{path} {how}")), "{line}");
+        }
+    }
+    let out = env.run(["verify", "ds"]);
+    assert!(!out.status.success(), "{out:?}");
+    for name in ["small.txt", "big/multi.bin"] {
+        assert!(
+            out.stdout.contains(name) || out.stderr.contains(name),
+            "{name}: {out:?}"
+        );
+    }
+    assert!(!out.stdout.contains("deep.txt") && !out.stderr.contains("deep.txt"));
+
+    // gc leaves the sources alone, and says so.
+    let gc = env.ok(["gc", "--grace", "1s"]);
+    assert!(gc.contains("left alone: 4 source objects"), "{gc}");
+    let left = block_on(source.list("")).unwrap();
+    assert_eq!(left.len(), 4);
+
+    // The re-import reads what changed only, and the new version reads right.
+    let r = json(&env.ok(["push", &url, "ds", "--json"]));
+    assert_eq!(
+        (r["version"].as_str(), r["files"].as_u64()),
+        (Some("ds@v2"), Some(4))
+    );
+    assert_eq!(r["hashed_bytes"], 9, "{r}");
+    let rm = env.ok(["rm", "ds@v1"]);
+    assert!(
+        rm.contains("source objects it read in place are left"),
+        "{rm}"
+    );
+}
+
+#[test]
+fn a_copied_import_outlives_its_source() {
+    let env = Env::new(Kind::S3);
+    let url = source_url(&env, "to-copy");
+    let source = open_source(&env, &url);
+    let objects = fill(&source);
+    let r = json(&env.ok(["push", &url, "ds", "--copy", "--json"]));
+    assert!(r["uploaded_bytes"].as_u64().unwrap() >= 20 << 20, "{r}");
+    block_on(async {
+        for k in objects.keys() {
+            source.delete(k).await.unwrap();
+        }
+    });
+    env.ok(["verify", "ds"]);
+    let m = env.mount("ds", &[]);
+    for (k, v) in &objects {
+        assert!(std::fs::read(m.point.join(k)).unwrap() == *v, "{k} differs");
+    }
+}
+
+#[test]
+fn imports_that_cannot_be_done_say_why() {
+    let env = Env::new(Kind::S3);
+    let empty = source_url(&env, "nothing-here");
+    let e = env.fails(["push", &empty, "ds"], "nothing to import at");
+    assert!(e.contains("nothing-here"), "{e}");
+    let own = format!("{}/blobs", env.url);
+    env.fails(["push", &own, "ds"], "inside the store's own objects");
+    let secret = format!("{empty}?secret_access_key=x");
+    env.fails(["push", &secret, "ds"], "is a credential");
+    let dir = env.dir("plain");
+    env.fails(
+        ["push", dir.to_str().unwrap(), "ds", "--copy"],
+        "--copy is for imports",
+    );
+    assert_eq!(env.versions("ds"), 0, "nothing was made");
+}
