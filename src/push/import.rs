@@ -13,12 +13,11 @@
 //! parent version recorded takes the parent's hashes, as the stat cache does for files.
 //! gc never touches sources: it lists and deletes only the store's own prefixes.
 
-use super::ingest::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, SMALL_FILE};
+use super::ingest::SMALL_FILE;
 use super::walk::{Scanned, Skipped};
-use super::{commit, under_lease, Assembly, Content, PushError, PushOptions, PushProgress};
-use super::{upload::Uploader, PushReport};
+use super::{conclude, under_lease, Assembly, Content, PushError, PushOptions, PushProgress};
+use super::{upload::Uploader, PushReport, Tally};
 use crate::catalog::Catalog;
-use crate::format::hash::StreamHasher;
 use crate::format::manifest::{check_name, Run, SourceObject, Span, Timestamp};
 use crate::format::name::check_dataset_name;
 use crate::format::{ChunkRef, Entry, EntryKind, Location, Manifest, Sha256};
@@ -87,7 +86,7 @@ pub async fn import(
         if let Some(p) = &parent {
             state.learn_parent(catalog.manifest(p).await?, &uploader);
         }
-        let tables = Tables::new(&mut scanned, &shown, &objects);
+        add_tables(&mut scanned, &shown, &objects);
         // What the parent knows, taken before any file is placed.
         let known: Vec<Option<Content>> = {
             let parent = ParentObjects::new(&state.parent, &shown);
@@ -134,44 +133,15 @@ pub async fn import(
             progress.done_files.fetch_add(1, Ordering::Relaxed);
         }
         drop(results);
-        if let Some(pack) = state.packer.seal(&mut state.packs) {
-            uploader
-                .upload(keys::pack(&pack.hash), pack.data.into())
-                .await?;
-        }
-        uploader.finish().await?;
-        let manifest = Manifest {
-            entries: std::mem::take(&mut scanned.entries),
-            chunks: std::mem::take(&mut state.chunks),
-            packs: std::mem::take(&mut state.packs.hashes),
-            strings: std::mem::take(&mut scanned.strings),
-            sources: tables.sources,
-            objects: tables.objects,
-        };
-        let files = objects.len() as u64;
-        let (version, unchanged) = commit(
-            catalog,
-            dataset,
-            opts,
-            &manifest,
-            (parent, &state.parent),
-            &uploader,
-            (files, scanned.total_bytes),
-        )
-        .await?;
-        Ok(PushReport {
-            version,
-            unchanged,
-            files,
-            dirs: scanned.dirs,
-            symlinks: 0,
-            bytes: scanned.total_bytes,
-            uploaded_bytes: uploader.stats.uploaded_bytes.load(Ordering::Relaxed),
-            uploaded_objects: uploader.stats.uploaded_objects.load(Ordering::Relaxed),
+        let tally = Tally {
+            files: objects.len() as u64,
             hashed_bytes,
             reused_files,
-            skipped: std::mem::take(&mut scanned.skipped),
-        })
+        };
+        conclude(
+            catalog, dataset, opts, state, scanned, &uploader, parent, tally,
+        )
+        .await
     };
     under_lease(catalog, dataset, shown.clone(), opts, &progress, work).await
 }
@@ -196,27 +166,21 @@ fn refuse_own_layout(store: &Store, source: &Store) -> Result<(), PushError> {
 
 /// The source tables as they will be stored: one source, and an object per file, in the
 /// order of `objects` (which [`Location::External`] indexes).
-struct Tables {
-    sources: Vec<Span>,
-    objects: Vec<SourceObject>,
-}
-
-impl Tables {
-    fn new(scanned: &mut Scanned, url: &str, objects: &[Object]) -> Tables {
-        let mut intern = |s: &str| scanned.intern(s.as_bytes());
-        let sources = vec![intern(url)];
-        let objects = objects
-            .iter()
-            .map(|o| SourceObject {
-                source: 0,
-                key: intern(&o.key),
-                size: o.size,
-                etag: o.pin.etag.as_deref().map(&mut intern),
-                version: o.pin.version.as_deref().map(&mut intern),
-            })
-            .collect();
-        Tables { sources, objects }
-    }
+fn add_tables(scanned: &mut Scanned, url: &str, objects: &[Object]) {
+    let mut intern = |s: &str| scanned.intern(s.as_bytes());
+    let source = intern(url);
+    let objects: Vec<SourceObject> = objects
+        .iter()
+        .map(|o| SourceObject {
+            source: 0,
+            key: intern(&o.key),
+            size: o.size,
+            etag: o.pin.etag.as_deref().map(&mut intern),
+            version: o.pin.version.as_deref().map(&mut intern),
+        })
+        .collect();
+    scanned.sources = vec![source];
+    scanned.objects = objects;
 }
 
 /// The objects the parent version imported from this import's source, by key.
@@ -386,34 +350,25 @@ fn chunk(
             },
         }));
     }
-    let mut whole = StreamHasher::default();
-    let (mut offset, mut chunks) = (0u64, Vec::new());
-    for piece in fastcdc::v2020::StreamCDC::new(&mut *reader, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX) {
-        let piece = piece.map_err(|e| match e {
-            fastcdc::v2020::Error::IoError(io) => failed(io),
-            other => failed(std::io::Error::other(other.to_string())),
-        })?;
-        whole.update(&piece.data);
-        let (hash, len) = (Sha256::of(&piece.data), piece.data.len() as u64);
+    let mut chunks = Vec::new();
+    let (sha, len) = super::ingest::cut(&mut *reader, failed, |c| {
+        let len = c.data.len() as u64;
         chunks.push(ChunkRef {
-            hash,
-            file_offset: offset,
+            hash: c.hash,
+            file_offset: c.file_offset,
             len: len as u32,
             location,
         });
         progress.read_bytes.fetch_add(len, Ordering::Relaxed);
         if object.is_none() {
-            rt.block_on(uploader.upload(keys::blob(&hash), piece.data.into()))?;
+            rt.block_on(uploader.upload(keys::blob(&c.hash), c.data.into()))?;
         }
-        offset += len;
-    }
-    if offset != size {
+        Ok(())
+    })?;
+    if len != size {
         return Ok(None);
     }
-    Ok(Some(Content::Chunked {
-        sha: whole.finish(),
-        chunks,
-    }))
+    Ok(Some(Content::Chunked { sha, chunks }))
 }
 
 /// An object's body as a blocking reader, for the chunker (which runs off the async workers).

@@ -64,16 +64,28 @@ pub struct Chunk {
 /// digest. Blocking; memory stays at about one maximum chunk plus what `sink` keeps.
 pub fn read_chunked(
     f: &FileToRead,
-    mut sink: impl FnMut(Chunk) -> Result<(), PushError>,
+    sink: impl FnMut(Chunk) -> Result<(), PushError>,
 ) -> Result<Sha256, PushError> {
     let file = open(f)?;
+    let (sha, len) = cut(&file, |io| PushError::read(&f.path, io), sink)?;
+    check_unchanged(&file, f, len)?;
+    Ok(sha)
+}
+
+/// Cuts what `reader` yields into content-defined chunks, handing each to `sink`; returns
+/// the digest of all of it and its length. `failed` words a read error. Blocking.
+pub fn cut(
+    reader: impl Read,
+    failed: impl Fn(std::io::Error) -> PushError,
+    mut sink: impl FnMut(Chunk) -> Result<(), PushError>,
+) -> Result<(Sha256, u64), PushError> {
     let mut whole = StreamHasher::default();
     let mut offset = 0u64;
-    let cdc = fastcdc::v2020::StreamCDC::new(&file, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
+    let cdc = fastcdc::v2020::StreamCDC::new(reader, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
     for chunk in cdc {
         let chunk = chunk.map_err(|e| match e {
-            fastcdc::v2020::Error::IoError(io) => PushError::read(&f.path, io),
-            other => PushError::read(&f.path, std::io::Error::other(other.to_string())),
+            fastcdc::v2020::Error::IoError(io) => failed(io),
+            other => failed(std::io::Error::other(other.to_string())),
         })?;
         whole.update(&chunk.data);
         let len = chunk.data.len() as u64;
@@ -84,6 +96,5 @@ pub fn read_chunked(
         })?;
         offset += len;
     }
-    check_unchanged(&file, f, offset)?;
-    Ok(whole.finish())
+    Ok((whole.finish(), offset))
 }

@@ -332,79 +332,91 @@ async fn upload_and_commit(
         progress.done_files.fetch_add(1, Ordering::Relaxed);
     }
     drop(results);
+    let tally = Tally {
+        files: file_count,
+        hashed_bytes,
+        reused_files,
+    };
+    let report = conclude(
+        catalog, dataset, opts, state, scanned, &uploader, parent, tally,
+    );
+    report.await
+}
+
+/// What a push or an import read, for its report.
+struct Tally {
+    files: u64,
+    /// Bytes read and hashed.
+    hashed_bytes: u64,
+    /// Files whose content was known from the parent, not read.
+    reused_files: u64,
+}
+
+/// Ends a push or an import once every file is placed: seals the last pack, waits for every
+/// upload, and stores the manifest as the next version of `dataset`, unless it is the
+/// parent's tree again (then no version is made and the report names the parent).
+#[allow(clippy::too_many_arguments)]
+async fn conclude(
+    catalog: &Catalog,
+    dataset: &str,
+    opts: &PushOptions,
+    mut state: Assembly,
+    mut scanned: Scanned,
+    uploader: &Uploader,
+    parent: Option<VersionRef>,
+    tally: Tally,
+) -> Result<PushReport, PushError> {
     if let Some(pack) = state.packer.seal(&mut state.packs) {
         uploader
             .upload(keys::pack(&pack.hash), pack.data.into())
             .await?;
     }
     uploader.finish().await?;
-
     let manifest = Manifest {
-        entries: scanned.entries,
+        entries: std::mem::take(&mut scanned.entries),
         chunks: state.chunks,
         packs: state.packs.hashes,
-        strings: scanned.strings,
-        ..Manifest::default()
+        strings: std::mem::take(&mut scanned.strings),
+        sources: std::mem::take(&mut scanned.sources),
+        objects: std::mem::take(&mut scanned.objects),
     };
-    let (version, unchanged) = commit(
-        catalog,
-        dataset,
-        opts,
-        &manifest,
-        (parent, &state.parent),
-        &uploader,
-        (file_count, scanned.total_bytes),
-    )
-    .await?;
+    debug_assert!(manifest.validate().is_ok());
+    // The same tree as the parent's is no new version; compared decoded, it costs no
+    // compression (a tenth of a re-push of an unchanged tree).
+    let (version, unchanged) = match parent {
+        Some(p) if manifest == state.parent => (p, true),
+        parent => {
+            let encoded = manifest.encode();
+            let hash = Sha256::of(&encoded);
+            let manifest_size = encoded.len() as u64;
+            uploader
+                .upload(keys::manifest(&hash), Bytes::from(encoded))
+                .await?;
+            uploader.finish().await?;
+            let draft = NewVersion {
+                manifest: hash,
+                manifest_size,
+                parent: parent.map(|p| p.version),
+                files: tally.files,
+                bytes: scanned.total_bytes,
+                message: opts.message.clone(),
+            };
+            (catalog.commit(dataset, draft).await?, false)
+        }
+    };
     Ok(PushReport {
         version,
         unchanged,
-        files: file_count,
+        files: tally.files,
         dirs: scanned.dirs,
         symlinks: scanned.symlinks,
         bytes: scanned.total_bytes,
         uploaded_bytes: uploader.stats.uploaded_bytes.load(Ordering::Relaxed),
         uploaded_objects: uploader.stats.uploaded_objects.load(Ordering::Relaxed),
-        hashed_bytes,
-        reused_files,
+        hashed_bytes: tally.hashed_bytes,
+        reused_files: tally.reused_files,
         skipped: scanned.skipped,
     })
-}
-
-/// Stores `manifest` as the next version of `dataset` (of `files` files and `bytes` bytes),
-/// unless it is the parent's tree again: then no version is made and the parent is returned,
-/// with `true`.
-async fn commit(
-    catalog: &Catalog,
-    dataset: &str,
-    opts: &PushOptions,
-    manifest: &Manifest,
-    (parent, parent_manifest): (Option<VersionRef>, &Manifest),
-    uploader: &Uploader,
-    (files, bytes): (u64, u64),
-) -> Result<(VersionRef, bool), PushError> {
-    debug_assert!(manifest.validate().is_ok());
-    // The same tree as the parent's is no new version; compared decoded, it costs no
-    // compression (a tenth of a re-push of an unchanged tree).
-    if let Some(p) = parent.as_ref().filter(|_| manifest == parent_manifest) {
-        return Ok((p.clone(), true));
-    }
-    let encoded = manifest.encode();
-    let hash = Sha256::of(&encoded);
-    let manifest_size = encoded.len() as u64;
-    uploader
-        .upload(keys::manifest(&hash), Bytes::from(encoded))
-        .await?;
-    uploader.finish().await?;
-    let draft = NewVersion {
-        manifest: hash,
-        manifest_size,
-        parent: parent.map(|p| p.version),
-        files,
-        bytes,
-        message: opts.message.clone(),
-    };
-    Ok((catalog.commit(dataset, draft).await?, false))
 }
 
 /// A file's content, read and hashed, or known to be that of a file of the parent version.

@@ -4,7 +4,7 @@
 //! and reported. An unreadable directory fails the push: a version must not silently lack files.
 
 use super::PushError;
-use crate::format::manifest::{check_name, Run, Span, Timestamp};
+use crate::format::manifest::{check_name, Run, SourceObject, Span, Timestamp};
 use crate::format::{Entry, EntryKind, Manifest, Sha256};
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -62,6 +62,9 @@ pub struct Scanned {
     pub total_bytes: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// The source tables of an import (see `import`); empty for a directory.
+    pub sources: Vec<Span>,
+    pub objects: Vec<SourceObject>,
 }
 
 impl Scanned {
