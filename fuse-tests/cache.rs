@@ -129,7 +129,10 @@ fn the_quota_holds_under_a_read_set_three_times_larger() {
         assert!(used <= quota, "cache at {used} over {quota}");
         peak = peak.max(used);
     }
-    assert!(peak > quota / 2, "the cache was not used: at most {peak} bytes");
+    assert!(
+        peak > quota / 2,
+        "the cache was not used: at most {peak} bytes"
+    );
     drop(mnt);
     let stats = env.ok(["cache", "stats"]);
     assert!(!stats.contains("evictions  0"), "{stats}");

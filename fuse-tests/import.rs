@@ -176,3 +176,50 @@ fn imports_that_cannot_be_done_say_why() {
     );
     assert_eq!(env.versions("ds"), 0, "nothing was made");
 }
+
+/// An import in progress is listed by `status` from another process, with its source URL
+/// and totals, as a push is; killed, it is abandoned and makes no version.
+#[test]
+fn status_shows_an_import_in_progress_and_abandoned() {
+    let env = Env::new(Kind::S3);
+    let url = source_url(&env, "held");
+    let source = open_source(&env, &url);
+    fill(&source);
+    let large: Vec<u8> = (0..64u32 << 20).map(|i| (i >> 7) as u8).collect();
+    block_on(source.put("large.bin", large.into())).expect("put source object");
+    let mut import = env.command(["push", &url, "ds"]).spawn().unwrap();
+    let pid = import.id() as i32;
+    let running = || {
+        let out = env.run(["status", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|j| j.as_array().cloned())
+            .is_some_and(|rows| rows.iter().any(|r| r["state"] == "pushing"))
+    };
+    common::mount::wait_for(
+        "the import to take its lease",
+        std::time::Duration::from_secs(60),
+        running,
+    );
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let shown = env.ok(["status", "ds"]);
+    let row = shown.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("ds ") && row.contains(" pushing "),
+        "{shown}"
+    );
+    assert!(row.contains(&format!(" {pid} ")), "{shown}");
+    assert!(
+        row.contains("of 6 files") && row.contains("of 84.0 MiB"),
+        "{shown}"
+    );
+    let json = json(&env.ok(["status", "--json"]));
+    assert_eq!(json[0]["source"], url.as_str(), "{json}");
+    assert_eq!(json[0]["files_total"], 6, "{json}");
+
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    import.wait().unwrap();
+    let shown = env.ok(["status"]);
+    assert!(shown.contains(" abandoned "), "{shown}");
+    assert_eq!(env.versions("ds"), 0);
+}

@@ -29,6 +29,9 @@ pub const STORE_BYTES: &str = "datastore_store_bytes_total";
 pub const STORE_ERRORS: &str = "datastore_store_errors_total";
 /// Bytes of the fetch budget (reads and read-ahead in flight) in use.
 pub const FETCH_IN_USE: &str = "datastore_fetch_bytes_in_use";
+/// The version number the mount serves now, labelled with its dataset; switches done.
+pub const LIVE_VERSION: &str = "datastore_live_version";
+pub const SWITCHES: &str = "datastore_switches_total";
 
 /// Starts serving `/metrics` on `addr`. Must run inside the tokio runtime.
 pub fn serve(addr: SocketAddr) -> Result<(), String> {

@@ -16,6 +16,7 @@ mod progress;
 mod push;
 mod rm;
 mod status;
+mod switch;
 mod umount;
 mod verify;
 
@@ -68,6 +69,7 @@ pub enum Command {
     Status(status::Args),
     Mount(mount::Args),
     Umount(umount::Args),
+    Switch(switch::Args),
     Cache(cache::Args),
 }
 
@@ -176,6 +178,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Umount(a) = cli.command {
         return umount::run(a);
     }
+    if let Command::Switch(a) = cli.command {
+        return switch::run(a, cli.quiet);
+    }
     if let Command::Push(a) = &cli.command {
         a.check()?;
     }
@@ -230,7 +235,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let opts = mount_opts.unwrap_or_default();
                 mount::run(&ctx, a, opts, &url).await
             }
-            Command::Umount(_) | Command::Cache(_) => unreachable!("handled above"),
+            Command::Umount(_) | Command::Switch(_) | Command::Cache(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

@@ -23,6 +23,7 @@ use std::process::ExitCode;
 /// Options (-o, comma-separated, also accepted from fstab and `mount -t fuse.datastore`):
 ///   store=URL  timeout=SECS  allow_other  allow_root  nonempty  threads=N  memory=SIZE
 ///   log=FILE  cache_dir=DIR  cache_size=SIZE  fetch_budget=SIZE  passthrough=on|off
+///   follow=DURATION (a NAME@latest mount moves to each new version within DURATION)
 /// Options of mount(8) such as ro, dev, suid, _netdev, nofail and x-* are ignored.
 ///
 /// Examples:
@@ -173,6 +174,7 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             .or(opts.fetch_budget)
             .unwrap_or_else(default_fetch_budget),
         passthrough: opts.passthrough.unwrap_or(true),
+        follow: opts.follow,
         trace: a.record_trace,
         metrics_addr: a.metrics_addr,
         cache: Some(

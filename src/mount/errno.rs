@@ -33,3 +33,5 @@ pub const BAD_HANDLE: Errno = Errno::EBADF;
 pub const NOT_A_TERMINAL: Errno = Errno::ENOTTY;
 /// An operation a read-only view never needs (FLUSH): the kernel stops asking for it.
 pub const NOT_NEEDED: Errno = Errno::ENOSYS;
+/// A request only the mount's owner (or root) may make.
+pub const NOT_PERMITTED: Errno = Errno::EPERM;

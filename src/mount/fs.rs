@@ -9,15 +9,17 @@
 //! Reads are dispatched to the async runtime and answered from there, so the FUSE threads are
 //! never blocked on the network and many readers progress at once.
 
+use super::control;
 use super::errno;
 use super::passthrough::{HandleMode, Opened, Passthrough};
-use crate::format::{Entry, EntryKind, Manifest};
-use crate::read::{OpenFile, Reader};
+use super::versions::{Mounted, Serving, Versions};
+use crate::format::EntryKind;
+use crate::read::OpenFile;
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -30,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long the kernel may cache names, attributes and negative lookups: the version never
 /// changes while it is mounted.
-const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The I/O size reported to programs (`st_blksize`): large reads suit an object store.
 const BLOCK_SIZE: u32 = 1 << 20;
 /// Largest read-ahead the kernel may issue: with fuser's default max_write of 16 MiB, the
@@ -44,42 +46,37 @@ pub const XATTR_VERSION: &str = "user.datastore.version";
 
 /// What the filesystem serves.
 pub struct DatastoreFs {
-    manifest: Arc<Manifest>,
-    /// `NAME@vN`, for the version xattr and logs.
-    label: String,
-    reader: Arc<Reader>,
-    /// Each open file, by file handle, and how the kernel reads it.
-    handles: Mutex<HashMap<u64, (Arc<OpenFile>, HandleMode)>>,
+    versions: Arc<Versions>,
+    /// Each open file and directory, by handle, with the version it was opened in.
+    handles: Mutex<HashMap<u64, Handle>>,
     passthrough: Passthrough,
     next_handle: AtomicU64,
     trace: Option<Trace>,
     rt: tokio::runtime::Handle,
     uid: u32,
     gid: u32,
-    total_bytes: u64,
+}
+
+/// An open file or directory. It holds its version: a file reads, and a directory lists,
+/// the version it was opened in until it is closed, whatever switches happen meanwhile.
+enum Handle {
+    File {
+        version: Arc<Mounted>,
+        open: Arc<OpenFile>,
+        mode: HandleMode,
+    },
+    Dir(Arc<Mounted>),
 }
 
 impl DatastoreFs {
     /// `passthrough` is the backing files' stack depth if passthrough is wanted, else why not.
     pub fn new(
-        reader: Arc<Reader>,
-        label: String,
+        versions: Arc<Versions>,
         passthrough: Result<u32, &'static str>,
         rt: tokio::runtime::Handle,
     ) -> DatastoreFs {
-        let manifest = reader.manifest().clone();
-        let total_bytes = manifest
-            .entries
-            .iter()
-            .map(|e| match e.kind {
-                EntryKind::File { size, .. } => size,
-                _ => 0,
-            })
-            .sum();
         DatastoreFs {
-            manifest,
-            label,
-            reader,
+            versions,
             handles: Mutex::new(HashMap::new()),
             passthrough: Passthrough::new(passthrough),
             next_handle: AtomicU64::new(1),
@@ -88,7 +85,6 @@ impl DatastoreFs {
             // SAFETY: these calls cannot fail.
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
-            total_bytes,
         }
     }
 
@@ -101,25 +97,49 @@ impl DatastoreFs {
         writeln!(
             t.out.get_mut().unwrap_or_else(|e| e.into_inner()),
             "# datastore trace {}",
-            self.label
+            self.versions.live().label
         )?;
         self.trace = Some(t);
         Ok(())
     }
 
-    /// The entry index of an inode, if the version has it.
-    fn index(&self, ino: INodeNo) -> Option<usize> {
-        let i = ino.0.checked_sub(1)? as usize;
-        (i < self.manifest.entries.len()).then_some(i)
+    /// The version that answers for `ino`, and its entry there.
+    fn entry(&self, ino: INodeNo) -> Result<(Serving<'_>, usize), Errno> {
+        self.versions.of(ino.0).ok_or(errno::NO_ENTRY)
     }
 
-    fn entry(&self, ino: INodeNo) -> Result<(usize, &Entry), Errno> {
-        let i = self.index(ino).ok_or(errno::NO_ENTRY)?;
-        Ok((i, &self.manifest.entries[i]))
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn attr(&self, i: usize) -> FileAttr {
-        let e = &self.manifest.entries[i];
+    fn new_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.lock_handles().insert(fh, h);
+        fh
+    }
+
+    /// The version a listing of directory `ino` comes from at `offset`: a listing begun
+    /// before a switch ends in the version it began in, so that it never mixes two; one
+    /// begun (or rewound) after lists the live version.
+    fn listing_version(
+        &self,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+    ) -> Result<(Serving<'_>, usize), Errno> {
+        let began = match self.lock_handles().get(&fh.0) {
+            Some(Handle::Dir(v)) if offset > 0 => Some(v.clone()),
+            _ => None,
+        };
+        if let Some(v) = began.filter(|v| !self.versions.is_live(v)) {
+            let i = v.entry(ino.0).ok_or(errno::NO_ENTRY)?;
+            return Ok((Serving::Old(v), i));
+        }
+        self.entry(ino)
+    }
+
+    fn attr(&self, v: &Mounted, i: usize) -> FileAttr {
+        let e = &v.manifest.entries[i];
         let (kind, size, nlink) = match e.kind {
             EntryKind::Dir { .. } => (FileType::Directory, 4096, 2),
             EntryKind::File { size, .. } => (FileType::RegularFile, size, 1),
@@ -127,7 +147,7 @@ impl DatastoreFs {
         };
         let t = time(e.mtime.secs, e.mtime.nanos);
         FileAttr {
-            ino: INodeNo(i as u64 + 1),
+            ino: INodeNo(v.ino(i)),
             size,
             blocks: size.div_ceil(512),
             atime: t,
@@ -145,71 +165,102 @@ impl DatastoreFs {
         }
     }
 
-    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Arc<OpenFile>, HandleMode)>> {
-        self.handles.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn kind(&self, i: usize) -> FileType {
-        match self.manifest.entries[i].kind {
-            EntryKind::Dir { .. } => FileType::Directory,
-            EntryKind::File { .. } => FileType::RegularFile,
-            EntryKind::Symlink { .. } => FileType::Symlink,
+    /// Answers a switch asked for by `datastore switch` (see [`control`]), from the runtime:
+    /// fetching the new manifest must not hold a FUSE thread.
+    fn switch(&self, req: &Request, in_data: &[u8], reply: ReplyIoctl) {
+        if req.uid() != 0 && req.uid() != self.uid {
+            return reply.error(errno::NOT_PERMITTED);
         }
-    }
-
-    /// `.`, `..` and the children of a directory, in the order readdir offsets count them.
-    fn listing(&self, ino: INodeNo) -> Result<Vec<(usize, &[u8])>, Errno> {
-        let (i, e) = self.entry(ino)?;
-        if !matches!(e.kind, EntryKind::Dir { .. }) {
-            return Err(errno::NOT_A_DIRECTORY);
-        }
-        let m = &self.manifest;
-        let mut out = vec![(i, &b"."[..]), (e.parent as usize, &b".."[..])];
-        out.extend(m.children(i).map(|c| (c, m.name(&m.entries[c]))));
-        Ok(out)
-    }
-
-    fn xattr(&self, i: usize, name: &[u8]) -> Option<Vec<u8>> {
-        match name {
-            n if n == XATTR_VERSION.as_bytes() => Some(self.label.clone().into_bytes()),
-            n if n == XATTR_SHA256.as_bytes() => match &self.manifest.entries[i].kind {
-                EntryKind::File { sha256, .. } => Some(sha256.to_hex().into_bytes()),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    fn xattr_names(&self, i: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for name in [XATTR_SHA256, XATTR_VERSION] {
-            if self.xattr(i, name.as_bytes()).is_some() {
-                out.extend_from_slice(name.as_bytes());
-                out.push(0);
+        let asked = control::text(in_data);
+        let versions = self.versions.clone();
+        self.rt.spawn(async move {
+            let result = async {
+                let target =
+                    crate::format::name::parse_target(&asked).map_err(|e| e.to_string())?;
+                versions
+                    .check_dataset(&target.dataset)
+                    .map_err(|e| e.to_string())?;
+                versions
+                    .switch(target.version)
+                    .await
+                    .map_err(|e| e.to_string())
             }
-        }
-        out
+            .await;
+            match result {
+                Ok((from, to)) if from == to => {
+                    reply.ioctl(0, &control::answer(&format!("already on {to}")))
+                }
+                Ok((from, to)) => reply.ioctl(0, &control::answer(&format!("{from} -> {to}"))),
+                Err(why) => {
+                    let live = versions.live().label.clone();
+                    tracing::error!("switch to {asked} refused, still serving {live}: {why}");
+                    reply.ioctl(control::REFUSED, &control::answer(&why))
+                }
+            }
+        });
     }
+}
+
+fn kind(v: &Mounted, i: usize) -> FileType {
+    match v.manifest.entries[i].kind {
+        EntryKind::Dir { .. } => FileType::Directory,
+        EntryKind::File { .. } => FileType::RegularFile,
+        EntryKind::Symlink { .. } => FileType::Symlink,
+    }
+}
+
+/// `.`, `..` and the children of directory `i`, in the order readdir offsets count them.
+fn listing(v: &Mounted, i: usize) -> Result<Vec<(usize, &[u8])>, Errno> {
+    let m = &v.manifest;
+    let e = &m.entries[i];
+    if !matches!(e.kind, EntryKind::Dir { .. }) {
+        return Err(errno::NOT_A_DIRECTORY);
+    }
+    let mut out = vec![(i, &b"."[..]), (e.parent as usize, &b".."[..])];
+    out.extend(m.children(i).map(|c| (c, m.name(&m.entries[c]))));
+    Ok(out)
+}
+
+fn xattr(v: &Mounted, i: usize, name: &[u8]) -> Option<Vec<u8>> {
+    match name {
+        n if n == XATTR_VERSION.as_bytes() => Some(v.label.clone().into_bytes()),
+        n if n == XATTR_SHA256.as_bytes() => match &v.manifest.entries[i].kind {
+            EntryKind::File { sha256, .. } => Some(sha256.to_hex().into_bytes()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn xattr_names(v: &Mounted, i: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in [XATTR_SHA256, XATTR_VERSION] {
+        if xattr(v, i, name.as_bytes()).is_some() {
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+        }
+    }
+    out
 }
 
 /// The order files are first opened in, for `datastore prefetch --from-list`: one path per
 /// line, relative to the version's root (names holding a newline are left out).
 struct Trace {
     out: Mutex<std::io::LineWriter<std::fs::File>>,
-    seen: Mutex<std::collections::HashSet<usize>>,
+    seen: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Trace {
-    fn record(&self, m: &Manifest, i: usize) {
+    fn record(&self, v: &Mounted, i: usize) {
         if !self
             .seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(i)
+            .insert(v.ino(i))
         {
             return;
         }
-        let mut line = m.path_of(i);
+        let mut line = v.manifest.path_of(i);
         if line.contains(&b'\n') {
             return;
         }
@@ -259,34 +310,36 @@ impl Filesystem for DatastoreFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let Some(p) = self.index(parent) else {
-            return reply.error(errno::NO_ENTRY);
+        let (v, p) = match self.entry(parent) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
         };
-        if !matches!(self.manifest.entries[p].kind, EntryKind::Dir { .. }) {
+        if !matches!(v.manifest.entries[p].kind, EntryKind::Dir { .. }) {
             return reply.error(errno::NOT_A_DIRECTORY);
         }
-        match self.manifest.child(p, name.as_bytes()) {
-            Some(c) => reply.entry(&TTL, &self.attr(c), Generation(0)),
-            // Inode 0 with a TTL is a negative entry: the kernel remembers the name is absent.
+        match v.manifest.child(p, name.as_bytes()) {
+            Some(c) => reply.entry(&v.ttl(), &self.attr(&v, c), Generation(0)),
+            // Inode 0 with a TTL is a negative entry: the kernel remembers the name is absent
+            // (until a switch brings it).
             None => {
-                let mut none = self.attr(0);
+                let mut none = self.attr(&v, 0);
                 none.ino = INodeNo(0);
-                reply.entry(&TTL, &none, Generation(0));
+                reply.entry(&v.ttl(), &none, Generation(0));
             }
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.entry(ino) {
-            Ok((i, _)) => reply.attr(&TTL, &self.attr(i)),
+            Ok((v, i)) => reply.attr(&v.ttl(), &self.attr(&v, i)),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.entry(ino) {
-            Ok((_, e)) => match e.kind {
-                EntryKind::Symlink { target } => reply.data(self.manifest.string(target)),
+            Ok((v, i)) => match v.manifest.entries[i].kind {
+                EntryKind::Symlink { target } => reply.data(v.manifest.string(target)),
                 _ => reply.error(errno::INVALID),
             },
             Err(e) => reply.error(e),
@@ -297,35 +350,36 @@ impl Filesystem for DatastoreFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(errno::READ_ONLY);
         }
-        match self.entry(ino) {
-            Ok((_, e)) if matches!(e.kind, EntryKind::Dir { .. }) => {
-                reply.error(errno::IS_A_DIRECTORY)
+        let (v, i) = match self.entry(ino) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        if matches!(v.manifest.entries[i].kind, EntryKind::Dir { .. }) {
+            return reply.error(errno::IS_A_DIRECTORY);
+        }
+        if let Some(t) = &self.trace {
+            t.record(&v, i);
+        }
+        let opened = self.passthrough.open(&v.reader, ino.0, i, &reply);
+        if let Opened::Refused = opened {
+            let path = String::from_utf8_lossy(&v.manifest.path_of(i)).into_owned();
+            tracing::error!(
+                "open {}/{path}: its cache file changed on disk while open; refused \
+                 until every open handle of it is closed",
+                v.label
+            );
+            return reply.error(errno::of_content_damaged());
+        }
+        let fh = self.new_handle(Handle::File {
+            version: v.arc(),
+            open: Arc::new(v.reader.open(i)),
+            mode: opened.mode(),
+        });
+        match opened {
+            Opened::Passthrough(backing) => {
+                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing)
             }
-            Ok((i, _)) => {
-                if let Some(t) = &self.trace {
-                    t.record(&self.manifest, i);
-                }
-                let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-                let opened = self.passthrough.open(&self.reader, i, &reply);
-                if let Opened::Refused = opened {
-                    let path = String::from_utf8_lossy(&self.manifest.path_of(i)).into_owned();
-                    tracing::error!(
-                        "open {}/{path}: its cache file changed on disk while open; refused \
-                         until every open handle of it is closed",
-                        self.label
-                    );
-                    return reply.error(errno::of_content_damaged());
-                }
-                let open = Arc::new(self.reader.open(i));
-                self.lock_handles().insert(fh, (open, opened.mode()));
-                match opened {
-                    Opened::Passthrough(backing) => {
-                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing)
-                    }
-                    _ => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-                }
-            }
-            Err(e) => reply.error(e),
+            _ => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
         }
     }
 
@@ -346,7 +400,7 @@ impl Filesystem for DatastoreFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -355,9 +409,29 @@ impl Filesystem for DatastoreFs {
     ) {
         let released = self.lock_handles().remove(&fh.0);
         reply.ok();
-        if let Some((open, mode)) = released {
-            self.passthrough.release(&self.reader, open.file(), mode);
+        if let Some(Handle::File {
+            version,
+            open,
+            mode,
+        }) = released
+        {
+            self.passthrough
+                .release(&version.reader, ino.0, open.file(), mode);
         }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        // The version it listed may be freed now.
+        let released = self.lock_handles().remove(&fh.0);
+        reply.ok();
+        drop(released);
     }
 
     fn read(
@@ -371,19 +445,27 @@ impl Filesystem for DatastoreFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let i = match self.entry(ino) {
-            Ok((i, e)) if matches!(e.kind, EntryKind::File { .. }) => i,
-            Ok(_) => return reply.error(errno::IS_A_DIRECTORY),
-            Err(e) => return reply.error(e),
-        };
-        let Some((open, _)) = self.lock_handles().get(&fh.0).cloned() else {
+        let Some(Handle::File { version, open, .. }) =
+            self.lock_handles().get(&fh.0).map(|h| match h {
+                Handle::File {
+                    version,
+                    open,
+                    mode,
+                } => Handle::File {
+                    version: version.clone(),
+                    open: open.clone(),
+                    mode: *mode,
+                },
+                Handle::Dir(v) => Handle::Dir(v.clone()),
+            })
+        else {
             return reply.error(errno::BAD_HANDLE);
         };
-        if open.file() != i {
+        let i = open.file();
+        if version.entry(ino.0) != Some(i) {
             return reply.error(errno::BAD_HANDLE);
         }
-        let read = self.reader.read(&open, offset, size);
-        let (manifest, label) = (self.manifest.clone(), self.label.clone());
+        let read = version.reader.read(&open, offset, size);
         self.rt.spawn(async move {
             match read.await {
                 Ok(data) => {
@@ -392,8 +474,8 @@ impl Filesystem for DatastoreFs {
                     reply.data(&data)
                 }
                 Err(e) => {
-                    let path = String::from_utf8_lossy(&manifest.path_of(i)).into_owned();
-                    tracing::error!("read {label}/{path} at {offset}+{size}: {e}");
+                    let path = String::from_utf8_lossy(&version.manifest.path_of(i)).into_owned();
+                    tracing::error!("read {}/{path} at {offset}+{size}: {e}", version.label);
                     metrics::counter!(crate::metrics::READ_ERRORS).increment(1);
                     reply.error(errno::of_content(&e));
                 }
@@ -402,32 +484,38 @@ impl Filesystem for DatastoreFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.entry(ino) {
-            Ok((_, e)) if matches!(e.kind, EntryKind::Dir { .. }) => {
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR)
-            }
-            Ok(_) => reply.error(errno::NOT_A_DIRECTORY),
-            Err(e) => reply.error(e),
+        let (v, i) = match self.entry(ino) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        if !matches!(v.manifest.entries[i].kind, EntryKind::Dir { .. }) {
+            return reply.error(errno::NOT_A_DIRECTORY);
         }
+        let fh = self.new_handle(Handle::Dir(v.arc()));
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR);
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listing = match self.listing(ino) {
+        let (v, dir) = match self.listing_version(ino, fh, offset) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        let listing = match listing(&v, dir) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
         for (n, (i, name)) in listing.into_iter().enumerate().skip(offset as usize) {
             let full = reply.add(
-                INodeNo(i as u64 + 1),
+                INodeNo(v.ino(i)),
                 n as u64 + 1,
-                self.kind(i),
+                kind(&v, i),
                 OsStr::from_bytes(name),
             );
             if full {
@@ -441,21 +529,26 @@ impl Filesystem for DatastoreFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let listing = match self.listing(ino) {
+        let (v, dir) = match self.listing_version(ino, fh, offset) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        let listing = match listing(&v, dir) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
+        let ttl = v.ttl();
         for (n, (i, name)) in listing.into_iter().enumerate().skip(offset as usize) {
             let full = reply.add(
-                INodeNo(i as u64 + 1),
+                INodeNo(v.ino(i)),
                 n as u64 + 1,
                 OsStr::from_bytes(name),
-                &TTL,
-                &self.attr(i),
+                &ttl,
+                &self.attr(&v, i),
                 Generation(0),
             );
             if full {
@@ -467,11 +560,12 @@ impl Filesystem for DatastoreFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let bsize = 4096u32;
+        let v = self.versions.live();
         reply.statfs(
-            self.total_bytes.div_ceil(bsize as u64),
+            v.total_bytes.div_ceil(bsize as u64),
             0,
             0,
-            self.manifest.entries.len() as u64,
+            v.manifest.entries.len() as u64,
             0,
             bsize,
             255,
@@ -481,8 +575,8 @@ impl Filesystem for DatastoreFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         match self.entry(ino) {
-            Ok((i, _)) => match self.xattr(i, name.as_bytes()) {
-                Some(v) => reply_xattr(reply, size, &v),
+            Ok((v, i)) => match xattr(&v, i, name.as_bytes()) {
+                Some(value) => reply_xattr(reply, size, &value),
                 None => reply.error(errno::NO_ATTRIBUTE),
             },
             Err(e) => reply.error(e),
@@ -491,7 +585,7 @@ impl Filesystem for DatastoreFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         match self.entry(ino) {
-            Ok((i, _)) => reply_xattr(reply, size, &self.xattr_names(i)),
+            Ok((v, i)) => reply_xattr(reply, size, &xattr_names(&v, i)),
             Err(e) => reply.error(e),
         }
     }
@@ -509,15 +603,18 @@ impl Filesystem for DatastoreFs {
     #[allow(clippy::too_many_arguments)]
     fn ioctl(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: fuser::IoctlFlags,
-        _cmd: u32,
-        _in_data: &[u8],
-        _out_size: u32,
-        reply: fuser::ReplyIoctl,
+        cmd: u32,
+        in_data: &[u8],
+        out_size: u32,
+        reply: ReplyIoctl,
     ) {
+        if cmd == control::SWITCH && ino == INodeNo::ROOT && out_size as usize >= control::BUFFER {
+            return self.switch(req, in_data, reply);
+        }
         reply.error(errno::NOT_A_TERMINAL);
     }
 

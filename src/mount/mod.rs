@@ -5,6 +5,7 @@
 //! served from memory for every metadata operation, and through the read engine
 //! ([`crate::read::Reader`]) for file content. This module speaks FUSE and mounting only.
 
+pub mod control;
 pub mod daemon;
 mod errno;
 pub mod fs;
@@ -12,10 +13,13 @@ mod kernel;
 pub mod mountpoint;
 pub mod options;
 mod passthrough;
+mod renumber;
+pub mod versions;
 
 use crate::cache::{CacheError, CacheSize, DiskCache};
 use crate::catalog::{Catalog, CatalogError};
 use crate::format::name::Target;
+use crate::format::name::VersionSel;
 use crate::read::Reader;
 use daemon::Notify;
 use fs::DatastoreFs;
@@ -23,6 +27,7 @@ use fuser::{MountOption, SessionACL};
 use mountpoint::MountPointError;
 use std::path::PathBuf;
 use std::sync::Arc;
+use versions::{Mounted, Versions};
 
 /// FUSE request threads by default. Reads are answered asynchronously, so a few threads keep
 /// many readers going.
@@ -50,6 +55,8 @@ pub struct MountRequest {
     pub trace: Option<PathBuf>,
     /// The disk cache's directory and size; `None` (or a size of 0) reads without one.
     pub cache: Option<(PathBuf, CacheSize)>,
+    /// How often an `@latest` mount looks for a newer version to switch to, if it does.
+    pub follow: Option<std::time::Duration>,
 }
 
 /// Why a mount could not be set up.
@@ -67,6 +74,8 @@ pub enum MountError {
     Trace(PathBuf, std::io::Error),
     #[error("mount takes NAME[@VER], not a path inside it ('{0}')")]
     PathGiven(String),
+    #[error("follow= moves a mount to each new version: mount {0}@latest (or {0}) with it, not a fixed version")]
+    FollowFixed(String),
     #[error("allow_other and allow_root cannot be used together")]
     AclConflict,
     #[error("cannot mount at {0}: {1}")]
@@ -88,12 +97,15 @@ pub async fn serve(
     if req.allow_other && req.allow_root {
         return Err(MountError::AclConflict);
     }
+    if req.follow.is_some() && req.target.version != VersionSel::Latest {
+        return Err(MountError::FollowFixed(req.target.dataset.clone()));
+    }
     let started = std::time::Instant::now();
     let version = catalog
         .resolve(&req.target.dataset, req.target.version)
         .await?;
     let manifest = Arc::new(catalog.manifest(&version).await?);
-    mountpoint::prepare(&req.mountpoint, req.non_empty)?;
+    mountpoint::prepare(&req.mountpoint, req.non_empty, &req.target.dataset)?;
     let label = version.label();
     let disk = match &req.cache {
         Some((_, CacheSize::Bytes(0))) | None => None,
@@ -124,9 +136,13 @@ pub async fn serve(
         (None, true) => Err("no disk cache"),
         (Some(d), true) => Ok(passthrough::stack_depth(d.dir())),
     };
+    versions::live_version(&version);
+    let versions = Arc::new(Versions::new(
+        Mounted::first(version, reader.clone()),
+        catalog.clone(),
+    ));
     let mut fs = DatastoreFs::new(
-        reader.clone(),
-        label.clone(),
+        versions.clone(),
         passthrough,
         tokio::runtime::Handle::current(),
     );
@@ -178,6 +194,7 @@ pub async fn serve(
         .map_err(|e| MountError::Kernel(req.mountpoint.clone(), e.to_string()))?
         .map_err(|e| MountError::Kernel(req.mountpoint.clone(), e.to_string()))?;
     let mut session = session;
+    versions.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();
     tracing::info!(
         "mounted {label} ({} entries) at {} in {:?}",
@@ -210,6 +227,9 @@ pub async fn serve(
             tracing::error!("unmounting {}: {e}", point.display());
         }
     });
+    let follower = req
+        .follow
+        .map(|every| tokio::spawn(follow(versions.clone(), every)));
     let saver = disk.clone().map(|d| {
         tokio::spawn(async move {
             loop {
@@ -223,6 +243,9 @@ pub async fn serve(
     // What was read stays cached: the writes still under way finish first.
     reader.settle().await;
     signals.abort();
+    if let Some(f) = follower {
+        f.abort();
+    }
     if let Some(s) = saver {
         s.abort();
     }
@@ -236,5 +259,25 @@ pub async fn serve(
         }
         Ok(Err(e)) => Err(MountError::Session(req.mountpoint, e.to_string())),
         Err(e) => Err(MountError::Session(req.mountpoint, e.to_string())),
+    }
+}
+
+/// Looks for a newer version every `every` and switches to it (`-o follow`). A look that
+/// fails is logged once until one succeeds again; the mount serves on meanwhile.
+async fn follow(versions: Arc<Versions>, every: std::time::Duration) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(every).await;
+        match versions.switch(VersionSel::Latest).await {
+            Ok(_) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                let live = versions.live().label.clone();
+                tracing::warn!(
+                    "follow: cannot move to the latest version, still serving {live}: {e}"
+                );
+            }
+            Err(_) => {}
+        }
     }
 }

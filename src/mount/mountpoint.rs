@@ -31,6 +31,8 @@ pub enum MountPointError {
     NotEmpty(PathBuf),
     #[error("{0} is already mounted ({1}); unmount it first with `datastore umount {0}`")]
     Busy(PathBuf, String),
+    #[error("{0} already serves {1}; move it to another version with `datastore switch {0} {2}@VER`, or unmount it first")]
+    Serving(PathBuf, String, String),
     #[error("{0} holds a mount whose daemon has died; clear it with `datastore umount {0}`")]
     Stale(PathBuf),
     #[error("{0} is not a datastore mount")]
@@ -99,14 +101,18 @@ pub fn mounted_at(point: &Path) -> Option<Mounted> {
 
 /// Checks (and under [`ROOT`], creates) a mount point before mounting. A directory that
 /// holds files is refused unless `non_empty` allows it: a mount there would hide them, as
-/// fusermount and rclone refuse by default too.
-pub fn prepare(point: &Path, non_empty: bool) -> Result<(), MountPointError> {
+/// fusermount and rclone refuse by default too. A live mount of `dataset` there is for
+/// `datastore switch`.
+pub fn prepare(point: &Path, non_empty: bool, dataset: &str) -> Result<(), MountPointError> {
     if let Some(m) = mounted_at(point) {
         return Err(match std::fs::metadata(point) {
             // A FUSE connection whose daemon is gone: ENOTCONN, or ECONNABORTED on newer
             // kernels.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
                 MountPointError::Stale(point.into())
+            }
+            _ if m.fstype == FSTYPE && m.source.split('@').next() == Some(dataset) => {
+                MountPointError::Serving(point.into(), m.source, dataset.into())
             }
             _ => MountPointError::Busy(point.into(), format!("{} {}", m.fstype, m.source)),
         });

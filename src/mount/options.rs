@@ -37,12 +37,15 @@ pub struct MountOptions {
     pub log: Option<PathBuf>,
     /// `nonempty`: mount over a directory that holds files, hiding them while mounted.
     pub non_empty: bool,
+    /// `follow=DURATION`: an `@latest` mount looks for a newer version this often and
+    /// switches to it.
+    pub follow: Option<std::time::Duration>,
 }
 
 /// A bad `-o` option.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionError {
-    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, nonempty, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, passthrough=on|off, log=FILE")]
+    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, nonempty, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, passthrough=on|off, follow=DURATION, log=FILE")]
     Unknown(String),
     #[error("mount option '{0}' needs a value ({1})")]
     Missing(String, &'static str),
@@ -151,6 +154,18 @@ impl MountOptions {
                 })
             }
             "log" => self.log = Some(PathBuf::from(need("a file path")?)),
+            "follow" => {
+                let every = humantime::parse_duration(need("a duration such as 30s")?)
+                    .ok()
+                    .filter(|d| *d >= std::time::Duration::from_secs(1))
+                    .ok_or_else(|| {
+                        OptionError::Invalid(
+                            opt.into(),
+                            "a duration of 1s or more, such as 30s or 5m",
+                        )
+                    })?;
+                self.follow = Some(every);
+            }
             k if IGNORED.contains(&k) || k.starts_with("x-") || k == "comment" => {}
             // Set by mount helpers, or meaningful only to them.
             "fsname" | "subtype" | "setuid" | "drop_privileges" | "context" | "fscontext"
@@ -181,6 +196,8 @@ mod tests {
         assert_eq!(o.passthrough, None);
         let off = MountOptions::parse(&["passthrough=off"]).unwrap();
         assert_eq!(off.passthrough, Some(false));
+        let follow = MountOptions::parse(&["ro,follow=2m"]).unwrap();
+        assert_eq!(follow.follow, Some(std::time::Duration::from_secs(120)));
         let old = MountOptions::parse(&["prefetch=1G"]).unwrap();
         assert_eq!(old.fetch_budget, Some(1 << 30), "the option's first name");
     }
@@ -199,6 +216,8 @@ mod tests {
             ("memory=", "'memory=' needs a value (a size such as 512M)"),
             ("store=", "store="),
             ("passthrough=maybe", "passthrough=maybe"),
+            ("follow=soon", "follow=soon"),
+            ("follow=10ms", "follow=10ms"),
         ] {
             let e = MountOptions::parse(&[bad]).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");

@@ -57,7 +57,9 @@ pub struct Passthrough {
     /// `Ok(stack depth)` if asked for, else why not.
     wanted: Result<u32, &'static str>,
     on: AtomicBool,
-    inodes: Mutex<HashMap<usize, InodeMode>>,
+    /// By inode number: an inode number means one content in every version (see
+    /// `renumber`), so the backing file of an inode kept across a switch stays right.
+    inodes: Mutex<HashMap<u64, InodeMode>>,
 }
 
 /// CAP_SYS_ADMIN's bit in the capability sets of /proc/self/status.
@@ -126,24 +128,24 @@ impl Passthrough {
         tracing::info!("passthrough off: {why_not}; every read goes through the daemon");
     }
 
-    /// Decides how file `file` is opened, registering its backing file with the
-    /// kernel on its first passthrough open.
-    pub fn open(&self, reader: &Reader, file: usize, reply: &ReplyOpen) -> Opened {
+    /// Decides how inode `ino`, entry `file` of `reader`'s version, is opened, registering
+    /// its backing file with the kernel on its first passthrough open.
+    pub fn open(&self, reader: &Reader, ino: u64, file: usize, reply: &ReplyOpen) -> Opened {
         // The first open of an inode looks for its local file, on disk, without the lock: other
         // inodes' opens go on meanwhile. Whatever another open of this one decided in that time
         // stands.
         let mut inodes = self.lock();
         let mut local = None;
-        if !inodes.contains_key(&file) && self.on.load(Ordering::Acquire) {
+        if !inodes.contains_key(&ino) && self.on.load(Ordering::Acquire) {
             drop(inodes);
             local = reader.local_file(file);
             inodes = self.lock();
         }
         // Off (or turned off after a refusal): inodes still open in some mode keep it.
-        if !self.on.load(Ordering::Acquire) && !inodes.contains_key(&file) {
+        if !self.on.load(Ordering::Acquire) && !inodes.contains_key(&ino) {
             return Opened::Cached;
         }
-        let opened = match inodes.get_mut(&file) {
+        let opened = match inodes.get_mut(&ino) {
             Some(InodeMode::Cached { opens }) => {
                 *opens += 1;
                 Opened::Cached
@@ -164,7 +166,7 @@ impl Passthrough {
                 Some((Ok(id), local)) => {
                     let backing = Arc::new(id);
                     inodes.insert(
-                        file,
+                        ino,
                         InodeMode::Passthrough {
                             backing: backing.clone(),
                             file: local,
@@ -182,7 +184,7 @@ impl Passthrough {
                              read goes through the daemon"
                         );
                     }
-                    inodes.insert(file, InodeMode::Cached { opens: 1 });
+                    inodes.insert(ino, InodeMode::Cached { opens: 1 });
                     Opened::Cached
                 }
             },
@@ -194,12 +196,12 @@ impl Passthrough {
         opened
     }
 
-    /// A handle of `file` opened in `mode` was released. A file read through the daemon may
+    /// A handle of inode `ino` (entry `file`) opened in `mode` was released. A file read through the daemon may
     /// be whole in the cache now: it is offered for a file entry (only now, not at open, so
     /// that assembling it never competes with the reads of the open that fetches it).
-    pub fn release(&self, reader: &Reader, file: usize, mode: HandleMode) {
+    pub fn release(&self, reader: &Reader, ino: u64, file: usize, mode: HandleMode) {
         let mut inodes = self.lock();
-        let last = match (inodes.get_mut(&file), mode) {
+        let last = match (inodes.get_mut(&ino), mode) {
             (Some(InodeMode::Cached { opens }), HandleMode::Cached)
             | (Some(InodeMode::Passthrough { opens, .. }), HandleMode::Passthrough) => {
                 *opens -= 1;
@@ -209,7 +211,7 @@ impl Passthrough {
         };
         if last {
             // The last passthrough handle drops the backing file's registration here.
-            inodes.remove(&file);
+            inodes.remove(&ino);
         }
         drop(inodes);
         if mode != HandleMode::Passthrough && self.on.load(Ordering::Acquire) {
@@ -217,7 +219,7 @@ impl Passthrough {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, InodeMode>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, InodeMode>> {
         self.inodes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -316,7 +316,7 @@ async fn download(
     progress: &GetProgress,
     report: &mut GetReport,
 ) -> Result<(), GetError> {
-    let origins = Origins::new(catalog.store().clone(), m);
+    let origins = Origins::from(catalog.store().clone());
     let store = &origins;
     let label = report.label.clone();
     let label = &label;

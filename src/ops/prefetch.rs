@@ -63,7 +63,7 @@ pub async fn prefetch(
             pack::plan(&mut regions, at);
         }
     }
-    let origins = Origins::new(store.clone(), m);
+    let origins = Origins::from(store.clone());
     let store = &origins;
     let total: u64 = regions.iter().map(Region::bytes).sum();
     progress.total_bytes.store(total, Ordering::Relaxed);

@@ -59,7 +59,7 @@ pub async fn verify(
         }
         Err(e) => return Err(e),
     };
-    let origins = Origins::new(catalog.store().clone(), &m);
+    let origins = Origins::from(catalog.store().clone());
     let store = &origins;
     let mut report = VerifyReport {
         label: v.label(),

@@ -6,7 +6,8 @@
 use crate::format::{ChunkRef, Location, Manifest, Sha256};
 use crate::store::{keys, Pin, Store, StoreError};
 use bytes::Bytes;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Why content could not be read.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -45,38 +46,40 @@ pub struct Located {
 /// Which source object a chunk of an imported version is read from, and which content of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
-    /// Index into the manifest's sources (and [`Origins`]).
-    pub index: u32,
+    /// The source's URL, as the manifest's source table gives it.
+    pub url: Arc<str>,
     pub pin: Pin,
 }
 
-/// The stores a version's chunks come from: the store, and the sources an imported version
-/// reads in place, opened once per mounted version (opening touches no network). A source
-/// that cannot be opened fails the reads of its files only.
+/// The stores chunks come from: the store, and the sources imported versions read in place,
+/// each opened at its first use (opening touches no network) and kept for every version
+/// mounted after. A source that cannot be opened fails the reads of its files only.
 #[derive(Clone, Debug)]
 pub struct Origins {
     store: Store,
-    sources: Arc<[Result<Store, StoreError>]>,
+    sources: Arc<Mutex<Opened>>,
 }
+
+/// Sources by URL, opened or not.
+type Opened = HashMap<Arc<str>, Result<Store, StoreError>>;
 
 impl From<Store> for Origins {
     fn from(store: Store) -> Origins {
         Origins {
             store,
-            sources: Arc::new([]),
+            sources: Arc::default(),
         }
     }
 }
 
 impl Origins {
-    /// The store, and every source `m` names.
-    pub fn new(store: Store, m: &Manifest) -> Origins {
-        let sources = m
-            .sources
-            .iter()
-            .map(|&s| store.open_like(m.text(s)))
-            .collect();
-        Origins { store, sources }
+    /// The source at `url`, opened like the store.
+    fn source(&self, url: &Arc<str>) -> Result<Store, StoreError> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources
+            .entry(url.clone())
+            .or_insert_with(|| self.store.open_like(url))
+            .clone()
     }
 
     /// The store itself (packs and blobs live there).
@@ -102,16 +105,7 @@ impl Origins {
                 e => ContentError::Store(e),
             });
         };
-        let store = match self.sources.get(src.index as usize) {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => return Err(ContentError::Store(e.clone())),
-            None => {
-                return Err(ContentError::Store(StoreError::BadUrl(
-                    format!("source {}", src.index),
-                    "not opened for this version".into(),
-                )))
-            }
-        };
+        let store = &self.source(&src.url).map_err(ContentError::Store)?;
         let range = match range {
             Some(r) => r,
             None => {
@@ -130,9 +124,9 @@ impl Origins {
 
     /// The URL of `key` where `source` says it is, for messages.
     pub fn object_url(&self, key: &str, source: Option<&Source>) -> String {
-        let store = match source.map(|s| self.sources.get(s.index as usize)) {
-            Some(Some(Ok(s))) => s,
-            _ => &self.store,
+        let store = match source.map(|s| self.source(&s.url)) {
+            Some(Ok(s)) => s,
+            _ => self.store.clone(),
         };
         format!("{}/{key}", store.url().trim_end_matches('/'))
     }
@@ -166,7 +160,7 @@ pub fn locate(m: &Manifest, c: &ChunkRef) -> Located {
         Location::External { object } => {
             let o = &m.objects[object as usize];
             let source = Source {
-                index: o.source,
+                url: m.text(m.sources[o.source as usize]).into(),
                 pin: Pin {
                     etag: o.etag.map(|s| m.text(s).to_string()),
                     version: o.version.map(|s| m.text(s).to_string()),

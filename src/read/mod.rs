@@ -77,19 +77,26 @@ impl Reader {
         memory: u64,
         fetch_budget: u64,
     ) -> Reader {
-        let origins = Origins::new(store, &manifest);
-        let chunks = Arc::new(ChunkReader::new(
-            origins,
-            memory,
-            disk.clone(),
-            fetch_budget,
-        ));
+        let chunks = Arc::new(ChunkReader::new(store, memory, disk.clone(), fetch_budget));
         Reader {
             manifest,
             prefetcher: Prefetcher::new(chunks.clone()),
             chunks,
             materializer: disk.clone().map(|d| Arc::new(Materializer::new(d))),
             disk,
+        }
+    }
+
+    /// A reader of another version of the same store, sharing this one's memory, fetch
+    /// budget, fetches in flight and disk cache: what a mount switched to `manifest` reads
+    /// with, while the files still open in this version read on with this one.
+    pub fn for_version(&self, manifest: Arc<Manifest>) -> Reader {
+        Reader {
+            manifest,
+            chunks: self.chunks.clone(),
+            prefetcher: Prefetcher::new(self.chunks.clone()),
+            disk: self.disk.clone(),
+            materializer: self.materializer.clone(),
         }
     }
 

@@ -96,7 +96,7 @@ async fn run(s: &Setup, copy: bool) -> PushReport {
 async fn read_all(c: &Catalog) -> Vec<(String, Result<Vec<u8>, ContentError>)> {
     let v = c.resolve("ds", VersionSel::Latest).await.unwrap();
     let m = c.manifest(&v).await.unwrap();
-    let origins = Origins::new(c.store().clone(), &m);
+    let origins = Origins::from(c.store().clone());
     let mut out = Vec::new();
     for (i, e) in m.entries.iter().enumerate() {
         let EntryKind::File { chunks, .. } = e.kind else {
