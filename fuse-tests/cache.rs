@@ -434,6 +434,9 @@ fn two_daemons_share_one_cache_directory() {
             }
         }
     });
+    // Files are assembled into file entries in the background: the daemons finish what they
+    // started when they unmount, and the cache is looked at then.
+    drop((a, b));
     // Each chunk is cached once: a chunk entry (the chunk behind its header of block
     // checksums) or, for a file of one chunk, a file entry (the file's bytes alone). A file of
     // several chunks may also have a file entry, assembled once all of them were cached.
