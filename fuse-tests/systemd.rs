@@ -64,7 +64,7 @@ fn verify_units(units: &[(&str, &str)]) {
 }
 
 #[test]
-fn units_verify_and_the_template_mounts_with_readiness() {
+fn units_verify_and_the_template_mounts_with_readiness_and_follows() {
     let _helper = HelperInstalled::new();
 
     // systemd-analyze verify, on the template (as an instance) and on the example mount.
@@ -82,7 +82,11 @@ fn units_verify_and_the_template_mounts_with_readiness() {
     let point = Path::new("/datastores").join(&name);
     let _guard = Mounted::adopt(&point);
     let text = std::fs::read_to_string(unit("datastore@.service")).unwrap();
-    let options = format!("store={},cache_dir={}", env.url, env.cache_dir().display());
+    let options = format!(
+        "store={},cache_dir={},follow=1s",
+        env.url,
+        env.cache_dir().display()
+    );
     let vars = [("VERSION", "latest"), ("OPTIONS", options.as_str())];
     let start = exec_line(&text, "ExecStart", &name, &vars);
     let stop = exec_line(&text, "ExecStop", &name, &vars);
@@ -104,6 +108,15 @@ fn units_verify_and_the_template_mounts_with_readiness() {
     assert!(is_mounted(&point), "READY before the mount was live");
     assert!(msg.contains("READY=1"), "{msg}");
     assert_eq!(std::fs::read(point.join("f")).unwrap(), b"served");
+    // follow= from the unit's OPTIONS: a push shows on the mount by itself.
+    std::fs::write(src.join("g"), b"pushed later").unwrap();
+    env.push(&src, &name);
+    wait_for(
+        "the mount to follow the push",
+        Duration::from_secs(20),
+        || point.join("g").exists(),
+    );
+    assert_eq!(std::fs::read(point.join("g")).unwrap(), b"pushed later");
 
     let out = env.run(&stop[1..]);
     assert!(out.status.success(), "{}", out.stderr);

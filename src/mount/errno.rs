@@ -18,8 +18,6 @@ pub fn of_content_damaged() -> Errno {
 
 /// Writes of any kind: the mount is a read-only view of an immutable version.
 pub const READ_ONLY: Errno = Errno::EROFS;
-/// A name that the version does not hold.
-pub const NO_ENTRY: Errno = Errno::ENOENT;
 /// An extended attribute the entry does not have.
 pub const NO_ATTRIBUTE: Errno = Errno::ENODATA;
 /// The caller's buffer is too small for the attribute value or list.
@@ -35,3 +33,7 @@ pub const NOT_A_TERMINAL: Errno = Errno::ENOTTY;
 pub const NOT_NEEDED: Errno = Errno::ENOSYS;
 /// A request only the mount's owner (or root) may make.
 pub const NOT_PERMITTED: Errno = Errno::EPERM;
+/// An inode no version served now has: one a switch replaced, which the kernel still held
+/// when it was asked for. The kernel then walks the path again, revalidating each name, and
+/// finds what the live version has there.
+pub const STALE: Errno = Errno::ESTALE;

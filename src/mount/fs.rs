@@ -105,7 +105,7 @@ impl DatastoreFs {
 
     /// The version that answers for `ino`, and its entry there.
     fn entry(&self, ino: INodeNo) -> Result<(Serving<'_>, usize), Errno> {
-        self.versions.of(ino.0).ok_or(errno::NO_ENTRY)
+        self.versions.of(ino.0).ok_or(errno::STALE)
     }
 
     fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
@@ -132,7 +132,7 @@ impl DatastoreFs {
             _ => None,
         };
         if let Some(v) = began.filter(|v| !self.versions.is_live(v)) {
-            let i = v.entry(ino.0).ok_or(errno::NO_ENTRY)?;
+            let i = v.entry(ino.0).ok_or(errno::STALE)?;
             return Ok((Serving::Old(v), i));
         }
         self.entry(ino)

@@ -200,10 +200,10 @@ impl Versions {
         }
         drop(current);
         let n = forget.len();
-        if let Some(notifier) = self.notifier.get().cloned() {
+        if let Some(notifier) = self.notifier.get() {
             // Each notification is a write the kernel may hold while a lookup in that
-            // directory finishes: off the runtime's threads.
-            let _ = tokio::task::spawn_blocking(move || invalidate(&notifier, &forget)).await;
+            // directory finishes: the runtime moves its other tasks off this thread meanwhile.
+            tokio::task::block_in_place(|| invalidate(notifier, &forget));
         }
         live_version(&self.live().version);
         metrics::counter!(crate::metrics::SWITCHES).increment(1);
