@@ -32,6 +32,11 @@ pub const FETCH_IN_USE: &str = "datastore_fetch_bytes_in_use";
 /// The version number the mount serves now, labelled with its dataset; switches done.
 pub const LIVE_VERSION: &str = "datastore_live_version";
 pub const SWITCHES: &str = "datastore_switches_total";
+/// Bytes from the shared cache tier, its failures (each leaves it alone for a while), and
+/// objects it answered with other bytes than their SHA-256 (fetched from the store instead).
+pub const TIER_BYTES: &str = "datastore_tier_bytes_total";
+pub const TIER_FAILURES: &str = "datastore_tier_failures_total";
+pub const TIER_MISMATCHES: &str = "datastore_tier_mismatches_total";
 
 /// Starts serving `/metrics` on `addr`. Must run inside the tokio runtime.
 pub fn serve(addr: SocketAddr) -> Result<(), String> {

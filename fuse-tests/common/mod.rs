@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod mount;
+pub mod nginx;
 pub mod proxy;
 pub mod report;
 pub mod tree;

@@ -24,6 +24,8 @@ use std::process::ExitCode;
 ///   store=URL  timeout=SECS  allow_other  allow_root  nonempty  threads=N  memory=SIZE
 ///   log=FILE  cache_dir=DIR  cache_size=SIZE  fetch_budget=SIZE  passthrough=on|off
 ///   follow=DURATION (a NAME@latest mount moves to each new version within DURATION)
+///   cache_url=URL (a shared HTTP cache tier, e.g. nginx; also DATASTORE_CACHE_URL, with
+///   its secret header from DATASTORE_CACHE_SECRET)
 /// Options of mount(8) such as ro, dev, suid, _netdev, nofail and x-* are ignored.
 ///
 /// Examples:
@@ -175,6 +177,15 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             .unwrap_or_else(default_fetch_budget),
         passthrough: opts.passthrough.unwrap_or(true),
         follow: opts.follow,
+        tier: opts
+            .cache_url
+            .clone()
+            .or_else(|| {
+                std::env::var("DATASTORE_CACHE_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+            })
+            .map(|u| (u, std::env::var("DATASTORE_CACHE_SECRET").ok())),
         trace: a.record_trace,
         metrics_addr: a.metrics_addr,
         cache: Some(

@@ -20,7 +20,8 @@ use crate::cache::{CacheError, CacheSize, DiskCache};
 use crate::catalog::{Catalog, CatalogError};
 use crate::format::name::Target;
 use crate::format::name::VersionSel;
-use crate::read::Reader;
+use crate::read::tier::Tier;
+use crate::read::{Origins, Reader};
 use daemon::Notify;
 use fs::DatastoreFs;
 use fuser::{MountOption, SessionACL};
@@ -57,6 +58,8 @@ pub struct MountRequest {
     pub cache: Option<(PathBuf, CacheSize)>,
     /// How often an `@latest` mount looks for a newer version to switch to, if it does.
     pub follow: Option<std::time::Duration>,
+    /// A shared HTTP cache tier content is read through (`cache_url=`), and its secret.
+    pub tier: Option<(String, Option<String>)>,
 }
 
 /// Why a mount could not be set up.
@@ -80,6 +83,8 @@ pub enum MountError {
     AclConflict,
     #[error("cannot mount at {0}: {1}")]
     Kernel(PathBuf, String),
+    #[error(transparent)]
+    Tier(#[from] crate::read::tier::TierError),
     #[error("the mount at {0} ended with an error: {1}")]
     Session(PathBuf, String),
 }
@@ -111,9 +116,13 @@ pub async fn serve(
         Some((_, CacheSize::Bytes(0))) | None => None,
         Some((dir, size)) => Some(DiskCache::open(dir, *size)?),
     };
+    let tier = match &req.tier {
+        None => None,
+        Some((url, secret)) => Some(Arc::new(open_tier(catalog, url, secret.clone()).await?)),
+    };
     let reader = Arc::new(Reader::new(
         manifest.clone(),
-        catalog.store().clone(),
+        Origins::from(catalog.store().clone()).with_tier(tier),
         disk.clone(),
         req.memory,
         req.fetch_budget,
@@ -281,3 +290,32 @@ async fn follow(versions: Arc<Versions>, every: std::time::Duration) {
         }
     }
 }
+
+/// The shared cache tier at `url`, checked as far as can be without a request: the store
+/// must be able to presign URLs for it (S3), or reads would never use it.
+async fn open_tier(
+    catalog: &Catalog,
+    url: &str,
+    secret: Option<String>,
+) -> Result<Tier, MountError> {
+    let store = catalog.store();
+    let timeout = store.timeout().min(TIER_TIMEOUT);
+    let tier = Tier::new(url, secret, timeout)?;
+    if store
+        .signed_get("probe", std::time::Duration::from_secs(60))
+        .await
+        .is_none()
+    {
+        tracing::warn!(
+            "cache_url={url} not used: only an S3 store can presign the requests the tier \
+             passes on; reads go to {}",
+            store.url()
+        );
+    } else {
+        tracing::info!("reading content through the cache tier {url} (failing over to the store after {timeout:?})");
+    }
+    Ok(tier)
+}
+
+/// The longest a tier request may take before the store is asked instead.
+const TIER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

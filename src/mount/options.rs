@@ -40,12 +40,14 @@ pub struct MountOptions {
     /// `follow=DURATION`: an `@latest` mount looks for a newer version this often and
     /// switches to it.
     pub follow: Option<std::time::Duration>,
+    /// `cache_url=URL`: a shared HTTP cache tier that content is read through.
+    pub cache_url: Option<String>,
 }
 
 /// A bad `-o` option.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionError {
-    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, nonempty, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, passthrough=on|off, follow=DURATION, log=FILE")]
+    #[error("unknown mount option '{0}'; datastore takes store=URL, timeout=SECS, allow_other, allow_root, nonempty, threads=N, memory=SIZE, cache_dir=DIR, cache_size=SIZE, fetch_budget=SIZE, passthrough=on|off, follow=DURATION, cache_url=URL, log=FILE")]
     Unknown(String),
     #[error("mount option '{0}' needs a value ({1})")]
     Missing(String, &'static str),
@@ -154,6 +156,7 @@ impl MountOptions {
                 })
             }
             "log" => self.log = Some(PathBuf::from(need("a file path")?)),
+            "cache_url" => self.cache_url = Some(need("an http:// URL")?.to_string()),
             "follow" => {
                 let every = humantime::parse_duration(need("a duration such as 30s")?)
                     .ok()

@@ -3,6 +3,7 @@
 //! A mismatch is fetched once more (a torn read or a transient proxy fault heals), then is an
 //! error naming the object: wrong bytes are never returned.
 
+use super::tier::Tier;
 use crate::format::{ChunkRef, Location, Manifest, Sha256};
 use crate::store::{keys, Pin, Store, StoreError};
 use bytes::Bytes;
@@ -58,6 +59,8 @@ pub struct Source {
 pub struct Origins {
     store: Store,
     sources: Arc<Mutex<Opened>>,
+    /// The shared cache tier the store's own objects are read through first, if any.
+    tier: Option<Arc<Tier>>,
 }
 
 /// Sources by URL, opened or not.
@@ -68,11 +71,18 @@ impl From<Store> for Origins {
         Origins {
             store,
             sources: Arc::default(),
+            tier: None,
         }
     }
 }
 
 impl Origins {
+    /// The store's content read through `tier` first.
+    pub fn with_tier(mut self, tier: Option<Arc<Tier>>) -> Origins {
+        self.tier = tier;
+        self
+    }
+
     /// The source at `url`, opened like the store.
     fn source(&self, url: &Arc<str>) -> Result<Store, StoreError> {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,6 +100,43 @@ impl Origins {
     /// Bytes of `key` (a range, or the whole object) from the store, or from a source at its
     /// pinned content; a source object deleted or changed since is [`ContentError::SourceChanged`].
     pub async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+        source: Option<&Source>,
+    ) -> Result<Bytes, ContentError> {
+        Ok(self.get_from(key, range, source, false).await?.0)
+    }
+
+    /// Like [`get`](Self::get); `direct` skips the tier. Also says whether the bytes came
+    /// from the tier.
+    async fn get_from(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+        source: Option<&Source>,
+        direct: bool,
+    ) -> Result<(Bytes, bool), ContentError> {
+        if let (Some(tier), None, false) = (&self.tier, source, direct) {
+            if let Some(b) = tier.get(&self.store, key, range.clone(), false).await {
+                return Ok((b, true));
+            }
+        }
+        self.get_direct(key, range, source)
+            .await
+            .map(|b| (b, false))
+    }
+
+    /// Has the tier fetch `key` from the store again, in the background: it answered with
+    /// other bytes than the object's.
+    fn refresh(&self, key: &str) {
+        if let Some(tier) = self.tier.clone() {
+            let (store, key) = (self.store.clone(), key.to_string());
+            tokio::spawn(async move { tier.get(&store, &key, None, true).await });
+        }
+    }
+
+    async fn get_direct(
         &self,
         key: &str,
         range: Option<std::ops::Range<u64>>,
@@ -197,11 +244,27 @@ pub async fn fetch_chunk(
 /// Fetches a located chunk and checks its digest.
 pub async fn fetch(origins: &Origins, at: &Located) -> Result<Bytes, ContentError> {
     let source = at.source.as_ref();
-    for _attempt in 0..2 {
-        let data = origins.get(&at.key, at.range.clone(), source).await?;
+    let (mut direct, mut from_store) = (false, 0);
+    while from_store < 2 {
+        let (data, tiered) = origins
+            .get_from(&at.key, at.range.clone(), source, direct)
+            .await?;
         if data.len() == at.len as usize && Sha256::of(&data) == at.hash {
             return Ok(data);
         }
+        if tiered {
+            metrics::counter!(crate::metrics::TIER_MISMATCHES).increment(1);
+            tracing::warn!(
+                "{}: the cache tier answered with bytes that do not match SHA-256 {}; \
+                 fetching from the store, and telling the tier to fetch it again",
+                at.key,
+                at.hash
+            );
+            origins.refresh(&at.key);
+            direct = true;
+            continue;
+        }
+        from_store += 1;
         tracing::warn!(
             "{}: content does not match SHA-256 {}; fetching again",
             at.key,

@@ -16,6 +16,7 @@ pub mod materialize;
 pub mod memory;
 pub mod pack;
 pub mod readahead;
+pub mod tier;
 pub mod writes;
 
 pub use budget::{default_fetch_budget, FetchBudget};
@@ -23,7 +24,6 @@ pub use fetch::{fetch_chunk, locate, ContentError, Located, Origins};
 
 use crate::cache::DiskCache;
 use crate::format::{EntryKind, Location, Manifest};
-use crate::store::Store;
 use bytes::Bytes;
 use chunks::ChunkReader;
 use materialize::Materializer;
@@ -72,12 +72,17 @@ impl Reader {
     /// fetches together may hold at once. Must be called inside the runtime that will fetch.
     pub fn new(
         manifest: Arc<Manifest>,
-        store: Store,
+        origins: impl Into<Origins>,
         disk: Option<Arc<DiskCache>>,
         memory: u64,
         fetch_budget: u64,
     ) -> Reader {
-        let chunks = Arc::new(ChunkReader::new(store, memory, disk.clone(), fetch_budget));
+        let chunks = Arc::new(ChunkReader::new(
+            origins,
+            memory,
+            disk.clone(),
+            fetch_budget,
+        ));
         Reader {
             manifest,
             prefetcher: Prefetcher::new(chunks.clone()),

@@ -128,6 +128,9 @@ impl Pin {
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// Presigns GET URLs of the store's objects (S3), for an HTTP cache tier that holds no
+    /// credentials.
+    signer: Option<Arc<dyn object_store::signer::Signer>>,
     root: String,
     url: String,
     /// Where it lives, for explaining refusals.
@@ -143,6 +146,7 @@ impl Store {
         let shown = url.split('?').next().unwrap_or(url);
         let bad = |why: &str| StoreError::BadUrl(shown.to_string(), why.to_string());
         let mut place = explain::Place::default();
+        let mut signer: Option<Arc<dyn object_store::signer::Signer>> = None;
         let (inner, root): (Arc<dyn ObjectStore>, String) = if url == "memory://" {
             (Arc::new(InMemory::new()), String::new())
         } else if let Some(rest) = url.strip_prefix("s3://") {
@@ -171,8 +175,9 @@ impl Store {
                 bucket: bucket.to_string(),
                 endpoint: builder.get_config_value(&AmazonS3ConfigKey::Endpoint),
             };
-            let s3 = builder.build().map_err(|e| bad(&one_line(&e)))?;
-            (Arc::new(s3), prefix.trim_matches('/').to_string())
+            let s3 = Arc::new(builder.build().map_err(|e| bad(&one_line(&e)))?);
+            signer = Some(s3.clone());
+            (s3, prefix.trim_matches('/').to_string())
         } else if url.starts_with("gs://") || url.starts_with("az://") || url.starts_with("abfs") {
             let scheme = if url.starts_with("gs://") { "gs" } else { "az" };
             let (bare, settings) = url_settings(url).map_err(|why| bad(&why))?;
@@ -269,11 +274,28 @@ impl Store {
         };
         Ok(Store {
             inner,
+            signer,
             root,
             url: redact(url),
             place: Arc::new(place),
             timeout: opts.timeout,
         })
+    }
+
+    /// A URL that GETs `key` for `valid` without credentials of its own, if this kind of
+    /// store can make one (S3).
+    pub async fn signed_get(&self, key: &str, valid: Duration) -> Option<url::Url> {
+        let signer = self.signer.as_ref()?;
+        let path = self.path(key);
+        signer
+            .signed_url(object_store::signer::Method::GET, &path, valid)
+            .await
+            .ok()
+    }
+
+    /// The longest one operation may take, retries included.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The store's URL, for messages.

@@ -1,0 +1,172 @@
+//! A shared cache tier: an HTTP cache (a stock nginx, `deploy/nginx/datastore-cache.conf`) in
+//! front of the store, so that many nodes reading one dataset make one store request per
+//! object between them.
+//!
+//! Only content goes through it (chunks and packs, named by their SHA-256 and never
+//! rewritten), so whatever the tier holds can be cached forever, and a poisoned or damaged
+//! tier cannot make a reader get wrong bytes: everything from it is verified like bytes from
+//! the store, and a mismatch is fetched from the store directly, while the tier is told to
+//! fetch that object again (`X-Datastore-Refresh`, as CVMFS sends `no-cache` to its proxies).
+//!
+//! The tier holds no credentials. Each request carries a presigned GET URL of the object,
+//! made with the node's credentials: the daemon asks the tier for the URL's path and query,
+//! the tier passes them to the store as they are and keys its cache on the path alone, so one
+//! node's fetch serves every node after it. (RFC 9111 forbids a shared cache to reuse
+//! responses to requests with an `Authorization` header, which is why the signature travels in
+//! the query.) A secret header, `X-Datastore-Tier`, from `DATASTORE_CACHE_SECRET`, keeps
+//! others from reading through the tier. A tier that fails or is slower than its timeout is
+//! left alone for [`DOWN_FOR`], reads going to the store meanwhile.
+
+use crate::store::Store;
+use bytes::Bytes;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a tier that failed is left alone.
+pub const DOWN_FOR: Duration = Duration::from_secs(30);
+/// How long a presigned URL stays valid: the tier uses it at once, and caches by path.
+const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+/// The header that carries the shared secret, and the one that asks for a fresh copy.
+pub const SECRET_HEADER: &str = "X-Datastore-Tier";
+pub const REFRESH_HEADER: &str = "X-Datastore-Refresh";
+
+/// A bad tier setting.
+#[derive(Debug, thiserror::Error)]
+pub enum TierError {
+    #[error("cache_url '{0}' is not an http:// or https:// URL (e.g. http://cache.internal:8080)")]
+    BadUrl(String),
+    #[error("cache_url: {0}")]
+    Client(String),
+}
+
+/// The tier, and whether it is usable now.
+#[derive(Debug)]
+pub struct Tier {
+    base: url::Url,
+    secret: Option<String>,
+    client: reqwest::Client,
+    timeout: Duration,
+    down_since: Mutex<Option<Instant>>,
+}
+
+impl Tier {
+    /// The tier at `url` (`http://HOST:PORT[/PATH]`); requests fail over to the store after
+    /// `timeout`.
+    pub fn new(url: &str, secret: Option<String>, timeout: Duration) -> Result<Tier, TierError> {
+        let base = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| TierError::BadUrl(url.to_string()))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .build()
+            .map_err(|e| TierError::Client(e.to_string()))?;
+        Ok(Tier {
+            base,
+            secret,
+            client,
+            timeout,
+            down_since: Mutex::new(None),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// What went wrong with a request, in a few words.
+    fn why(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            format!("no answer within {}s", self.timeout.as_secs_f64())
+        } else if e.is_connect() {
+            "cannot connect".into()
+        } else {
+            format!("the request failed ({})", crate::store::one_line(e))
+        }
+    }
+
+    fn usable(&self) -> bool {
+        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        match *down {
+            Some(t) if t.elapsed() < DOWN_FOR => false,
+            Some(_) => {
+                *down = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        if down.is_none() {
+            tracing::warn!(
+                "cache tier {}: {why}; reading from the store for {}s",
+                self.base,
+                DOWN_FOR.as_secs()
+            );
+        }
+        *down = Some(Instant::now());
+        metrics::counter!(crate::metrics::TIER_FAILURES).increment(1);
+    }
+
+    /// Bytes of `key` of `store` (a range, or the whole object) through the tier; `None`
+    /// when the tier cannot give them now (the caller reads the store). `refresh` asks the
+    /// tier to fetch the object from the store again, replacing what it holds.
+    pub async fn get(
+        &self,
+        store: &Store,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+        refresh: bool,
+    ) -> Option<Bytes> {
+        if !self.usable() {
+            return None;
+        }
+        let signed = store.signed_get(key, SIGNED_FOR).await?;
+        let mut url = self.base.clone();
+        let base_path = self.base.path().trim_end_matches('/');
+        url.set_path(&format!("{base_path}{}", signed.path()));
+        url.set_query(signed.query());
+        let mut req = self.client.get(url).timeout(self.timeout);
+        if let Some(s) = &self.secret {
+            req = req.header(SECRET_HEADER, s);
+        }
+        if refresh {
+            req = req.header(REFRESH_HEADER, "1");
+        }
+        if let Some(r) = &range {
+            req = req.header(
+                "Range",
+                format!("bytes={}-{}", r.start, r.end.saturating_sub(1)),
+            );
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.failed(&self.why(&e));
+                return None;
+            }
+        };
+        let status = resp.status();
+        let expected = if range.is_some() { 206 } else { 200 };
+        if status.as_u16() != expected {
+            // An object the store lacks is the store's to report; anything else (a refused
+            // secret, a store error, a range not honoured) is the tier's.
+            if status.as_u16() != 404 {
+                self.failed(&format!("answered {status} for {key}"));
+            }
+            return None;
+        }
+        match resp.bytes().await {
+            Ok(b) => {
+                metrics::counter!(crate::metrics::TIER_BYTES).increment(b.len() as u64);
+                Some(b)
+            }
+            Err(e) => {
+                self.failed(&self.why(&e));
+                None
+            }
+        }
+    }
+}
