@@ -57,6 +57,11 @@ fn eight_nodes_read_one_version_with_one_store_fetch_per_object() {
             s.spawn(move || read_all(src, &m.point));
         }
     });
+    // `get` on a ninth node goes through the tier too.
+    let ninth = node(&moto, &env, &tier);
+    let dest = ninth.dir("copy");
+    ninth.ok(["get", "ds", dest.join("ds").to_str().unwrap()]);
+    common::tree::assert_same(&src, &dest.join("ds"));
     let objects: Vec<String> = env
         .objects(&["blobs/", "packs/"])
         .into_iter()
@@ -67,7 +72,7 @@ fn eight_nodes_read_one_version_with_one_store_fetch_per_object() {
     for k in &objects {
         let name = k.rsplit('/').next().unwrap();
         let n = moto.gets(name);
-        assert!(n <= 2, "{k} fetched {n} times from the store for 8 nodes");
+        assert!(n <= 2, "{k} fetched {n} times from the store for 9 nodes");
         total += n;
     }
     assert!(
@@ -101,6 +106,17 @@ fn a_tier_that_stops_mid_read_costs_time_not_bytes() {
         started.elapsed()
     );
     assert!(m.log().contains("reading from the store"), "{}", m.log());
+    let bad = n.mount_point("bad");
+    n.fails(
+        [
+            "mount",
+            "ds",
+            bad.to_str().unwrap(),
+            "-o",
+            "cache_url=ftp://tier",
+        ],
+        "cache_url 'ftp://tier' is not an http:// or https:// URL",
+    );
     // A node whose requests the tier refuses (no secret) reads from the store, right.
     let other = Nginx::start(moto.port, SECRET);
     let mut stranger = env.via(moto.port);

@@ -16,6 +16,8 @@ pub struct Config {
     /// The disk cache of mounts: directory and size (`200G` or `80%`).
     pub cache_dir: Option<std::path::PathBuf>,
     pub cache_size: Option<String>,
+    /// A shared HTTP cache tier content is read through.
+    pub cache_url: Option<String>,
 }
 
 impl Config {
@@ -25,6 +27,7 @@ impl Config {
             timeout_secs: over.timeout_secs.or(self.timeout_secs),
             cache_dir: over.cache_dir.or(self.cache_dir),
             cache_size: over.cache_size.or(self.cache_size),
+            cache_url: over.cache_url.or(self.cache_url),
         }
     }
 }

@@ -102,11 +102,28 @@ pub fn at_least_one() -> impl clap::builder::TypedValueParser<Value = usize> {
 
 /// What every subcommand gets: the catalog of the chosen store and the global flags.
 pub struct Ctx {
+    /// The shared cache tier's URL (`cache_url=`, else `DATASTORE_CACHE_URL`, else the
+    /// config file's `cache_url`), if content is read through one.
+    pub tier_url: Option<String>,
     pub catalog: Catalog,
     pub quiet: bool,
     /// The store timeout in effect, passed on to a background mount daemon.
     pub timeout_secs: u64,
     pub config: config::Config,
+}
+
+impl Ctx {
+    /// The shared cache tier, if one is configured, with its secret from
+    /// `DATASTORE_CACHE_SECRET` (never an option or flag: it would be on a command line).
+    pub fn tier(&self) -> Result<Option<std::sync::Arc<crate::read::tier::Tier>>> {
+        let Some(url) = &self.tier_url else {
+            return Ok(None);
+        };
+        let secret = std::env::var("DATASTORE_CACHE_SECRET").ok();
+        let timeout = Duration::from_secs(self.timeout_secs).min(crate::read::tier::TIMEOUT);
+        let tier = crate::read::tier::Tier::new(url, secret, timeout)?;
+        Ok(Some(std::sync::Arc::new(tier)))
+    }
 }
 
 /// Where log lines go.
@@ -213,7 +230,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         // Only a push makes a store that is not there yet.
         let create = matches!(cli.command, Command::Push(_));
         let store = Store::open(&url, &StoreOptions { timeout, create })?;
+        let tier_url = mount_opts
+            .as_ref()
+            .and_then(|o| o.cache_url.clone())
+            .or_else(|| std::env::var("DATASTORE_CACHE_URL").ok())
+            .or(cfg.cache_url.clone())
+            .filter(|u| !u.is_empty());
         let ctx = Ctx {
+            tier_url,
             catalog: Catalog::new(store),
             quiet: cli.quiet,
             timeout_secs,

@@ -87,6 +87,8 @@ impl Args {
 pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Result<ExitCode> {
     let target = parse_target(&a.target)?;
     let point = mountpoint::resolve(a.mountpoint.as_deref(), &target.dataset);
+    // Checked here too, so that a background mount says what is wrong with it.
+    let tier = ctx.tier()?;
     if !a.foreground {
         let mut args: Vec<OsString> = vec![
             "--store".into(),
@@ -177,15 +179,7 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             .unwrap_or_else(default_fetch_budget),
         passthrough: opts.passthrough.unwrap_or(true),
         follow: opts.follow,
-        tier: opts
-            .cache_url
-            .clone()
-            .or_else(|| {
-                std::env::var("DATASTORE_CACHE_URL")
-                    .ok()
-                    .filter(|u| !u.is_empty())
-            })
-            .map(|u| (u, std::env::var("DATASTORE_CACHE_SECRET").ok())),
+        tier,
         trace: a.record_trace,
         metrics_addr: a.metrics_addr,
         cache: Some(

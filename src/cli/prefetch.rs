@@ -107,7 +107,16 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             "prefetch",
             Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
         );
-        let r = prefetch(ctx.catalog.store(), &cache, m, files, a.jobs, &progress).await?;
+        let r = prefetch(
+            ctx.catalog.store(),
+            ctx.tier()?,
+            &cache,
+            m,
+            files,
+            a.jobs,
+            &progress,
+        )
+        .await?;
         drop(bar);
         println!(
             "{label}: {}, {}; fetched {} in {}, {} already cached",

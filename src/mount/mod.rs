@@ -58,8 +58,8 @@ pub struct MountRequest {
     pub cache: Option<(PathBuf, CacheSize)>,
     /// How often an `@latest` mount looks for a newer version to switch to, if it does.
     pub follow: Option<std::time::Duration>,
-    /// A shared HTTP cache tier content is read through (`cache_url=`), and its secret.
-    pub tier: Option<(String, Option<String>)>,
+    /// A shared HTTP cache tier content is read through (`cache_url=`).
+    pub tier: Option<Arc<Tier>>,
 }
 
 /// Why a mount could not be set up.
@@ -83,8 +83,6 @@ pub enum MountError {
     AclConflict,
     #[error("cannot mount at {0}: {1}")]
     Kernel(PathBuf, String),
-    #[error(transparent)]
-    Tier(#[from] crate::read::tier::TierError),
     #[error("the mount at {0} ended with an error: {1}")]
     Session(PathBuf, String),
 }
@@ -116,13 +114,12 @@ pub async fn serve(
         Some((_, CacheSize::Bytes(0))) | None => None,
         Some((dir, size)) => Some(DiskCache::open(dir, *size)?),
     };
-    let tier = match &req.tier {
-        None => None,
-        Some((url, secret)) => Some(Arc::new(open_tier(catalog, url, secret.clone()).await?)),
-    };
+    if let Some(t) = &req.tier {
+        say_tier(catalog, t).await;
+    }
     let reader = Arc::new(Reader::new(
         manifest.clone(),
-        Origins::from(catalog.store().clone()).with_tier(tier),
+        Origins::from(catalog.store().clone()).with_tier(req.tier.clone()),
         disk.clone(),
         req.memory,
         req.fetch_budget,
@@ -291,16 +288,11 @@ async fn follow(versions: Arc<Versions>, every: std::time::Duration) {
     }
 }
 
-/// The shared cache tier at `url`, checked as far as can be without a request: the store
-/// must be able to presign URLs for it (S3), or reads would never use it.
-async fn open_tier(
-    catalog: &Catalog,
-    url: &str,
-    secret: Option<String>,
-) -> Result<Tier, MountError> {
+/// Says at mount whether the tier will be used: the store must be able to presign the
+/// requests it passes on (S3), or reads never go through it.
+async fn say_tier(catalog: &Catalog, tier: &Tier) {
     let store = catalog.store();
-    let timeout = store.timeout().min(TIER_TIMEOUT);
-    let tier = Tier::new(url, secret, timeout)?;
+    let url = tier.url();
     if store
         .signed_get("probe", std::time::Duration::from_secs(60))
         .await
@@ -312,10 +304,9 @@ async fn open_tier(
             store.url()
         );
     } else {
-        tracing::info!("reading content through the cache tier {url} (failing over to the store after {timeout:?})");
+        tracing::info!(
+            "reading content through the cache tier {url} (failing over to the store after {:?})",
+            tier.timeout()
+        );
     }
-    Ok(tier)
 }
-
-/// The longest a tier request may take before the store is asked instead.
-const TIER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

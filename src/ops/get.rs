@@ -14,6 +14,7 @@ use crate::format::hash::StreamHasher;
 use crate::format::name::Target;
 use crate::format::{EntryKind, Manifest, Sha256};
 use crate::io_cause::Cause;
+use crate::read::tier::Tier;
 use crate::read::{fetch_chunk, ContentError, Origins};
 use futures::StreamExt;
 use std::ffi::OsStr;
@@ -22,6 +23,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,7 @@ struct Job {
 /// into it if `dest` is an existing directory.
 pub async fn get(
     catalog: &Catalog,
+    tier: Option<Arc<Tier>>,
     target: &Target,
     dest: &Path,
     concurrency: usize,
@@ -159,7 +162,8 @@ pub async fn get(
     report.files += plan.kept;
     report.kept = plan.kept;
 
-    download(catalog, m, &jobs, concurrency, progress, &mut report).await?;
+    let origins = Origins::from(catalog.store().clone()).with_tier(tier);
+    download(&origins, m, &jobs, concurrency, progress, &mut report).await?;
 
     // Links once every file is in, so a failed download leaves none pointing nowhere.
     for (idx, rel) in &plan.todo {
@@ -309,15 +313,14 @@ impl Staging {
 
 /// Streams every chunk of every job in order, fetching `concurrency` chunks ahead.
 async fn download(
-    catalog: &Catalog,
+    origins: &Origins,
     m: &Manifest,
     jobs: &[Job],
     concurrency: usize,
     progress: &GetProgress,
     report: &mut GetReport,
 ) -> Result<(), GetError> {
-    let origins = Origins::from(catalog.store().clone());
-    let store = &origins;
+    let store = origins;
     let label = report.label.clone();
     let label = &label;
     let chunk_list = |j: usize| match &m.entries[jobs[j].entry].kind {

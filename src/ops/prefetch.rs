@@ -9,6 +9,7 @@
 use crate::cache::DiskCache;
 use crate::format::{EntryKind, Manifest};
 use crate::read::pack::{self, Region};
+use crate::read::tier::Tier;
 use crate::read::writes::keep_on_disk;
 use crate::read::{locate, ContentError, Origins};
 use crate::store::Store;
@@ -35,6 +36,7 @@ pub struct PrefetchReport {
 /// Caches every chunk of the given file entries of `m` (in order) that the cache lacks.
 pub async fn prefetch(
     store: &Store,
+    tier: Option<Arc<Tier>>,
     cache: &Arc<DiskCache>,
     m: &Manifest,
     files: &[usize],
@@ -63,7 +65,7 @@ pub async fn prefetch(
             pack::plan(&mut regions, at);
         }
     }
-    let origins = Origins::from(store.clone());
+    let origins = Origins::from(store.clone()).with_tier(tier);
     let store = &origins;
     let total: u64 = regions.iter().map(Region::bytes).sum();
     progress.total_bytes.store(total, Ordering::Relaxed);

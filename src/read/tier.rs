@@ -22,6 +22,9 @@ use bytes::Bytes;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The longest a tier request may take before the store is asked instead (or the store's
+/// timeout, if shorter).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a tier that failed is left alone.
 pub const DOWN_FOR: Duration = Duration::from_secs(30);
 /// How long a presigned URL stays valid: the tier uses it at once, and caches by path.
@@ -72,6 +75,10 @@ impl Tier {
 
     pub fn url(&self) -> &str {
         self.base.as_str()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// What went wrong with a request, in a few words.
