@@ -63,6 +63,31 @@ impl Manifest {
     }
 }
 
+/// Whether entry `a` of `ma` and entry `b` of `mb` are one object, whatever their mode and
+/// mtime: the same kind and, for a file, the same size and SHA-256, for a symlink the same
+/// target (every directory is the same object as every other).
+pub fn same_object(ma: &Manifest, a: &Entry, mb: &Manifest, b: &Entry) -> bool {
+    match (&a.kind, &b.kind) {
+        (EntryKind::Dir { .. }, EntryKind::Dir { .. }) => true,
+        (
+            EntryKind::File {
+                sha256: x,
+                size: sx,
+                ..
+            },
+            EntryKind::File {
+                sha256: y,
+                size: sy,
+                ..
+            },
+        ) => x == y && sx == sy,
+        (EntryKind::Symlink { target: x }, EntryKind::Symlink { target: y }) => {
+            ma.string(*x) == mb.string(*y)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::format::manifest::tests::build;

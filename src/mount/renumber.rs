@@ -15,7 +15,8 @@
 //! it knew below a forgotten name itself); and each kept inode whose attributes changed, or,
 //! for a directory, whose listing changed.
 
-use crate::format::{Entry, EntryKind, Manifest};
+use crate::format::{EntryKind, Manifest};
+use crate::manifest::same_object;
 
 /// Inode numbers of one version's entries.
 pub enum Inodes {
@@ -146,29 +147,6 @@ pub fn renumber(
         .collect();
     by_ino.sort_unstable();
     (Inodes::Table { of_entry, by_ino }, forget)
-}
-
-/// Whether two entries are one object to the kernel: same kind and content.
-fn same_object(a: &Manifest, ea: &Entry, b: &Manifest, eb: &Entry) -> bool {
-    match (&ea.kind, &eb.kind) {
-        (EntryKind::Dir { .. }, EntryKind::Dir { .. }) => true,
-        (
-            EntryKind::File {
-                size: s1,
-                sha256: h1,
-                ..
-            },
-            EntryKind::File {
-                size: s2,
-                sha256: h2,
-                ..
-            },
-        ) => s1 == s2 && h1 == h2,
-        (EntryKind::Symlink { target: t1 }, EntryKind::Symlink { target: t2 }) => {
-            a.string(*t1) == b.string(*t2)
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]

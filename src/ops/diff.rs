@@ -3,7 +3,7 @@
 //! A path is changed when its kind, content digest, symlink target or permission bits differ;
 //! a modification time alone is not a change.
 
-use crate::format::{Entry, EntryKind, Manifest};
+use crate::format::{Entry, Manifest};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,26 +39,7 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Vec<(Change, Vec<u8>)> {
 }
 
 fn same(ma: &Manifest, a: &Entry, mb: &Manifest, b: &Entry) -> bool {
-    a.mode == b.mode
-        && match (&a.kind, &b.kind) {
-            (EntryKind::Dir { .. }, EntryKind::Dir { .. }) => true,
-            (
-                EntryKind::File {
-                    sha256: x,
-                    size: sx,
-                    ..
-                },
-                EntryKind::File {
-                    sha256: y,
-                    size: sy,
-                    ..
-                },
-            ) => x == y && sx == sy,
-            (EntryKind::Symlink { target: x }, EntryKind::Symlink { target: y }) => {
-                ma.string(*x) == mb.string(*y)
-            }
-            _ => false,
-        }
+    a.mode == b.mode && crate::manifest::same_object(ma, a, mb, b)
 }
 
 #[cfg(test)]
