@@ -53,3 +53,13 @@ need_moto() {
     fi
     "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
+
+# kubernetes-validate (the Kubernetes schemas, offline) in the project's .venv, for the tests
+# of deploy/kubernetes/.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+need_kubernetes_validate() {
+    local venv="$ROOT/.venv"
+    if [ -x "$venv/bin/kubernetes-validate" ]; then return 0; fi
+    echo "==> installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into .venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+}
