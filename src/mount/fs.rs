@@ -1,22 +1,25 @@
-//! The FUSE filesystem: a read-only view of one manifest.
+//! The FUSE filesystem: a read-only view of the version a mount serves.
 //!
-//! Inode numbers are manifest entry indices plus one, so every metadata operation is an array
-//! access or a binary search in memory; nothing but `read` touches the store. Versions are
-//! immutable, so every reply carries a TTL of a year (names, attributes and negative lookups
-//! alike) and files open with `keep_cache`: the kernel caches what it has seen for as long as
-//! the mount lives.
+//! Every metadata operation is answered from the manifest in memory (an array access or a
+//! binary search); nothing but `read` touches the store. Versions are immutable, so every
+//! reply from the live version carries a TTL of a year (names, attributes and negative
+//! lookups alike) and files open with `keep_cache`: the kernel caches what it has seen until a
+//! switch to another version tells it what to forget ([`super::versions`]). Open files and
+//! directory listings hold the version they were opened in.
 //!
 //! Reads are dispatched to the async runtime and answered from there, so the FUSE threads are
 //! never blocked on the network and many readers progress at once.
 
 use super::control;
+use super::entries::{self, kind, listing, reply_xattr, xattr, xattr_names};
 use super::errno;
 use super::passthrough::{HandleMode, Opened, Passthrough};
+use super::trace::Trace;
 use super::versions::{Mounted, Serving, Versions};
 use crate::format::EntryKind;
 use crate::read::OpenFile;
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
     ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
@@ -28,21 +31,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-/// How long the kernel may cache names, attributes and negative lookups: the version never
-/// changes while it is mounted.
-pub const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
-/// The I/O size reported to programs (`st_blksize`): large reads suit an object store.
-const BLOCK_SIZE: u32 = 1 << 20;
 /// Largest read-ahead the kernel may issue: with fuser's default max_write of 16 MiB, the
 /// kernel's max_pages is its limit (256 pages, 1 MiB, here), so reads come as large as it allows.
 const MAX_READAHEAD: u32 = 1 << 20;
 /// Background requests (read-ahead, async reads) the kernel keeps in flight.
 const MAX_BACKGROUND: u16 = 64;
-
-pub const XATTR_SHA256: &str = "user.datastore.sha256";
-pub const XATTR_VERSION: &str = "user.datastore.version";
 
 /// What the filesystem serves.
 pub struct DatastoreFs {
@@ -139,30 +134,7 @@ impl DatastoreFs {
     }
 
     fn attr(&self, v: &Mounted, i: usize) -> FileAttr {
-        let e = &v.manifest.entries[i];
-        let (kind, size, nlink) = match e.kind {
-            EntryKind::Dir { .. } => (FileType::Directory, 4096, 2),
-            EntryKind::File { size, .. } => (FileType::RegularFile, size, 1),
-            EntryKind::Symlink { target } => (FileType::Symlink, target.len as u64, 1),
-        };
-        let t = time(e.mtime.secs, e.mtime.nanos);
-        FileAttr {
-            ino: INodeNo(v.ino(i)),
-            size,
-            blocks: size.div_ceil(512),
-            atime: t,
-            mtime: t,
-            ctime: t,
-            crtime: t,
-            kind,
-            perm: (e.mode & 0o7777) as u16,
-            nlink,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            flags: 0,
-            blksize: BLOCK_SIZE,
-        }
+        entries::attr(v, i, self.uid, self.gid)
     }
 
     /// Answers a switch asked for by `datastore switch` (see [`control`]), from the runtime:
@@ -198,96 +170,6 @@ impl DatastoreFs {
                 }
             }
         });
-    }
-}
-
-fn kind(v: &Mounted, i: usize) -> FileType {
-    match v.manifest.entries[i].kind {
-        EntryKind::Dir { .. } => FileType::Directory,
-        EntryKind::File { .. } => FileType::RegularFile,
-        EntryKind::Symlink { .. } => FileType::Symlink,
-    }
-}
-
-/// `.`, `..` and the children of directory `i`, in the order readdir offsets count them.
-fn listing(v: &Mounted, i: usize) -> Result<Vec<(usize, &[u8])>, Errno> {
-    let m = &v.manifest;
-    let e = &m.entries[i];
-    if !matches!(e.kind, EntryKind::Dir { .. }) {
-        return Err(errno::NOT_A_DIRECTORY);
-    }
-    let mut out = vec![(i, &b"."[..]), (e.parent as usize, &b".."[..])];
-    out.extend(m.children(i).map(|c| (c, m.name(&m.entries[c]))));
-    Ok(out)
-}
-
-fn xattr(v: &Mounted, i: usize, name: &[u8]) -> Option<Vec<u8>> {
-    match name {
-        n if n == XATTR_VERSION.as_bytes() => Some(v.label.clone().into_bytes()),
-        n if n == XATTR_SHA256.as_bytes() => match &v.manifest.entries[i].kind {
-            EntryKind::File { sha256, .. } => Some(sha256.to_hex().into_bytes()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn xattr_names(v: &Mounted, i: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for name in [XATTR_SHA256, XATTR_VERSION] {
-        if xattr(v, i, name.as_bytes()).is_some() {
-            out.extend_from_slice(name.as_bytes());
-            out.push(0);
-        }
-    }
-    out
-}
-
-/// The order files are first opened in, for `datastore prefetch --from-list`: one path per
-/// line, relative to the version's root (names holding a newline are left out).
-struct Trace {
-    out: Mutex<std::io::LineWriter<std::fs::File>>,
-    seen: Mutex<std::collections::HashSet<u64>>,
-}
-
-impl Trace {
-    fn record(&self, v: &Mounted, i: usize) {
-        if !self
-            .seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(v.ino(i))
-        {
-            return;
-        }
-        let mut line = v.manifest.path_of(i);
-        if line.contains(&b'\n') {
-            return;
-        }
-        line.push(b'\n');
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = out.write_all(&line) {
-            tracing::warn!("cannot write the read trace: {e}");
-        }
-    }
-}
-
-fn time(secs: i64, nanos: u32) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs as u64, nanos)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nanos as u64)
-    }
-}
-
-/// Answers an xattr request: the size when asked for it, ERANGE when the buffer is too small.
-fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if (size as usize) < value.len() {
-        reply.error(errno::TOO_SMALL);
-    } else {
-        reply.data(value);
     }
 }
 
@@ -445,20 +327,11 @@ impl Filesystem for DatastoreFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(Handle::File { version, open, .. }) =
-            self.lock_handles().get(&fh.0).map(|h| match h {
-                Handle::File {
-                    version,
-                    open,
-                    mode,
-                } => Handle::File {
-                    version: version.clone(),
-                    open: open.clone(),
-                    mode: *mode,
-                },
-                Handle::Dir(v) => Handle::Dir(v.clone()),
-            })
-        else {
+        let found = match self.lock_handles().get(&fh.0) {
+            Some(Handle::File { version, open, .. }) => Some((version.clone(), open.clone())),
+            _ => None,
+        };
+        let Some((version, open)) = found else {
             return reply.error(errno::BAD_HANDLE);
         };
         let i = open.file();

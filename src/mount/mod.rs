@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod daemon;
+mod entries;
 mod errno;
 pub mod fs;
 mod kernel;
@@ -14,6 +15,7 @@ pub mod mountpoint;
 pub mod options;
 mod passthrough;
 mod renumber;
+mod trace;
 pub mod versions;
 
 use crate::cache::{CacheError, CacheSize, DiskCache};

@@ -88,7 +88,7 @@ impl Serving<'_> {
     /// it is live, not at all if a switch has replaced it.
     pub fn ttl(&self) -> std::time::Duration {
         match self {
-            Serving::Live(_) => super::fs::TTL,
+            Serving::Live(_) => super::entries::TTL,
             Serving::Old(_) => std::time::Duration::ZERO,
         }
     }
