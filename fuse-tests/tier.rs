@@ -63,7 +63,7 @@ fn eight_nodes_read_one_version_with_one_store_fetch_per_object() {
     ninth.ok(["get", "ds", dest.join("ds").to_str().unwrap()]);
     common::tree::assert_same(&src, &dest.join("ds"));
     let objects: Vec<String> = env
-        .objects(&["blobs/", "packs/"])
+        .objects(&["blobs/", "packs/", "manifests/"])
         .into_iter()
         .map(|(k, _)| k)
         .collect();
@@ -79,6 +79,11 @@ fn eight_nodes_read_one_version_with_one_store_fetch_per_object() {
         total <= objects.len() + objects.len() / 4,
         "{total} store GETs for {} objects",
         objects.len()
+    );
+    let manifests = moto.gets("/manifests/");
+    assert!(
+        manifests <= 2,
+        "the manifest was fetched {manifests} times from the store"
     );
     for m in &mounts {
         assert!(m.log().contains("through the cache tier"), "{}", m.log());

@@ -6,10 +6,12 @@ pub mod lease;
 use crate::format::envelope::{self, Kind};
 use crate::format::name::{check_dataset_name, NameError, VersionSel};
 use crate::format::{FormatError, Manifest, Sha256, VersionRef, VersionState};
+use crate::store::tier::Tier;
 use crate::store::{keys, Store, StoreError};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Why a dataset or version could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -176,11 +178,24 @@ pub struct NewVersion {
 #[derive(Clone)]
 pub struct Catalog {
     store: Store,
+    /// The shared cache tier manifests are read through first, if any (refs never are).
+    tier: Option<Arc<Tier>>,
 }
 
 impl Catalog {
     pub fn new(store: Store) -> Self {
-        Catalog { store }
+        Catalog { store, tier: None }
+    }
+
+    /// Manifests read through `tier` first: they are named by their SHA-256, like chunks.
+    pub fn with_tier(mut self, tier: Option<Arc<Tier>>) -> Self {
+        self.tier = tier;
+        self
+    }
+
+    /// The shared cache tier content is read through, if any.
+    pub fn tier(&self) -> Option<&Arc<Tier>> {
+        self.tier.as_ref()
     }
 
     pub fn store(&self) -> &Store {
@@ -396,13 +411,26 @@ impl Catalog {
             key: key.clone(),
             fault,
         };
-        let bytes = match self.store.get_sized(&key, v.manifest_size).await {
-            Err(e) if e.is_not_found() => return Err(bad(ManifestFault::Missing)),
-            r => r?,
+        let tiered = match &self.tier {
+            Some(t) => t.get(&self.store, &key, None, false).await,
+            None => None,
         };
-        if Sha256::of(&bytes) != v.manifest {
-            return Err(bad(ManifestFault::HashMismatch));
-        }
+        let bytes = match tiered {
+            Some(b) if Sha256::of(&b) == v.manifest => b,
+            other => {
+                if let (Some(t), Some(_)) = (&self.tier, other) {
+                    t.mismatched(&self.store, &key);
+                }
+                let bytes = match self.store.get_sized(&key, v.manifest_size).await {
+                    Err(e) if e.is_not_found() => return Err(bad(ManifestFault::Missing)),
+                    r => r?,
+                };
+                if Sha256::of(&bytes) != v.manifest {
+                    return Err(bad(ManifestFault::HashMismatch));
+                }
+                bytes
+            }
+        };
         // Decoding a large manifest takes a noticeable fraction of a second: keep it off the
         // async workers.
         tokio::task::spawn_blocking(move || Manifest::decode(&bytes))

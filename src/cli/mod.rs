@@ -21,6 +21,7 @@ mod umount;
 mod verify;
 
 use crate::catalog::Catalog;
+use crate::store::tier::Tier;
 use crate::store::{Store, StoreOptions};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -102,9 +103,6 @@ pub fn at_least_one() -> impl clap::builder::TypedValueParser<Value = usize> {
 
 /// What every subcommand gets: the catalog of the chosen store and the global flags.
 pub struct Ctx {
-    /// The shared cache tier's URL (`cache_url=`, else `DATASTORE_CACHE_URL`, else the
-    /// config file's `cache_url`), if content is read through one.
-    pub tier_url: Option<String>,
     pub catalog: Catalog,
     pub quiet: bool,
     /// The store timeout in effect, passed on to a background mount daemon.
@@ -113,17 +111,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The shared cache tier, if one is configured, with its secret from
-    /// `DATASTORE_CACHE_SECRET` (never an option or flag: it would be on a command line).
-    pub fn tier(&self) -> Result<Option<std::sync::Arc<crate::read::tier::Tier>>> {
-        let Some(url) = &self.tier_url else {
-            return Ok(None);
-        };
-        let secret = std::env::var("DATASTORE_CACHE_SECRET").ok();
-        let timeout = Duration::from_secs(self.timeout_secs).min(crate::read::tier::TIMEOUT);
-        let tier = crate::read::tier::Tier::new(url, secret, timeout)?;
-        Ok(Some(std::sync::Arc::new(tier)))
+    /// The shared cache tier content is read through, if one is configured.
+    pub fn tier(&self) -> Option<std::sync::Arc<Tier>> {
+        self.catalog.tier().cloned()
     }
+}
+
+/// The shared cache tier at `url` (`cache_url=`, else `DATASTORE_CACHE_URL`, else the config
+/// file's `cache_url`), with its secret from `DATASTORE_CACHE_SECRET` (never an option or
+/// flag: it would be on a command line).
+fn open_tier(url: Option<String>, store_timeout: Duration) -> Result<Option<std::sync::Arc<Tier>>> {
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let secret = std::env::var("DATASTORE_CACHE_SECRET").ok();
+    let tier = Tier::new(&url, secret, store_timeout.min(crate::store::tier::TIMEOUT))?;
+    Ok(Some(std::sync::Arc::new(tier)))
 }
 
 /// Where log lines go.
@@ -234,11 +237,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             .as_ref()
             .and_then(|o| o.cache_url.clone())
             .or_else(|| std::env::var("DATASTORE_CACHE_URL").ok())
-            .or(cfg.cache_url.clone())
-            .filter(|u| !u.is_empty());
+            .or(cfg.cache_url.clone());
         let ctx = Ctx {
-            tier_url,
-            catalog: Catalog::new(store),
+            catalog: Catalog::new(store).with_tier(open_tier(tier_url, timeout)?),
             quiet: cli.quiet,
             timeout_secs,
             config: cfg,

@@ -9,9 +9,9 @@
 use crate::cache::DiskCache;
 use crate::format::{EntryKind, Manifest};
 use crate::read::pack::{self, Region};
-use crate::read::tier::Tier;
 use crate::read::writes::keep_on_disk;
 use crate::read::{locate, ContentError, Origins};
+use crate::store::tier::Tier;
 use crate::store::Store;
 use futures::StreamExt;
 use std::collections::HashSet;

@@ -3,8 +3,8 @@
 //! A mismatch is fetched once more (a torn read or a transient proxy fault heals), then is an
 //! error naming the object: wrong bytes are never returned.
 
-use super::tier::Tier;
 use crate::format::{ChunkRef, Location, Manifest, Sha256};
+use crate::store::tier::Tier;
 use crate::store::{keys, Pin, Store, StoreError};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -127,15 +127,6 @@ impl Origins {
             .map(|b| (b, false))
     }
 
-    /// Has the tier fetch `key` from the store again, in the background: it answered with
-    /// other bytes than the object's.
-    fn refresh(&self, key: &str) {
-        if let Some(tier) = self.tier.clone() {
-            let (store, key) = (self.store.clone(), key.to_string());
-            tokio::spawn(async move { tier.get(&store, &key, None, true).await });
-        }
-    }
-
     async fn get_direct(
         &self,
         key: &str,
@@ -252,15 +243,8 @@ pub async fn fetch(origins: &Origins, at: &Located) -> Result<Bytes, ContentErro
         if data.len() == at.len as usize && Sha256::of(&data) == at.hash {
             return Ok(data);
         }
-        if tiered {
-            metrics::counter!(crate::metrics::TIER_MISMATCHES).increment(1);
-            tracing::warn!(
-                "{}: the cache tier answered with bytes that do not match SHA-256 {}; \
-                 fetching from the store, and telling the tier to fetch it again",
-                at.key,
-                at.hash
-            );
-            origins.refresh(&at.key);
+        if let (true, Some(tier)) = (tiered, &origins.tier) {
+            tier.mismatched(&origins.store, &at.key);
             direct = true;
             continue;
         }

@@ -16,7 +16,6 @@ pub mod materialize;
 pub mod memory;
 pub mod pack;
 pub mod readahead;
-pub mod tier;
 pub mod writes;
 
 pub use budget::{default_fetch_budget, FetchBudget};

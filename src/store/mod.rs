@@ -5,6 +5,7 @@
 
 mod explain;
 pub mod keys;
+pub mod tier;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};

@@ -2,11 +2,12 @@
 //! front of the store, so that many nodes reading one dataset make one store request per
 //! object between them.
 //!
-//! Only content goes through it (chunks and packs, named by their SHA-256 and never
-//! rewritten), so whatever the tier holds can be cached forever, and a poisoned or damaged
-//! tier cannot make a reader get wrong bytes: everything from it is verified like bytes from
-//! the store, and a mismatch is fetched from the store directly, while the tier is told to
-//! fetch that object again (`X-Datastore-Refresh`, as CVMFS sends `no-cache` to its proxies).
+//! Only content goes through it (chunks, packs and manifests, named by their SHA-256 and
+//! never rewritten; never refs, which say what `@latest` is), so whatever the tier holds can
+//! be cached forever, and a poisoned or damaged tier cannot make a reader get wrong bytes:
+//! everything from it is verified like bytes from the store, and a mismatch is fetched from
+//! the store directly, while the tier is told to fetch that object again
+//! (`X-Datastore-Refresh`, as CVMFS sends `no-cache` to its proxies).
 //!
 //! The tier holds no credentials. Each request carries a presigned GET URL of the object,
 //! made with the node's credentials: the daemon asks the tier for the URL's path and query,
@@ -17,9 +18,9 @@
 //! others from reading through the tier. A tier that fails or is slower than its timeout is
 //! left alone for [`DOWN_FOR`], reads going to the store meanwhile.
 
-use crate::store::Store;
+use super::Store;
 use bytes::Bytes;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The longest a tier request may take before the store is asked instead (or the store's
@@ -175,5 +176,17 @@ impl Tier {
                 None
             }
         }
+    }
+
+    /// The tier answered `key` with other bytes than the object's: counted, logged, and
+    /// the tier asked, in the background, to fetch it from the store again.
+    pub fn mismatched(self: &Arc<Self>, store: &Store, key: &str) {
+        metrics::counter!(crate::metrics::TIER_MISMATCHES).increment(1);
+        tracing::warn!(
+            "{key}: the cache tier answered with bytes that do not match its SHA-256; \
+             reading it from the store, and telling the tier to fetch it again"
+        );
+        let (tier, store, key) = (self.clone(), store.clone(), key.to_string());
+        tokio::spawn(async move { tier.get(&store, &key, None, true).await });
     }
 }
