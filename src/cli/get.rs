@@ -38,7 +38,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         "get",
         Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
     );
-    let r = get(&ctx.catalog, ctx.tier(), &t, &a.dest, a.jobs, &progress).await?;
+    let r = get(&ctx.catalog, &t, &a.dest, a.jobs, &progress).await?;
     drop(bar);
     let kept = if r.kept > 0 {
         format!(" ({} already present)", r.kept)

@@ -110,13 +110,6 @@ pub struct Ctx {
     pub config: config::Config,
 }
 
-impl Ctx {
-    /// The shared cache tier content is read through, if one is configured.
-    pub fn tier(&self) -> Option<std::sync::Arc<Tier>> {
-        self.catalog.tier().cloned()
-    }
-}
-
 /// The shared cache tier at `url` (`cache_url=`, else `DATASTORE_CACHE_URL`, else the config
 /// file's `cache_url`), with its secret from `DATASTORE_CACHE_SECRET` (never an option or
 /// flag: it would be on a command line).

@@ -87,7 +87,6 @@ impl Args {
 pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Result<ExitCode> {
     let target = parse_target(&a.target)?;
     let point = mountpoint::resolve(a.mountpoint.as_deref(), &target.dataset);
-    let tier = ctx.tier();
     if !a.foreground {
         let mut args: Vec<OsString> = vec![
             "--store".into(),
@@ -178,7 +177,6 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             .unwrap_or_else(default_fetch_budget),
         passthrough: opts.passthrough.unwrap_or(true),
         follow: opts.follow,
-        tier,
         trace: a.record_trace,
         metrics_addr: a.metrics_addr,
         cache: Some(

@@ -109,7 +109,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         );
         let r = prefetch(
             ctx.catalog.store(),
-            ctx.tier(),
+            ctx.catalog.tier().cloned(),
             &cache,
             m,
             files,

@@ -60,8 +60,6 @@ pub struct MountRequest {
     pub cache: Option<(PathBuf, CacheSize)>,
     /// How often an `@latest` mount looks for a newer version to switch to, if it does.
     pub follow: Option<std::time::Duration>,
-    /// A shared HTTP cache tier content is read through (`cache_url=`).
-    pub tier: Option<Arc<Tier>>,
 }
 
 /// Why a mount could not be set up.
@@ -116,12 +114,13 @@ pub async fn serve(
         Some((_, CacheSize::Bytes(0))) | None => None,
         Some((dir, size)) => Some(DiskCache::open(dir, *size)?),
     };
-    if let Some(t) = &req.tier {
+    let tier = catalog.tier().cloned();
+    if let Some(t) = &tier {
         say_tier(catalog, t).await;
     }
     let reader = Arc::new(Reader::new(
         manifest.clone(),
-        Origins::from(catalog.store().clone()).with_tier(req.tier.clone()),
+        Origins::from(catalog.store().clone()).with_tier(tier),
         disk.clone(),
         req.memory,
         req.fetch_budget,

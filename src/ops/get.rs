@@ -15,7 +15,6 @@ use crate::format::name::Target;
 use crate::format::{EntryKind, Manifest, Sha256};
 use crate::io_cause::Cause;
 use crate::read::{fetch_chunk, ContentError, Origins};
-use crate::store::tier::Tier;
 use futures::StreamExt;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -23,7 +22,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +105,6 @@ struct Job {
 /// into it if `dest` is an existing directory.
 pub async fn get(
     catalog: &Catalog,
-    tier: Option<Arc<Tier>>,
     target: &Target,
     dest: &Path,
     concurrency: usize,
@@ -162,7 +159,7 @@ pub async fn get(
     report.files += plan.kept;
     report.kept = plan.kept;
 
-    let origins = Origins::from(catalog.store().clone()).with_tier(tier);
+    let origins = Origins::from(catalog.store().clone()).with_tier(catalog.tier().cloned());
     download(&origins, m, &jobs, concurrency, progress, &mut report).await?;
 
     // Links once every file is in, so a failed download leaves none pointing nowhere.

@@ -294,11 +294,6 @@ impl Store {
             .ok()
     }
 
-    /// The longest one operation may take, retries included.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// The store's URL, for messages.
     pub fn url(&self) -> &str {
         &self.url
