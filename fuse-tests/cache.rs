@@ -168,6 +168,75 @@ fn a_damaged_cache_entry_is_refetched() {
     }
 }
 
+/// A version mounted before on the node mounts again from the image of its manifest in the
+/// disk cache, without the store's copy (replaced by garbage here); a damaged image is
+/// dropped, never used, and the manifest fetched again; `cache verify` finds damaged images.
+#[test]
+fn a_second_mount_maps_the_manifest_image_and_never_uses_a_damaged_one() {
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    common::tree::random(&src, 7, 300, 4, false);
+    env.push(&src, "ds");
+    let key = env.objects(&["manifests/"])[0].0.clone();
+    {
+        let mnt = env.mount("ds", &[]);
+        common::tree::assert_same(&src, &mnt.point);
+        assert!(!mnt.log().contains("image"), "{}", mnt.log());
+    }
+    let images = common::image_entries(&env.cache_dir());
+    assert_eq!(
+        images.len(),
+        1,
+        "one image, named by the manifest: {images:?}"
+    );
+    assert!(key.ends_with(images[0].file_name().unwrap().to_str().unwrap()));
+    let good = env.get_object(&key);
+    env.put_object(&key, b"garbage".to_vec());
+    let fetched = moto.gets(&key);
+    {
+        let mnt = env.mount("ds", &[]);
+        common::tree::assert_same(&src, &mnt.point);
+        assert!(
+            mnt.log().contains("mapped from this node's image"),
+            "{}",
+            mnt.log()
+        );
+    }
+    assert_eq!(
+        moto.gets(&key),
+        fetched,
+        "the second mount fetched no manifest"
+    );
+    env.put_object(&key, good);
+    let damage = |path: &std::path::Path| {
+        let mut raw = std::fs::read(path).unwrap();
+        let mid = raw.len() / 2;
+        raw[mid] ^= 0x04;
+        std::fs::write(path, raw).unwrap();
+    };
+    damage(&images[0]);
+    {
+        let mnt = env.mount("ds", &[]);
+        common::tree::assert_same(&src, &mnt.point);
+        let log = mnt.log();
+        assert!(log.contains("damaged") && !log.contains("mapped"), "{log}");
+    }
+    assert_eq!(
+        moto.gets(&key),
+        fetched + 1,
+        "the damaged image made the mount fetch the manifest"
+    );
+    // That mount imaged the manifest again, whole.
+    let out = env.ok(["cache", "verify"]);
+    assert!(out.contains(", 0 damaged"), "{out}");
+    damage(&images[0]);
+    let out = env.run(["cache", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.contains(images[0].to_str().unwrap()), "{out:?}");
+    assert!(common::image_entries(&env.cache_dir()).is_empty());
+}
+
 /// Sequential reads of a large file fetch ahead of the reader; scattered small reads do not
 /// fetch what nobody asked for.
 #[test]

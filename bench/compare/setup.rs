@@ -213,7 +213,7 @@ impl Wide {
                 start: m.strings.len() as u32,
                 len: s.len() as u32,
             };
-            m.strings.extend_from_slice(s.as_bytes());
+            m.strings.to_mut().extend_from_slice(s.as_bytes());
             span
         };
         let t = Timestamp {

@@ -299,6 +299,11 @@ pub fn chunk_entries(cache_dir: &Path) -> Vec<PathBuf> {
     entries_in(&cache_dir.join(datastore::cache::ENTRIES))
 }
 
+/// The manifest images of the disk cache in `cache_dir`.
+pub fn image_entries(cache_dir: &Path) -> Vec<PathBuf> {
+    entries_in(&cache_dir.join(datastore::cache::MANIFESTS))
+}
+
 /// Whether a cache entry is a file entry (the file's bytes alone).
 pub fn is_file_entry(path: &Path) -> bool {
     path.parent()

@@ -26,7 +26,7 @@ fn commit_raw(env: &Env, dataset: &str, children: &Children) {
             start: m.strings.len() as u32,
             len: s.len() as u32,
         };
-        m.strings.extend_from_slice(s);
+        m.strings.to_mut().extend_from_slice(s);
         sp
     };
     let mut entries = vec![Entry {
@@ -57,7 +57,7 @@ fn commit_raw(env: &Env, dataset: &str, children: &Children) {
             kind,
         });
     }
-    m.entries = entries;
+    m.entries = entries.into();
     let bytes = m.encode();
     let hash = Sha256::of(&bytes);
     env.put_object(&datastore::store::keys::manifest(&hash), bytes.clone());

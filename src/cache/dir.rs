@@ -65,6 +65,7 @@ impl DiskCache {
                         .ok_or(entry::Bad::Damaged("SHA-256 mismatch"))
                 }),
                 Kind::File => file_entry::read(&path, &h).map(drop),
+                Kind::Manifest => super::images::check(&path),
             };
             match read {
                 Ok(()) => checked += 1,
@@ -87,11 +88,11 @@ impl DiskCache {
 /// while listed, evicted by another daemon, are left out).
 pub(super) fn entry_files(dir: &Path) -> std::io::Result<Vec<(Kind, PathBuf, std::fs::Metadata)>> {
     let mut out = Vec::new();
-    for kind in [Kind::Chunk, Kind::File] {
+    for kind in [Kind::Chunk, Kind::File, Kind::Manifest] {
         let top = match std::fs::read_dir(dir.join(kind.dir())) {
             Ok(t) => t,
-            // A cache written before file entries existed has no files/ yet.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind == Kind::File => continue,
+            // A cache written before file entries or images existed has no such directory.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && kind != Kind::Chunk => continue,
             Err(e) => return Err(e),
         };
         for fan in top.flatten() {

@@ -5,9 +5,11 @@
 //! downloaded once, and several daemons can share the directory. Writes are atomic (temporary
 //! file, then rename), so whatever a crash leaves is either a whole entry or nothing.
 //!
-//! Two kinds of entry share one quota and one LRU ([`Kind`]): chunk entries, a chunk of a
-//! large file behind a table of block checksums ([`entry`]), and file entries, the exact bytes
-//! of a whole file, which the kernel can serve by passthrough ([`file_entry`]). A file of one
+//! Three kinds of entry share one quota and one LRU ([`Kind`]): chunk entries, a chunk of a
+//! large file behind a table of block checksums ([`entry`]), file entries, the exact bytes
+//! of a whole file, which the kernel can serve by passthrough ([`file_entry`]), and manifest
+//! images, the decoded manifest of a version mounted before, mapped by later mounts
+//! ([`images`]). A file of one
 //! chunk is only ever a file entry; a file entry assembled from chunks sends those chunks to
 //! the cold end of the LRU, so they are the first to go when room is needed.
 //!
@@ -17,7 +19,8 @@
 //! for it; recency survives restarts through file modification times, refreshed on use at
 //! most every few minutes.
 //!
-//! Layout: `DIR/v2/ab/ab12…` chunk entries, `DIR/files/ab/ab12…` file entries, `DIR/tmp/`
+//! Layout: `DIR/v2/ab/ab12…` chunk entries, `DIR/files/ab/ab12…` file entries,
+//! `DIR/manifests/ab/ab12…` manifest images (named by the manifest's SHA-256), `DIR/tmp/`
 //! temporary files, `DIR/stats/PID.json` counters of each daemon (read by `datastore cache
 //! stats`).
 
@@ -26,6 +29,7 @@ mod dir;
 mod direct;
 pub mod entry;
 pub mod file_entry;
+mod images;
 pub mod seal;
 mod size;
 pub mod stats;
@@ -45,6 +49,8 @@ use std::time::{Duration, SystemTime};
 pub const ENTRIES: &str = "v2";
 /// The directory of file entries ([`file_entry`]).
 pub const FILES: &str = "files";
+/// The directory of manifest images ([`images`]).
+pub const MANIFESTS: &str = "manifests";
 
 /// What an entry holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +59,8 @@ pub enum Kind {
     Chunk,
     /// A whole file, byte for byte ([`file_entry`]).
     File,
+    /// The image of a decoded manifest ([`images`]).
+    Manifest,
 }
 
 impl Kind {
@@ -60,6 +68,7 @@ impl Kind {
         match self {
             Kind::Chunk => ENTRIES,
             Kind::File => FILES,
+            Kind::Manifest => MANIFESTS,
         }
     }
 }
@@ -122,6 +131,7 @@ impl DiskCache {
         for d in [
             &dir.join(ENTRIES),
             &dir.join(FILES),
+            &dir.join(MANIFESTS),
             &tmp,
             &dir.join("stats"),
         ] {
@@ -360,6 +370,8 @@ impl DiskCache {
         match kind {
             Kind::Chunk => self.put(h, data),
             Kind::File => self.put_file(h, data),
+            // Written from a decoded manifest ([`put_image`](Self::put_image)), never bytes.
+            Kind::Manifest => {}
         }
     }
 

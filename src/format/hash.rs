@@ -6,6 +6,7 @@ use std::fmt;
 
 /// A SHA-256 digest. Content is addressed by it in the store and verified against it on every read.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Encode, Decode)]
+#[repr(transparent)]
 pub struct Sha256(pub [u8; 32]);
 
 impl Sha256 {

@@ -26,6 +26,7 @@ pub const MAX_TARGET_LEN: usize = 4096;
 
 /// A byte range inside [`Manifest::strings`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+#[repr(C)]
 pub struct Span {
     pub start: u32,
     pub len: u32,
@@ -33,6 +34,7 @@ pub struct Span {
 
 /// A run of consecutive indices in one of the manifest's tables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
+#[repr(C)]
 pub struct Run {
     pub start: u32,
     pub len: u32,
@@ -46,6 +48,7 @@ impl Run {
 
 /// Seconds and nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+#[repr(C)]
 pub struct Timestamp {
     pub secs: i64,
     pub nanos: u32,
@@ -53,6 +56,7 @@ pub struct Timestamp {
 
 /// What an entry is, with what only that kind has.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[repr(C)]
 pub enum EntryKind {
     /// A directory; `children` indexes [`Manifest::entries`].
     Dir { children: Run },
@@ -68,6 +72,7 @@ pub enum EntryKind {
 
 /// One file, directory or symlink of the pushed tree.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[repr(C)]
 pub struct Entry {
     /// Index of the parent directory; the root is its own parent.
     pub parent: u32,
@@ -80,6 +85,7 @@ pub struct Entry {
 
 /// Where a chunk's bytes are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[repr(C)]
 pub enum Location {
     /// Its own object, `blobs/<hash>`.
     Blob,
@@ -109,6 +115,7 @@ pub struct SourceObject {
 
 /// A piece of a file: its digest, its place in the file, and where to fetch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[repr(C)]
 pub struct ChunkRef {
     pub hash: Sha256,
     /// Offset of the chunk's first byte in the file.
@@ -120,14 +127,14 @@ pub struct ChunkRef {
 /// A decoded, validated manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
-    pub entries: Vec<Entry>,
-    pub chunks: Vec<ChunkRef>,
-    pub packs: Vec<Sha256>,
-    pub strings: Vec<u8>,
+    pub entries: Table<Entry>,
+    pub chunks: Table<ChunkRef>,
+    pub packs: Table<Sha256>,
+    pub strings: Table<u8>,
     /// URLs of the stores an imported version reads objects from (spans of `strings`).
-    pub sources: Vec<Span>,
+    pub sources: Table<Span>,
     /// The objects [`Location::External`] chunks are read from.
-    pub objects: Vec<SourceObject>,
+    pub objects: Table<SourceObject>,
 }
 
 /// A chunk as encoded: the hash is left out when it equals the digest of the single-chunk file
@@ -285,12 +292,12 @@ impl Manifest {
             })
             .collect::<Result<Vec<_>, FormatError>>()?;
         let m = Manifest {
-            entries,
-            chunks,
-            packs,
-            strings,
-            sources,
-            objects,
+            entries: entries.into(),
+            chunks: chunks.into(),
+            packs: packs.into(),
+            strings: strings.into(),
+            sources: sources.into(),
+            objects: objects.into(),
         };
         m.validate()?;
         Ok(m)
@@ -549,8 +556,11 @@ impl Cursor<'_> {
     }
 }
 
+pub mod image;
 mod links;
+mod table;
 pub use links::LinkFault;
+pub use table::Table;
 
 #[cfg(test)]
 pub(crate) mod tests;

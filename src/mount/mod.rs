@@ -107,13 +107,13 @@ pub async fn serve(
     let version = catalog
         .resolve(&req.target.dataset, req.target.version)
         .await?;
-    let manifest = Arc::new(catalog.manifest(&version).await?);
-    mountpoint::prepare(&req.mountpoint, req.non_empty, &req.target.dataset)?;
-    let label = version.label();
     let disk = match &req.cache {
         Some((_, CacheSize::Bytes(0))) | None => None,
         Some((dir, size)) => Some(DiskCache::open(dir, *size)?),
     };
+    let manifest = crate::read::manifests::open(catalog, disk.as_ref(), &version).await?;
+    mountpoint::prepare(&req.mountpoint, req.non_empty, &req.target.dataset)?;
+    let label = version.label();
     let tier = catalog.tier().cloned();
     if let Some(t) = &tier {
         say_tier(catalog, t).await;

@@ -177,7 +177,8 @@ impl Versions {
         if version.version == current.version.version {
             return Ok((current.label.clone(), current.label.clone()));
         }
-        let manifest = Arc::new(self.catalog.manifest(&version).await?);
+        let manifest =
+            crate::read::manifests::open(&self.catalog, current.reader.disk(), &version).await?;
         let started = std::time::Instant::now();
         let (inodes, forget) = renumber(&current.manifest, &current.inodes, &manifest, &mut next);
         let reader = Arc::new(current.reader.for_version(manifest.clone()));

@@ -373,12 +373,12 @@ async fn conclude(
     }
     uploader.finish().await?;
     let manifest = Manifest {
-        entries: std::mem::take(&mut scanned.entries),
-        chunks: state.chunks,
-        packs: state.packs.hashes,
-        strings: std::mem::take(&mut scanned.strings),
-        sources: std::mem::take(&mut scanned.sources),
-        objects: std::mem::take(&mut scanned.objects),
+        entries: std::mem::take(&mut scanned.entries).into(),
+        chunks: state.chunks.into(),
+        packs: state.packs.hashes.into(),
+        strings: std::mem::take(&mut scanned.strings).into(),
+        sources: std::mem::take(&mut scanned.sources).into(),
+        objects: std::mem::take(&mut scanned.objects).into(),
     };
     debug_assert!(manifest.validate().is_ok());
     // The same tree as the parent's is no new version; compared decoded, it costs no

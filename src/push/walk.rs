@@ -140,8 +140,8 @@ fn refuse_links_out(root: &Path, out: &mut Scanned) -> Result<(), PushError> {
     }
     // The check walks a manifest; lend it the scanned tree (no chunks are needed).
     let view = Manifest {
-        entries: std::mem::take(&mut out.entries),
-        strings: std::mem::take(&mut out.strings),
+        entries: std::mem::take(&mut out.entries).into(),
+        strings: std::mem::take(&mut out.strings).into(),
         ..Manifest::default()
     };
     let bad = view.escaping_link().map(|(i, fault)| {
@@ -154,8 +154,8 @@ fn refuse_links_out(root: &Path, out: &mut Scanned) -> Result<(), PushError> {
             why: fault.why(),
         }
     });
-    out.entries = view.entries;
-    out.strings = view.strings;
+    out.entries = view.entries.into_vec();
+    out.strings = view.strings.into_vec();
     bad.map_or(Ok(()), Err)
 }
 

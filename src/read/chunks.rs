@@ -385,7 +385,7 @@ mod tests {
     /// A manifest with one file `f` cut at `cuts`, its chunks stored as blobs.
     async fn chunked_file(store: &Store, data: &[u8], cuts: &[usize]) -> Manifest {
         let mut m = build(&["f"]);
-        m.chunks.clear();
+        m.chunks.to_mut().clear();
         let mut bounds = cuts.to_vec();
         bounds.push(data.len());
         for w in bounds.windows(2) {

@@ -3,7 +3,8 @@
 //! Everything between a mounted manifest and the bytes handed to a reader lives here: chunks
 //! assembled into ranges ([`chunks`]), the verified fetch of one chunk ([`fetch`]), the memory
 //! cache of recent chunks ([`memory`]), the one fetch budget ([`budget`]), read-ahead for
-//! sequential readers ([`readahead`]), pack-region fetches of small neighbouring files
+//! sequential readers ([`readahead`]), the manifest itself, mapped from the node's image of
+//! it when there is one ([`manifests`]), pack-region fetches of small neighbouring files
 //! ([`pack`], shared with `datastore prefetch`), and whole files assembled in the disk cache
 //! ([`materialize`]) so that [`Reader::local_file`] can offer the kernel a local file to serve
 //! by itself. The mount only translates FUSE requests into calls of [`Reader`] and replies;
@@ -12,6 +13,7 @@
 pub mod budget;
 pub mod chunks;
 pub mod fetch;
+pub mod manifests;
 pub mod materialize;
 pub mod memory;
 pub mod pack;
@@ -102,6 +104,10 @@ impl Reader {
             disk: self.disk.clone(),
             materializer: self.materializer.clone(),
         }
+    }
+
+    pub fn disk(&self) -> Option<&Arc<DiskCache>> {
+        self.disk.as_ref()
     }
 
     pub fn manifest(&self) -> &Arc<Manifest> {

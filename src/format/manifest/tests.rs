@@ -26,7 +26,7 @@ pub(crate) fn build(paths: &[&str]) -> Manifest {
             start: m.strings.len() as u32,
             len: s.len() as u32,
         };
-        m.strings.extend_from_slice(s);
+        m.strings.to_mut().extend_from_slice(s);
         span
     };
     m.entries.push(Entry {
@@ -106,7 +106,7 @@ pub(crate) fn imported(mut m: Manifest) -> Manifest {
             start: m.strings.len() as u32,
             len: s.len() as u32,
         };
-        m.strings.extend_from_slice(s.as_bytes());
+        m.strings.to_mut().extend_from_slice(s.as_bytes());
         span
     };
     let url = intern(&mut m, "s3://b/p");
@@ -183,7 +183,7 @@ fn rename(m: &mut Manifest, entry: usize, name: &[u8]) {
         start: m.strings.len() as u32,
         len: name.len() as u32,
     };
-    m.strings.extend_from_slice(name);
+    m.strings.to_mut().extend_from_slice(name);
     m.entries[entry].name = span;
 }
 

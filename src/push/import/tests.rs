@@ -24,8 +24,8 @@ fn keys_become_a_tree_and_what_is_no_path_is_skipped() {
         listed("z", 4),
     ]);
     let m = Manifest {
-        entries: scanned.entries.clone(),
-        strings: scanned.strings.clone(),
+        entries: scanned.entries.clone().into(),
+        strings: scanned.strings.clone().into(),
         ..Manifest::default()
     };
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
