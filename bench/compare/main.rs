@@ -11,6 +11,7 @@
 //! warm; `find` with a stat of every entry; pushing. Every figure has a time limit, so a slow
 //! system costs the run that limit, never hangs it.
 
+mod fleet;
 mod measure;
 mod report;
 mod setup;
@@ -30,7 +31,12 @@ struct Plan {
     wide: Wide,
     limit: Duration,
     rand_secs: u64,
+    /// The fleet group's version: this many 16 MiB files and this many small ones.
+    fleet: (usize, usize),
 }
+
+/// Daemons in the fleet group, each a node with its own disk cache.
+const NODES: usize = 16;
 
 /// What one system scored.
 #[derive(Default)]
@@ -154,6 +160,115 @@ fn push(s: &Setup, dir: &Path, name: &str) -> Pushed {
     }
 }
 
+/// The fleet group: [`NODES`] daemons read a version of large and small files all at once,
+/// without a tier, through the shipped tier config (whole objects) and through a variant that
+/// caches 1 MiB slices; then a tenth of the small files, through each tier config. Returns the
+/// rows and the store bytes ÷ version bytes through the shipped tier.
+fn fleet_group(
+    s: &Setup,
+    server: &setup::Server,
+    plan: &Plan,
+    dir: &Path,
+) -> (Vec<Row>, Option<f64>) {
+    let (large, small) = plan.fleet;
+    for i in 0..large {
+        setup::random_file(
+            &dir.join(format!("large/{i:02}.bin")),
+            16 << 20,
+            100 + i as u64,
+        );
+    }
+    let small_files = setup::small_tree(&dir.join("small"), small, 3);
+    push(s, dir, "fleet");
+    let sized = |p: PathBuf| {
+        let size = std::fs::metadata(dir.join(&p)).map_or(0, |m| m.len());
+        (p, size)
+    };
+    let mut all: Vec<(PathBuf, u64)> = (0..large)
+        .map(|i| sized(PathBuf::from(format!("large/{i:02}.bin"))))
+        .collect();
+    let small_sized: Vec<(PathBuf, u64)> = small_files
+        .iter()
+        .map(|p| sized(Path::new("small").join(p)))
+        .collect();
+    all.extend(small_sized.iter().cloned());
+    // The same tenth of the small files on every node, each in its own order.
+    let tenth: Vec<(PathBuf, u64)> = small_sized.iter().step_by(10).cloned().collect();
+    let version_bytes: u64 = all.iter().map(|(_, n)| n).sum();
+    let tenth_bytes: u64 = tenth.iter().map(|(_, n)| n).sum();
+    let port: u16 = server
+        .endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the server's port");
+    let limit = plan.limit * 4;
+    let run = |files: &[(PathBuf, u64)], tier| {
+        setup::drop_caches();
+        fleet::run(s, port, "fleet", files, NODES, tier, limit)
+    };
+    let tiers = [fleet::Tier::None, fleet::Tier::Whole, fleet::Tier::Sliced];
+    let full: Vec<_> = tiers.iter().map(|&t| run(&all, t)).collect();
+    let part: Vec<_> = tiers[1..].iter().map(|&t| run(&tenth, t)).collect();
+    let figure = |r: &Result<fleet::Outcome, String>, f: &dyn Fn(&fleet::Outcome) -> f64| match r {
+        Ok(o) => Figure::Done(f(o)),
+        Err(e) => Figure::Failed(e.clone()),
+    };
+    let mb = version_bytes >> 20;
+    let names = [
+        "no tier",
+        "one nginx tier, whole objects (shipped)",
+        "one nginx tier, 1 MiB slices",
+    ];
+    let mut rows = Vec::new();
+    for (r, name) in full.iter().zip(names) {
+        let mut row = Row::new(
+            format!(
+                "9. {NODES} nodes read a {mb} MiB version at once, {name}: store bytes ÷ version"
+            ),
+            "×",
+        );
+        row.higher_is_better = false;
+        row.set(
+            System::Datastore,
+            figure(r, &|o| o.store_bytes as f64 / version_bytes as f64),
+        );
+        rows.push(row);
+    }
+    for (r, name) in full.iter().zip(names) {
+        let mut row = Row::new(
+            format!("9. {NODES} nodes read a {mb} MiB version at once, {name}: all nodes' rate"),
+            "MB/s",
+        );
+        row.set(System::Datastore, figure(r, &|o| o.rate_mb()));
+        rows.push(row);
+    }
+    for (r, name) in part.iter().zip(&names[1..]) {
+        let mut row = Row::new(
+            format!("9. {NODES} nodes read a tenth of the small files, {name}: store bytes ÷ bytes read once"),
+            "×",
+        );
+        row.higher_is_better = false;
+        row.set(
+            System::Datastore,
+            figure(r, &|o| o.store_bytes as f64 / tenth_bytes as f64),
+        );
+        rows.push(row);
+        let mut row = Row::new(
+            format!("9. {NODES} nodes read a tenth of the small files, {name}: time"),
+            "s",
+        );
+        row.higher_is_better = false;
+        row.set(System::Datastore, figure(r, &|o| o.secs));
+        rows.push(row);
+    }
+    let tier_ratio = full[1]
+        .as_ref()
+        .ok()
+        .map(|o| o.store_bytes as f64 / version_bytes as f64);
+    (rows, tier_ratio)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--worker") {
@@ -170,6 +285,7 @@ fn main() {
             },
             limit: Duration::from_secs(10),
             rand_secs: 3,
+            fleet: (2, 200),
         }
     } else {
         Plan {
@@ -181,6 +297,7 @@ fn main() {
             },
             limit: Duration::from_secs(60),
             rand_secs: 15,
+            fleet: (8, 1000),
         }
     };
     for tool in ["s3fs", "rclone", "fio", "find"] {
@@ -306,6 +423,9 @@ fn main() {
         .value();
     drop(tmpfs);
 
+    eprintln!("==> {NODES} nodes reading one version");
+    let fleet_rows = fleet_group(&s, &server, &plan, &w.join("src/fleet"));
+
     // The table.
     let ds = &scores[0];
     let size = format!("{} MiB", plan.big >> 20);
@@ -333,7 +453,7 @@ fn main() {
     let entries = plan.wide.entries();
     let per_entry = wide_rss.map(|b| b as f64 / entries as f64);
     let big_mb = plan.big as f64 / 1e6;
-    let rows = vec![
+    let mut rows = vec![
         row(
             format!("1. sequential read, {size}, cold"),
             "MB/s",
@@ -503,6 +623,8 @@ fn main() {
             per_entry.map_or(Figure::Failed("no daemon found".into()), Figure::Done),
         )),
     ];
+    let (fleet_rows, tier_ratio) = fleet_rows;
+    rows.extend(fleet_rows);
 
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     let v = |f: &Option<Figure>| f.as_ref().and_then(Figure::value);
@@ -588,6 +710,12 @@ fn main() {
             measured: Some(first_ls_ms),
             at_least: None,
             at_most: Some(1000.0),
+        },
+        Target {
+            what: "16 nodes through one tier: store bytes ≤ 1.1 × the version",
+            measured: tier_ratio,
+            at_least: None,
+            at_most: Some(1.1),
         },
         Target {
             what: "second mount to first ls ≤ 100 ms",

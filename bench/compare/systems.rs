@@ -52,6 +52,9 @@ impl Mount {
         let point = s.work.join(format!("mnt-{}-{dataset}", system.name()));
         std::fs::create_dir_all(&point).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(cache).map_err(|e| e.to_string())?;
+        if system == System::Datastore {
+            return Mount::datastore(s, dataset, &point, cache, &[], &[]);
+        }
         let mut m = Mount {
             system,
             point: point.clone(),
@@ -59,19 +62,7 @@ impl Mount {
             child: None,
         };
         match system {
-            System::Datastore => {
-                let out = Command::new(&s.bin)
-                    .env("AWS_ENDPOINT_URL", &s.endpoint)
-                    .args(["--store", &s.store, "mount", dataset])
-                    .arg(&point)
-                    .arg("--cache-dir")
-                    .arg(cache)
-                    .output()
-                    .map_err(|e| e.to_string())?;
-                if !out.status.success() {
-                    return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-                }
-            }
+            System::Datastore => unreachable!("mounted above"),
             System::S3fs => {
                 let passwd = s.work.join("s3fs.passwd");
                 std::fs::write(&passwd, "bench:benchbench\n").map_err(|e| e.to_string())?;
@@ -117,14 +108,42 @@ impl Mount {
                 m.child = Some(Owned(child));
             }
         }
-        let start = Instant::now();
-        while !is_mounted(&point) {
-            if start.elapsed() > Duration::from_secs(60) {
-                return Err(format!("{} never mounted", point.display()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_mounted(&point)?;
         Ok(m)
+    }
+
+    /// Mounts `dataset` at `point` with datastore, with its disk cache in `cache`, more
+    /// arguments and environment.
+    pub fn datastore(
+        s: &Setup,
+        dataset: &str,
+        point: &Path,
+        cache: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Mount, String> {
+        std::fs::create_dir_all(point).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(cache).map_err(|e| e.to_string())?;
+        let out = Command::new(&s.bin)
+            .env("AWS_ENDPOINT_URL", &s.endpoint)
+            .envs(env.iter().copied())
+            .args(["--store", &s.store, "mount", dataset])
+            .arg(point)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        wait_mounted(point)?;
+        Ok(Mount {
+            system: System::Datastore,
+            point: point.to_path_buf(),
+            bin: s.bin.clone(),
+            child: None,
+        })
     }
 
     /// The process serving the mount: the one whose arguments name the mount point.
@@ -216,4 +235,15 @@ pub fn is_mounted(p: &Path) -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+fn wait_mounted(point: &Path) -> Result<(), String> {
+    let start = Instant::now();
+    while !is_mounted(point) {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(format!("{} never mounted", point.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }

@@ -64,6 +64,16 @@ fn site_config(store_port: u16, secret: &str, cache: &Path, port: u16) -> String
 impl Nginx {
     /// Starts the tier in front of the S3 server on `store_port`.
     pub fn start(store_port: u16, secret: &str) -> Nginx {
+        Nginx::start_edited(store_port, secret, |c| c)
+    }
+
+    /// Starts the tier with its site config (the shipped one, SITE lines set) passed through
+    /// `edit` first: for variants measured against the shipped config.
+    pub fn start_edited(
+        store_port: u16,
+        secret: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Nginx {
         let dir = tempfile::Builder::new()
             .prefix("datastore-nginx-")
             .tempdir()
@@ -75,7 +85,7 @@ impl Nginx {
         let port = super::free_port();
         std::fs::write(
             d.join("datastore-cache.conf"),
-            site_config(store_port, secret, &d.join("cache"), port),
+            edit(site_config(store_port, secret, &d.join("cache"), port)),
         )
         .unwrap();
         let main = format!(

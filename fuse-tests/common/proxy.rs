@@ -42,6 +42,8 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub resets: AtomicU64,
     pub slow_downs: AtomicU64,
+    /// Bytes the server sent towards clients (responses, headers included).
+    pub bytes_down: AtomicU64,
 }
 
 struct Shared {
@@ -280,6 +282,10 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
             break;
         }
         sent.fetch_add(n_ok as u64, Ordering::SeqCst);
+        shared
+            .counters
+            .bytes_down
+            .fetch_add(n_ok as u64, Ordering::Relaxed);
         if n_ok < n {
             shared.counters.resets.fetch_add(1, Ordering::Relaxed);
             reset(&client);

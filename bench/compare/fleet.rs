@@ -1,0 +1,156 @@
+//! Many nodes, one dataset: daemons that each stand for a node (their own disk cache) read
+//! one version at once, from the store directly or through one nginx tier, running the
+//! shipped config (whole objects) or a variant with nginx's slice module (1 MiB slices). A
+//! counting proxy in front of the store gives the bytes the store served, tier or not.
+
+#[path = "../../fuse-tests/common/nginx.rs"]
+#[allow(dead_code)]
+mod nginx;
+#[path = "../../fuse-tests/common/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
+
+use crate::systems::{Mount, Setup};
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// For the tier's helper, which takes a port from its parent module.
+fn free_port() -> u16 {
+    crate::setup::free_port()
+}
+
+const SECRET: &str = "bench-tier-secret";
+
+/// What stands between the nodes and the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    None,
+    /// The shipped config: a miss fetches the whole object, ranges are cut from it.
+    Whole,
+    /// The shipped config with `slice 1m`: a miss fetches the 1 MiB slices it covers.
+    Sliced,
+}
+
+/// One run: what the store served and how long the nodes took.
+pub struct Outcome {
+    pub store_bytes: u64,
+    pub read_bytes: u64,
+    pub secs: f64,
+}
+
+impl Outcome {
+    /// Bytes the nodes read, all together, per second.
+    pub fn rate_mb(&self) -> f64 {
+        self.read_bytes as f64 / 1e6 / self.secs
+    }
+}
+
+/// The shipped config made to cache 1 MiB slices of objects instead of whole objects.
+fn sliced(config: String) -> String {
+    let out = config
+        .replace(
+            "proxy_cache_key $uri;",
+            "slice 1m;\n        proxy_cache_key $uri$slice_range;\n        \
+             proxy_set_header Range $slice_range;",
+        )
+        .replace(
+            "proxy_cache_valid 200 30d;",
+            "proxy_cache_valid 200 206 30d;",
+        );
+    assert!(out.contains("$slice_range;"), "the shipped config changed");
+    out
+}
+
+/// `nodes` daemons mount `dataset` of the store behind `store_port` and each reads `files`
+/// (paths in the version, with their sizes) in its own shuffled order, all at once.
+pub fn run(
+    s: &Setup,
+    store_port: u16,
+    dataset: &str,
+    files: &[(PathBuf, u64)],
+    nodes: usize,
+    tier: Tier,
+    limit: Duration,
+) -> Result<Outcome, String> {
+    let proxy = proxy::Proxy::start(store_port, 1);
+    let through = Setup {
+        bin: s.bin.clone(),
+        store: s.store.clone(),
+        endpoint: format!("http://127.0.0.1:{}", proxy.port),
+        bucket: s.bucket.clone(),
+        work: s.work.clone(),
+    };
+    let nginx = match tier {
+        Tier::None => None,
+        Tier::Whole => Some(nginx::Nginx::start(proxy.port, SECRET)),
+        Tier::Sliced => Some(nginx::Nginx::start_edited(proxy.port, SECRET, sliced)),
+    };
+    let url = nginx.as_ref().map(|n| n.url());
+    let mut env = vec![("DATASTORE_CACHE_SECRET", SECRET)];
+    if let Some(u) = &url {
+        env.push(("DATASTORE_CACHE_URL", u));
+    }
+    let dir = s.work.join(format!("fleet-{tier:?}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mounts = (0..nodes)
+        .map(|i| {
+            let (point, cache) = (dir.join(format!("mnt-{i}")), dir.join(format!("cache-{i}")));
+            Mount::datastore(&through, dataset, &point, &cache, &[], &env)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = Instant::now();
+    let read: Result<Vec<u64>, String> = std::thread::scope(|scope| {
+        let readers: Vec<_> = mounts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| scope.spawn(move || read_all(&m.point, files, i as u64, start + limit)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|_| Err("a reader panicked".into())))
+            .collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    drop(mounts);
+    drop(nginx);
+    let read_bytes = read?.iter().sum();
+    Ok(Outcome {
+        store_bytes: proxy.counters().bytes_down.load(Ordering::Relaxed),
+        read_bytes,
+        secs,
+    })
+}
+
+/// Reads every file once, in an order shuffled by `seed`, checking each one's size; the
+/// bytes read.
+fn read_all(
+    root: &Path,
+    files: &[(PathBuf, u64)],
+    seed: u64,
+    deadline: Instant,
+) -> Result<u64, String> {
+    let mut order: Vec<&(PathBuf, u64)> = files.iter().collect();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.gen_range(0..=i));
+    }
+    let mut bytes = 0;
+    for (path, size) in order {
+        if Instant::now() > deadline {
+            return Err("over the time limit".into());
+        }
+        let data =
+            std::fs::read(root.join(path)).map_err(|e| format!("{}: {e}", path.display()))?;
+        if data.len() as u64 != *size {
+            return Err(format!(
+                "{}: {} bytes, not {size}",
+                path.display(),
+                data.len()
+            ));
+        }
+        bytes += *size;
+    }
+    Ok(bytes)
+}
