@@ -1,6 +1,6 @@
 //! Many nodes, one dataset: daemons that each stand for a node (their own disk cache) read
 //! one version at once, from the store directly or through one nginx tier, running the
-//! shipped config (whole objects) or a variant with nginx's slice module (1 MiB slices). A
+//! shipped config (1 MiB slices) or a variant that caches whole objects. A
 //! counting proxy in front of the store gives the bytes the store served, tier or not.
 
 #[path = "../../fuse-tests/common/nginx.rs"]
@@ -27,10 +27,11 @@ const SECRET: &str = "bench-tier-secret";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tier {
     None,
-    /// The shipped config: a miss fetches the whole object, ranges are cut from it.
-    Whole,
-    /// The shipped config with `slice 1m`: a miss fetches the 1 MiB slices it covers.
+    /// The shipped config: a miss fetches the 1 MiB slices it covers.
     Sliced,
+    /// The shipped config without its slices: a miss fetches the whole object, and ranges
+    /// are cut from it.
+    Whole,
 }
 
 /// One run: what the store served and how long the nodes took.
@@ -47,19 +48,17 @@ impl Outcome {
     }
 }
 
-/// The shipped config made to cache 1 MiB slices of objects instead of whole objects.
-fn sliced(config: String) -> String {
+/// The shipped config made to fetch and cache whole objects instead of slices.
+fn whole(config: String) -> String {
     let out = config
+        .replace("        slice 1m;\n", "")
+        .replace("proxy_cache_key $uri$slice_range;", "proxy_cache_key $uri;")
+        .replace("        proxy_set_header Range $slice_range;\n", "")
         .replace(
-            "proxy_cache_key $uri;",
-            "slice 1m;\n        proxy_cache_key $uri$slice_range;\n        \
-             proxy_set_header Range $slice_range;",
-        )
-        .replace(
-            "proxy_cache_valid 200 30d;",
             "proxy_cache_valid 200 206 30d;",
+            "proxy_cache_valid 200 30d;\n        proxy_force_ranges on;",
         );
-    assert!(out.contains("$slice_range;"), "the shipped config changed");
+    assert!(!out.contains("slice"), "the shipped config changed");
     out
 }
 
@@ -84,8 +83,8 @@ pub fn run(
     };
     let nginx = match tier {
         Tier::None => None,
-        Tier::Whole => Some(nginx::Nginx::start(proxy.port, SECRET)),
-        Tier::Sliced => Some(nginx::Nginx::start_edited(proxy.port, SECRET, sliced)),
+        Tier::Sliced => Some(nginx::Nginx::start(proxy.port, SECRET)),
+        Tier::Whole => Some(nginx::Nginx::start_edited(proxy.port, SECRET, whole)),
     };
     let url = nginx.as_ref().map(|n| n.url());
     let mut env = vec![("DATASTORE_CACHE_SECRET", SECRET)];

@@ -161,8 +161,8 @@ fn push(s: &Setup, dir: &Path, name: &str) -> Pushed {
 }
 
 /// The fleet group: [`NODES`] daemons read a version of large and small files all at once,
-/// without a tier, through the shipped tier config (whole objects) and through a variant that
-/// caches 1 MiB slices; then a tenth of the small files, through each tier config. Returns the
+/// without a tier, through the shipped tier config (1 MiB slices) and through a variant that
+/// caches whole objects; then a tenth of the small files, through each tier config. Returns the
 /// rows and the store bytes ÷ version bytes through the shipped tier.
 fn fleet_group(
     s: &Setup,
@@ -207,7 +207,7 @@ fn fleet_group(
         setup::drop_caches();
         fleet::run(s, port, "fleet", files, NODES, tier, limit)
     };
-    let tiers = [fleet::Tier::None, fleet::Tier::Whole, fleet::Tier::Sliced];
+    let tiers = [fleet::Tier::None, fleet::Tier::Sliced, fleet::Tier::Whole];
     let full: Vec<_> = tiers.iter().map(|&t| run(&all, t)).collect();
     let part: Vec<_> = tiers[1..].iter().map(|&t| run(&tenth, t)).collect();
     let figure = |r: &Result<fleet::Outcome, String>, f: &dyn Fn(&fleet::Outcome) -> f64| match r {
@@ -217,8 +217,8 @@ fn fleet_group(
     let mb = version_bytes >> 20;
     let names = [
         "no tier",
-        "one nginx tier, whole objects (shipped)",
-        "one nginx tier, 1 MiB slices",
+        "one nginx tier, 1 MiB slices (shipped)",
+        "one nginx tier, whole objects",
     ];
     let mut rows = Vec::new();
     for (r, name) in full.iter().zip(names) {
