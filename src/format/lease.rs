@@ -48,10 +48,17 @@ impl Lease {
         let cfg = bincode::config::standard().with_limit::<LIMIT>();
         let (lease, used) = bincode::decode_from_slice(&body, cfg)
             .map_err(|e| FormatError::Corrupt("lease", e.to_string()))?;
-        let detail = bincode::decode_from_slice(&body[used..], cfg)
-            .ok()
-            .map(|(d, _)| d);
-        Ok((lease, detail))
+        let rest = &body[used..];
+        if rest.is_empty() {
+            // Written before leases carried progress.
+            return Ok((lease, None));
+        }
+        let (detail, more) = bincode::decode_from_slice(rest, cfg)
+            .map_err(|e| FormatError::Corrupt("lease", e.to_string()))?;
+        if more != rest.len() {
+            return Err(FormatError::Corrupt("lease", "trailing bytes".into()));
+        }
+        Ok((lease, Some(detail)))
     }
 }
 
@@ -80,5 +87,28 @@ mod tests {
             ..Detail::default()
         };
         assert_eq!(Lease::decode(&l.encode(&d)).unwrap(), (l, Some(d)));
+    }
+
+    #[test]
+    fn trailing_bytes_or_a_broken_detail_are_refused() {
+        let l = Lease {
+            operation: "push".into(),
+            host: "h".into(),
+            pid: 7,
+            started_unix: 1,
+        };
+        let cfg = bincode::config::standard();
+        let mut body = bincode::encode_to_vec(&l, cfg).unwrap();
+        body.extend(bincode::encode_to_vec(Detail::default(), cfg).unwrap());
+        let whole = envelope::seal(Kind::Lease, &body, false);
+        assert!(Lease::decode(&whole).unwrap().1.is_some());
+        let mut longer = body.clone();
+        longer.push(0);
+        let sealed = envelope::seal(Kind::Lease, &longer, false);
+        let e = Lease::decode(&sealed).unwrap_err().to_string();
+        assert!(e.contains("trailing bytes"), "{e}");
+        let mut broken = bincode::encode_to_vec(&l, cfg).unwrap();
+        broken.push(0xff);
+        assert!(Lease::decode(&envelope::seal(Kind::Lease, &broken, false)).is_err());
     }
 }
