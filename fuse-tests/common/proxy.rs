@@ -12,6 +12,10 @@
 //!   connection reset, at a random point of the response.
 //! - `slow_downs`: each GET has this probability of being answered `503 Slow Down` by the
 //!   proxy, as S3 answers when it throttles.
+//! - `write_slow_downs`: each PUT (conditional ones included) whose path contains
+//!   `writes_matching` has this probability of being answered `503 Slow Down`, and the
+//!   first `first_writes_slowed` of them always are: its body is read and dropped, so the
+//!   server never sees it and the connection stays in step.
 //!
 //! Every proxy thread ends when its sockets close; the accept loop ends when the proxy drops.
 
@@ -33,6 +37,13 @@ pub struct Faults {
     /// Probability, per GET, that the proxy answers `503 Slow Down` itself, as S3 does when
     /// it throttles, without the server seeing the request.
     pub slow_downs: f64,
+    /// Probability, per PUT whose request line contains `writes_matching` (every PUT when
+    /// empty), that the proxy answers `503 Slow Down` itself after reading its body.
+    pub write_slow_downs: f64,
+    /// The next this many PUTs matching `writes_matching` are answered `503 Slow Down`
+    /// whatever `write_slow_downs` draws: a retry proven, not left to chance.
+    pub first_writes_slowed: u64,
+    pub writes_matching: &'static str,
 }
 
 /// What the proxy has done, for reports and for asserting a fault really happened.
@@ -42,6 +53,7 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub resets: AtomicU64,
     pub slow_downs: AtomicU64,
+    pub write_slow_downs: AtomicU64,
     /// Bytes the server sent towards clients (responses, headers included).
     pub bytes_down: AtomicU64,
 }
@@ -58,6 +70,8 @@ struct Shared {
     next_id: AtomicU64,
     counters: Counters,
     rng: Mutex<rand::rngs::SmallRng>,
+    /// What is left of `Faults::first_writes_slowed` since it was set.
+    writes_to_slow: AtomicU64,
 }
 
 pub struct Proxy {
@@ -80,6 +94,7 @@ impl Proxy {
             next_id: AtomicU64::new(0),
             counters: Counters::default(),
             rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
+            writes_to_slow: AtomicU64::new(0),
         });
         let s = shared.clone();
         std::thread::spawn(move || accept_loop(s, listener, port));
@@ -87,6 +102,9 @@ impl Proxy {
     }
 
     pub fn set(&self, faults: Faults) {
+        self.shared
+            .writes_to_slow
+            .store(faults.first_writes_slowed, Ordering::SeqCst);
         *self.shared.faults.lock().unwrap() = faults;
     }
 
@@ -200,11 +218,23 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
     let reader = std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 << 10];
         let mut last: Option<Instant> = None;
+        // Body bytes of a throttled PUT still to be dropped before it is answered.
+        let mut dropping: Option<u64> = None;
+        let slow_down = b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n";
         loop {
             let n = match c_in.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if let Some(left) = dropping {
+                let left = left.saturating_sub(n as u64);
+                dropping = (left > 0).then_some(left);
+                if left == 0 && c_out.write_all(slow_down).is_err() {
+                    break;
+                }
+                last = Some(Instant::now());
+                continue;
+            }
             // A request starts after a pause; the rest of a request body follows at once.
             let new_request = last.is_none_or(|t| t.elapsed() > Duration::from_millis(2));
             last = Some(Instant::now());
@@ -224,11 +254,35 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
                 && sh.rng.lock().unwrap().gen_bool(faults.slow_downs.min(1.0))
             {
                 sh.counters.slow_downs.fetch_add(1, Ordering::Relaxed);
-                let answer = b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n";
-                if c_out.write_all(answer).is_err() {
+                if c_out.write_all(slow_down).is_err() {
                     break;
                 }
                 continue;
+            }
+            if faults.write_slow_downs > 0.0 || faults.first_writes_slowed > 0 {
+                if let Some(body) = put_body(&buf[..n], faults.writes_matching) {
+                    let forced = sh
+                        .writes_to_slow
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if forced
+                        || sh
+                            .rng
+                            .lock()
+                            .unwrap()
+                            .gen_bool(faults.write_slow_downs.min(1.0))
+                    {
+                        sh.counters.write_slow_downs.fetch_add(1, Ordering::Relaxed);
+                        if body == 0 {
+                            if c_out.write_all(slow_down).is_err() {
+                                break;
+                            }
+                        } else {
+                            dropping = Some(body);
+                        }
+                        continue;
+                    }
+                }
             }
             if faults.resets > 0.0 && arm.load(Ordering::SeqCst) == u64::MAX {
                 let mut rng = sh.rng.lock().unwrap();
@@ -297,6 +351,28 @@ fn serve(shared: Arc<Shared>, client: TcpStream) {
     let _ = reader.join();
     let _ = delay.join();
     shared.live.lock().unwrap().retain(|(i, _)| *i != id);
+}
+
+/// For the first bytes of a request that are a PUT whose request line contains `matching`
+/// with all its headers and a Content-Length: the body bytes that have not arrived yet.
+fn put_body(burst: &[u8], matching: &str) -> Option<u64> {
+    let head_end = burst.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&burst[..head_end]).ok()?;
+    let line = head.lines().next()?;
+    if !line.starts_with("PUT ") || !line.contains(matching) {
+        return None;
+    }
+    let mut length = None;
+    for h in head.lines().skip(1).take_while(|h| !h.is_empty()) {
+        let (name, value) = h.split_once(':')?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse::<u64>().ok(),
+            // The client waits for an answer before its body: not a request to throttle here.
+            "expect" | "transfer-encoding" => return None,
+            _ => {}
+        }
+    }
+    length.map(|l| l.saturating_sub((burst.len() - head_end) as u64))
 }
 
 fn wait_while_hung(shared: &Shared) {

@@ -402,3 +402,65 @@ fn push_against_a_failing_server() {
         ),
     );
 }
+
+/// S3 throttling writes: with 20 % of PUTs answered `503 Slow Down`, pushes complete by
+/// retrying with back-off, each making exactly one whole version; with the first two tries
+/// of each ref commit (a conditional PUT) answered 503, the commit is retried and never
+/// makes two versions.
+#[test]
+fn push_through_throttled_writes() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rounds = report::pick(2, 10);
+    let moto = Moto::start();
+    let direct = moto.env();
+    let proxy = Proxy::start(moto.port, 5);
+    let env = direct.via(proxy.port);
+    let src = env.dir("src");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    let (mut throttled, mut throttled_refs) = (0, 0);
+    for round in 0..rounds {
+        for (matching, share, first) in [("", 0.20, 0), ("/refs/", 0.0, 2)] {
+            // New content each time, so there is something to upload and to commit.
+            for i in 0..12 {
+                tree::write_random(&src.join(format!("f{i:03}.bin")), 1 << 20, &mut rng);
+            }
+            std::fs::write(src.join("small.txt"), format!("{round} {matching}")).unwrap();
+            let have = direct.versions("ds");
+            let before = proxy.counters().write_slow_downs.load(Relaxed);
+            proxy.set(Faults {
+                write_slow_downs: share,
+                first_writes_slowed: first,
+                writes_matching: matching,
+                ..Faults::default()
+            });
+            let out = env.run(["push", src.to_str().unwrap(), "ds", "--json"]);
+            proxy.set(Faults::default());
+            let injected = proxy.counters().write_slow_downs.load(Relaxed) - before;
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(direct.versions("ds"), have + 1, "{injected} 503s: {out:?}");
+            if matching.is_empty() {
+                throttled += injected;
+            } else {
+                assert_eq!(injected, first, "each commit is answered 503 twice");
+                throttled_refs += injected;
+            }
+            let dest = env
+                .scratch
+                .path()
+                .join(format!("get{round}{}", matching.len()));
+            env.ok(["get", "ds", dest.to_str().unwrap()]);
+            tree::assert_same(&src, &dest);
+        }
+    }
+    assert!(throttled > 0, "no PUT was answered 503");
+    assert!(throttled_refs > 0, "no ref commit was answered 503");
+    direct.ok(["verify", "ds"]);
+    report::row(
+        "throttled writes",
+        &format!("{rounds} rounds: a push of 12 MiB with 20 % of PUTs answered 503 Slow Down, then one whose ref commit is answered 503 twice"),
+        rounds as u64,
+        &format!(
+            "every push completed with one whole version; {throttled} PUTs and {throttled_refs} ref commits throttled and retried"
+        ),
+    );
+}

@@ -463,12 +463,18 @@ impl Catalog {
                 state: VersionState::Committed,
             };
             let key = keys::version_ref(dataset, next);
-            if self
-                .store
-                .put_if_absent(&key, Bytes::from(r.encode()))
-                .await?
-            {
+            let bytes = Bytes::from(r.encode());
+            if self.store.put_if_absent(&key, bytes.clone()).await? {
                 return Ok(r);
+            }
+            // Taken: by another push, or by this one, if the store made the ref but its answer
+            // was lost and the client sent the create again. The bytes tell which (they hold
+            // the creation time of this attempt): ours is committed, not to be made twice.
+            match self.store.get(&key).await {
+                Ok(there) if there == bytes => return Ok(r),
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
             }
             next += 1;
         }
