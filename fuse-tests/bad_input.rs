@@ -391,6 +391,35 @@ fn reads_never_create_a_store() {
 /// do, with the server's error code, never the client library's text or the server's XML: a
 /// missing bucket (for a push and for every read), a key the server does not know, no
 /// credentials at all, and a plain-http endpoint not allowed.
+/// A missing Azure container or GCS bucket is named, with the emulator's endpoint, in one
+/// line; a push makes nothing.
+#[test]
+fn azure_and_gcs_refusals_say_what_to_fix() {
+    for kind in [Kind::Azure, Kind::Gcs] {
+        let env = Env::new(kind);
+        let src = env.dir("src");
+        std::fs::write(src.join("f"), b"x").unwrap();
+        let (scheme, what, endpoint) = match kind {
+            Kind::Azure => ("az", "container", common::emulators::azurite_port()),
+            _ => ("gs", "bucket", common::emulators::gcs_port()),
+        };
+        let missing = format!("{scheme}://no-such-bucket/root");
+        let expect =
+            format!("{what} 'no-such-bucket' does not exist at http://127.0.0.1:{endpoint}");
+        let mut reads = vec![vec!["push", src.to_str().unwrap(), "ds"]];
+        // fake-gcs-server answers a listing of a missing bucket with 500, where GCS says 404.
+        if kind == Kind::Azure {
+            reads.extend([vec!["ls"], vec!["log", "ds"]]);
+        }
+        for args in reads {
+            let line = env.fails(["--store", &missing].iter().chain(&args), &expect);
+            for raw in ["<?xml", "Generic", "Error performing"] {
+                assert!(!line.contains(raw), "{line}");
+            }
+        }
+    }
+}
+
 #[test]
 fn s3_refusals_say_what_to_fix() {
     let env = Env::new(Kind::S3);

@@ -85,6 +85,39 @@ fn random_reads_come_from_checked_blocks_of_the_disk_cache() {
     );
 }
 
+/// On every backend: a mount's reads fill the node's cache, and a second mount reads the
+/// same bytes from it after the store has lost every content object; `verify` names them.
+#[test]
+fn every_backend_serves_cached_content_and_verify_names_what_is_missing() {
+    for env in Env::every_backend() {
+        let src = env.dir("src");
+        random_files(&src, 11, 2, 3 << 20);
+        for i in 0..20 {
+            std::fs::write(src.join(format!("small{i}.txt")), format!("small {i}")).unwrap();
+        }
+        env.push(&src, "ds");
+        {
+            let mnt = env.mount("ds", &[]);
+            common::tree::assert_same(&src, &mnt.point);
+        }
+        let store = env.store();
+        let content = env.content_keys();
+        assert!(content.len() >= 3, "[{:?}] {content:?}", env.kind);
+        for key in &content {
+            common::block_on(store.delete(key)).unwrap();
+        }
+        let mnt = env.mount("ds", &[]);
+        common::tree::assert_same(&src, &mnt.point);
+        drop(mnt);
+        let out = env.run(["verify", "ds"]);
+        assert_eq!(out.status.code(), Some(1), "[{:?}] {out:?}", env.kind);
+        for file in ["f000.bin", "f001.bin", "small0.txt"] {
+            let line = format!("ds@v1/{file}: missing");
+            assert!(out.stderr.contains(&line), "[{:?}] {out:?}", env.kind);
+        }
+    }
+}
+
 /// A chunk shared by two versions is downloaded once, however many mounts read it, and the
 /// cache outlives the daemon.
 #[test]

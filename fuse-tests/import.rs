@@ -1,5 +1,5 @@
-//! Import: versions made from objects already in object storage (moto S3), read in place
-//! through a real mount, or copied.
+//! Import: versions made from objects already in object storage (moto S3, Azurite,
+//! fake-gcs-server), read in place through a real mount, or copied.
 
 mod common;
 
@@ -39,17 +39,13 @@ fn fill(source: &Store) -> BTreeMap<String, Vec<u8>> {
 
 /// The test's bucket, under another prefix than the store's root: a source.
 fn source_url(env: &Env, prefix: &str) -> String {
-    let bucket = env
-        .url
-        .trim_start_matches("s3://")
-        .split('/')
-        .next()
-        .unwrap();
-    format!("s3://{bucket}/{prefix}")
+    let (scheme, rest) = env.url.split_once("://").unwrap();
+    let (bucket, root) = rest.split_once('/').unwrap();
+    format!("{scheme}://{bucket}/src-{root}-{prefix}")
 }
 
 fn open_source(env: &Env, url: &str) -> Store {
-    let _ = env.store(); // sets the S3 environment of this process
+    let _ = env.store(); // sets the store's environment in this process
     Store::open(url, &StoreOptions::default()).expect("open source")
 }
 
@@ -57,9 +53,15 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
+/// On S3, Azure and GCS.
 #[test]
 fn an_in_place_import_mounts_and_fails_only_the_files_whose_objects_changed() {
-    let env = Env::new(Kind::S3);
+    for kind in [Kind::S3, Kind::Azure, Kind::Gcs] {
+        in_place_import(Env::new(kind));
+    }
+}
+
+fn in_place_import(env: Env) {
     let url = source_url(&env, "raw");
     let source = open_source(&env, &url);
     let objects = fill(&source);
@@ -139,9 +141,15 @@ fn an_in_place_import_mounts_and_fails_only_the_files_whose_objects_changed() {
     );
 }
 
+/// On S3, Azure and GCS.
 #[test]
 fn a_copied_import_outlives_its_source() {
-    let env = Env::new(Kind::S3);
+    for env in [Kind::S3, Kind::Azure, Kind::Gcs].map(Env::new) {
+        copied_import(env);
+    }
+}
+
+fn copied_import(env: Env) {
     let url = source_url(&env, "to-copy");
     let source = open_source(&env, &url);
     let objects = fill(&source);

@@ -85,7 +85,7 @@ fn a_one_byte_edit_re_uploads_only_the_touched_chunks() {
 
 #[test]
 fn concurrent_pushes_get_distinct_versions() {
-    for env in Env::both() {
+    for env in Env::every_backend() {
         let dirs: Vec<_> = (0..4)
             .map(|i| {
                 let d = env.dir(&format!("src{i}"));
@@ -133,7 +133,7 @@ fn concurrent_pushes_get_distinct_versions() {
 
 #[test]
 fn gc_keeps_every_referenced_object_and_deletes_the_rest() {
-    for env in Env::both() {
+    for env in Env::every_backend() {
         let (a, b) = (env.dir("a"), env.dir("b"));
         let mut r = rng(9);
         let shared = {

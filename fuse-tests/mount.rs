@@ -92,7 +92,13 @@ fn check_ranges(src: &Path, mnt: &Path, m: &Manifest, seed: u64) {
 
 #[test]
 fn the_mounted_tree_is_the_pushed_tree() {
-    for (kind, seeds) in [(Kind::Local, &[1u64, 2, 3][..]), (Kind::S3, &[4, 5][..])] {
+    let kinds = [
+        (Kind::Local, &[1u64, 2, 3][..]),
+        (Kind::S3, &[4, 5][..]),
+        (Kind::Azure, &[6][..]),
+        (Kind::Gcs, &[7][..]),
+    ];
+    for (kind, seeds) in kinds {
         for &seed in seeds {
             let env = Env::new(kind);
             let src = env.scratch.path().join("src");

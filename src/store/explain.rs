@@ -40,13 +40,8 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
     if matches!(place.scheme, "" | "file") {
         return None;
     }
-    if code.as_deref() == Some("NoSuchBucket") {
-        return Some(with_code(format!(
-            "bucket '{}' does not exist{}; create it (datastore never creates buckets), or fix \
-             the bucket in the store URL",
-            place.bucket,
-            place.at()
-        )));
+    if matches!(code.as_deref(), Some("NoSuchBucket" | "ContainerNotFound")) {
+        return Some(with_code(missing_bucket(place)));
     }
     if code.as_deref() == Some("InvalidBucketName") {
         return Some(with_code(format!(
@@ -56,10 +51,10 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
         )));
     }
     if error.contains("URL scheme is not allowed") {
-        let var = if s3 {
-            "AWS_ALLOW_HTTP=true"
-        } else {
-            "allow_http"
+        let var = match place.scheme {
+            "s3" => "AWS_ALLOW_HTTP=true",
+            "gs" => "GOOGLE_ALLOW_HTTP=true",
+            _ => "AZURE_ALLOW_HTTP=true",
         };
         let endpoint = place.endpoint.as_deref().unwrap_or("given");
         return Some(format!(
@@ -101,6 +96,21 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
         )));
     }
     None
+}
+
+/// The bucket (an Azure container) of the store URL is not there.
+pub fn missing_bucket(place: &Place) -> String {
+    let what = if place.scheme == "az" {
+        "container"
+    } else {
+        "bucket"
+    };
+    format!(
+        "{what} '{}' does not exist{}; create it (datastore never creates {what}s), or fix the \
+         {what} in the store URL",
+        place.bucket,
+        place.at()
+    )
 }
 
 /// What a local directory store refused (`op` is the request, GET, PUT…), from the system

@@ -156,7 +156,7 @@ impl Store {
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://BUCKET/PREFIX"));
             }
-            let mut client = client_options(opts);
+            let mut client = client_options(opts, "AWS_", ClientOptions::new());
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry_config(opts));
@@ -190,28 +190,36 @@ impl Store {
                     _ => "no container; use az://CONTAINER/PREFIX (the account comes from AZURE_STORAGE_ACCOUNT_NAME)",
                 }));
             }
+            for (k, _) in &settings {
+                let known = match scheme {
+                    "gs" => k.parse::<object_store::gcp::GoogleConfigKey>().is_ok(),
+                    _ => k.parse::<object_store::azure::AzureConfigKey>().is_ok(),
+                };
+                if !known {
+                    let vars = if scheme == "gs" { "GOOGLE" } else { "AZURE" };
+                    return Err(bad(&format!("unknown setting '{k}'; {scheme}:// URLs take the settings of {vars}_* variables, in lower case without {vars}_")));
+                }
+            }
             place = explain::Place {
                 scheme,
                 bucket,
-                endpoint: None,
+                endpoint: emulator_endpoint(scheme),
             };
-            let env: Vec<(String, String)> = std::env::vars()
-                .filter(|(k, _)| k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .chain(
-                    settings
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string())),
-                )
-                .collect();
-            let (store, path) = object_store::parse_url_opts(&parsed, env).map_err(|e| {
+            let prefix = Path::from_url_path(parsed.path())
+                .map_err(|e| bad(&one_line(&e)))?
+                .to_string();
+            let store = match scheme {
+                "gs" => gcs(bare, &settings, opts),
+                _ => azure(bare, &settings, opts),
+            }
+            .map_err(|e| {
                 let text = one_line(&e);
                 match text.contains("Account must be specified") {
                     true => bad("no Azure storage account: set AZURE_STORAGE_ACCOUNT_NAME (and AZURE_STORAGE_ACCOUNT_KEY, or a token)"),
                     false => bad(&text),
                 }
             })?;
-            (Arc::from(store), path.to_string())
+            (store, prefix)
         } else {
             let dir = match url.strip_prefix("file://") {
                 // file://HOST/DIR names a directory on HOST: only this one can be opened.
@@ -377,6 +385,16 @@ impl Store {
                     key: key.to_string(),
                 }
             }
+            // A write to a key cannot find it missing: what is missing is where it goes.
+            None if matches!(e, object_store::Error::NotFound { .. })
+                && op == "PUT"
+                && !matches!(self.place.scheme, "" | "file") =>
+            {
+                StoreError::Refused {
+                    store: self.url.clone(),
+                    what: explain::missing_bucket(&self.place),
+                }
+            }
             None if matches!(e, object_store::Error::NotFound { .. })
                 || (matches!(op, "GET" | "HEAD") && explain::through_a_file(&self.place, &e)) =>
             {
@@ -452,7 +470,7 @@ impl Store {
         pin: &Pin,
     ) -> Result<Bytes, StoreError> {
         let path = self.path(key);
-        let data = self
+        let got = self
             .bounded("GET", key, async {
                 self.inner
                     .get_opts(&path, pin.options(Some(range)))
@@ -460,7 +478,18 @@ impl Store {
                     .bytes()
                     .await
             })
-            .await?;
+            .await;
+        let data = match got {
+            // A precondition on an object that is gone fails too on some servers (Azurite):
+            // whether it changed or went is worth telling people.
+            Err(changed @ StoreError::Changed { .. }) => {
+                return Err(match self.head(key).await {
+                    Err(gone @ StoreError::NotFound { .. }) => gone,
+                    _ => changed,
+                })
+            }
+            other => other?,
+        };
         crate::metrics::store_bytes("GET", data.len() as u64);
         Ok(data)
     }
@@ -592,10 +621,81 @@ impl Store {
 
 /// HTTP client settings: those of the environment (`AWS_ALLOW_HTTP`, `AWS_PROXY_URL`…, which
 /// `with_client_options` would otherwise discard), then our bounded timeouts on top.
-fn client_options(opts: &StoreOptions) -> ClientOptions {
-    let mut options = ClientOptions::new();
+/// Google Cloud Storage at `url` (`gs://BUCKET/…`): the `GOOGLE_*` variables object_store
+/// reads, then the URL's settings, with our retries and timeouts.
+fn gcs(
+    url: &str,
+    settings: &Settings<'_>,
+    opts: &StoreOptions,
+) -> object_store::Result<Arc<dyn ObjectStore>> {
+    use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder, GoogleConfigKey};
+    let mut builder = GoogleCloudStorageBuilder::from_env()
+        // object_store's default for GCS, which is often reached through a local endpoint.
+        .with_client_options(client_options(
+            opts,
+            "GOOGLE_",
+            ClientOptions::new().with_allow_http(true),
+        ))
+        .with_retry(retry_config(opts))
+        .with_url(url);
+    for (k, v) in settings {
+        builder = builder.with_config(k.parse::<GoogleConfigKey>()?, *v);
+    }
+    // Unsigned requests (an emulator, a public bucket): object_store leaves reads unsigned but
+    // still asks the metadata server for a token before every write, which off Google Cloud
+    // fails after a long wait; an empty token is what it sends for reads.
+    let skip = builder
+        .get_config_value(&GoogleConfigKey::SkipSignature)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    if skip {
+        let none = GcpCredential {
+            bearer: String::new(),
+        };
+        let none = object_store::StaticCredentialProvider::new(none);
+        builder = builder.with_credentials(Arc::new(none));
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// Azure Blob Storage at `url` (`az://CONTAINER/…`, `abfs[s]://…`): the `AZURE_*` variables
+/// object_store reads (Azurite with `AZURE_STORAGE_USE_EMULATOR=true`), then the URL's
+/// settings, with our retries and timeouts.
+fn azure(
+    url: &str,
+    settings: &Settings<'_>,
+    opts: &StoreOptions,
+) -> object_store::Result<Arc<dyn ObjectStore>> {
+    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+    let mut builder = MicrosoftAzureBuilder::from_env()
+        .with_client_options(client_options(opts, "AZURE_", ClientOptions::new()))
+        .with_retry(retry_config(opts))
+        .with_url(url);
+    for (k, v) in settings {
+        builder = builder.with_config(k.parse::<AzureConfigKey>()?, *v);
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// Where a gs:// or az:// store is served when it is not the cloud's own endpoint (an
+/// emulator), for messages.
+fn emulator_endpoint(scheme: &str) -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match scheme {
+        "gs" => var("GOOGLE_BASE_URL"),
+        _ => var("AZURE_STORAGE_USE_EMULATOR")
+            .filter(|v| v.eq_ignore_ascii_case("true") || v == "1")
+            .map(|_| {
+                var("AZURITE_BLOB_STORAGE_URL").unwrap_or_else(|| "http://127.0.0.1:10000".into())
+            }),
+    }
+}
+
+/// The HTTP client's settings from the backend's variables (`AWS_ALLOW_HTTP`,
+/// `GOOGLE_PROXY_URL`…), with our timeouts.
+fn client_options(opts: &StoreOptions, prefix: &str, base: ClientOptions) -> ClientOptions {
+    let mut options = base;
     for (k, v) in std::env::vars() {
-        let Some(name) = k.strip_prefix("AWS_") else {
+        let Some(name) = k.strip_prefix(prefix) else {
             continue;
         };
         if let Ok(key) = name.to_ascii_lowercase().parse::<ClientConfigKey>() {
