@@ -118,6 +118,64 @@ fn every_backend_serves_cached_content_and_verify_names_what_is_missing() {
     }
 }
 
+/// The cache holds what every dataset the node read contains: another user can neither list
+/// it nor read an entry, even with the directories above it open; and a user's own mount
+/// keeps a cache of its own, in that user's cache directory.
+#[test]
+fn the_cache_is_the_owners_alone_and_a_users_mount_has_its_own() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut env = Env::new(common::Kind::Local);
+    let open_to_all = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(env.scratch.path(), open_to_all.clone()).unwrap();
+    let src = env.dir("src");
+    random_files(&src, 31, 2, 1 << 20);
+    std::fs::write(src.join("small.txt"), b"small").unwrap();
+    env.push(&src, "ds");
+    std::fs::set_permissions(&src, open_to_all).unwrap();
+    {
+        let mnt = env.mount("ds", &["allow_other"]);
+        common::tree::assert_same(&src, &mnt.point);
+    }
+    let cache = env.cache_dir();
+    assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o777, 0o700);
+    let entries = common::cache_entries(&cache);
+    assert!(entries.len() >= 3, "{entries:?}");
+    for e in &entries {
+        assert_eq!(std::fs::metadata(e).unwrap().mode() & 0o077, 0, "{e:?}");
+        let out = common::cat_as_nobody(e);
+        assert!(!out.status.success(), "another user read {e:?}");
+    }
+    let ls = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(!ls.status.success(), "another user listed the cache");
+
+    // A cache made open by hand is closed again by the next daemon.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(env.mount("ds", &[]));
+    assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o777, 0o700);
+
+    // A user's mount, with no cache directory given: its own, under its cache directory.
+    let nobody = common::NOBODY;
+    let home = env.scratch.path();
+    let own = home.join(".cache");
+    std::fs::create_dir(&own).unwrap();
+    std::os::unix::fs::chown(&own, Some(nobody), Some(nobody)).unwrap();
+    env.unset_var("DATASTORE_CACHE_DIR");
+    {
+        let mnt = env.mount_as("ds@1", &[], &[], Some(nobody));
+        let out = common::cat_as_nobody(&mnt.point.join("f001.bin"));
+        assert!(out.status.success(), "{out:?}");
+        assert!(out.stdout == std::fs::read(src.join("f001.bin")).unwrap());
+    }
+    let users = own.join("datastore");
+    let meta = std::fs::metadata(&users).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (nobody, 0o700));
+    assert!(!common::cache_entries(&users).is_empty(), "nothing cached");
+}
+
 /// A chunk shared by two versions is downloaded once, however many mounts read it, and the
 /// cache outlives the daemon.
 #[test]

@@ -49,6 +49,8 @@ pub struct Env {
     pub url: String,
     pub scratch: TempDir,
     vars: Vec<(String, String)>,
+    /// Variables the harness sets that this test's commands must not have.
+    unset: Vec<String>,
 }
 
 /// What a finished command left behind.
@@ -88,6 +90,7 @@ impl Env {
             url,
             scratch,
             vars,
+            unset: Vec::new(),
         }
     }
 
@@ -114,6 +117,7 @@ impl Env {
             url: self.url.clone(),
             scratch: scratch(),
             vars: s3_vars(port),
+            unset: Vec::new(),
         }
     }
 
@@ -121,6 +125,13 @@ impl Env {
     pub fn set_var(&mut self, key: &str, value: &str) {
         self.vars.retain(|(k, _)| k != key);
         self.vars.push((key.into(), value.into()));
+    }
+
+    /// Leaves a variable the harness sets (`DATASTORE_CACHE_DIR`, say) out of every command
+    /// this test runs, so the command's default applies.
+    pub fn unset_var(&mut self, key: &str) {
+        self.vars.retain(|(k, _)| k != key);
+        self.unset.push(key.into());
     }
 
     /// This test's own disk cache, so tests never share cached content.
@@ -155,6 +166,9 @@ impl Env {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for k in &self.unset {
+            c.env_remove(k);
+        }
         c
     }
 
@@ -555,6 +569,7 @@ impl Moto {
             url: format!("s3://{bucket}/root"),
             scratch,
             vars: s3_vars(self.port),
+            unset: Vec::new(),
         }
     }
 }

@@ -123,10 +123,48 @@ pub struct DiskCache {
 /// How often a persisting cache write failure is logged again.
 const WRITE_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Creates the cache directory readable by its owner alone (0700), and closes one that is open
+/// to others, if it is ours: the cache holds the content of every dataset the node has read,
+/// whoever may read the datasets themselves. Entries are created 0600 besides.
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    if meta.mode() & 0o077 == 0 {
+        return Ok(());
+    }
+    // SAFETY: geteuid cannot fail.
+    let mine = meta.uid() == unsafe { libc::geteuid() };
+    // Only a directory that holds nothing but a cache is ours to close (not /tmp, say).
+    let ours = [ENTRIES, FILES, MANIFESTS, "tmp", "stats", "v1"];
+    let only_cache = std::fs::read_dir(dir)?
+        .flatten()
+        .all(|e| ours.iter().any(|o| e.file_name() == *o));
+    if mine && only_cache {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        tracing::info!(
+            "disk cache {}: closed to other users (mode 0700)",
+            dir.display()
+        );
+    } else {
+        tracing::warn!(
+            "disk cache {} is open to other users (mode {:o}): they can read what it caches; \
+             use a directory of its own, or make this one 0700",
+            dir.display(),
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
 impl DiskCache {
     /// Opens (creating) a cache directory and starts rebuilding its index in the background.
     pub fn open(dir: &Path, size: CacheSize) -> Result<Arc<DiskCache>, CacheError> {
         let err = |e| CacheError::Dir(dir.to_path_buf(), e);
+        make_private(dir).map_err(err)?;
         let tmp = dir.join("tmp");
         for d in [
             &dir.join(ENTRIES),
