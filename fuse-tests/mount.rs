@@ -54,11 +54,12 @@ fn one_file_dataset() -> Env {
 
 fn check_ranges(src: &Path, mnt: &Path, m: &Manifest, seed: u64) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    for (i, path) in m.walk(0) {
+    let mut walk = m.walk(0);
+    while let Some((i, path)) = walk.next_entry() {
         let EntryKind::File { size, chunks, .. } = m.entries[i].kind else {
             continue;
         };
-        let rel = OsStr::from_bytes(&path);
+        let rel = OsStr::from_bytes(path);
         let want = std::fs::read(src.join(rel)).unwrap();
         let f = std::fs::File::open(mnt.join(rel)).unwrap();
         let mut ranges: Vec<(u64, usize)> = (0..8)
@@ -84,7 +85,7 @@ fn check_ranges(src: &Path, mnt: &Path, m: &Manifest, seed: u64) {
                 &buf[..got],
                 expect,
                 "{} at {off}+{len}",
-                String::from_utf8_lossy(&path)
+                String::from_utf8_lossy(path)
             );
         }
     }

@@ -58,6 +58,11 @@ fn commit_raw(env: &Env, dataset: &str, children: &Children) {
         });
     }
     m.entries = entries.into();
+    commit_manifest(env, dataset, &m);
+}
+
+/// Commits `m` as the next version of `dataset` by hand, bypassing push and its checks.
+fn commit_manifest(env: &Env, dataset: &str, m: &Manifest) {
     let bytes = m.encode();
     let hash = Sha256::of(&bytes);
     env.put_object(&datastore::store::keys::manifest(&hash), bytes.clone());
@@ -134,6 +139,141 @@ fn hostile_manifests_are_refused_at_mount() {
         &cases.iter().map(|c| c.0).collect::<Vec<_>>().join(", "),
         cases.len() as u64,
         "each refused at mount with one error naming dataset@version and the fault; nothing mounted",
+    );
+}
+
+/// A chain of `depth` directories below the root, each named `name` but the last, named
+/// `last`: the deepest tree for its size.
+fn chain(depth: usize, name: &[u8], last: &[u8]) -> Manifest {
+    let mut m = Manifest::default();
+    let strings = m.strings.to_mut();
+    strings.extend_from_slice(name);
+    strings.extend_from_slice(last);
+    let span = |i: usize| match i == depth {
+        false => Span {
+            start: 0,
+            len: name.len() as u32,
+        },
+        true => Span {
+            start: name.len() as u32,
+            len: last.len() as u32,
+        },
+    };
+    let entries: Vec<Entry> = (0..=depth)
+        .map(|i| Entry {
+            parent: i.saturating_sub(1) as u32,
+            name: if i == 0 { Span::default() } else { span(i) },
+            mode: 0o755,
+            mtime: Timestamp::default(),
+            kind: EntryKind::Dir {
+                children: Run {
+                    start: (i + 1) as u32,
+                    len: u32::from(i < depth),
+                },
+            },
+        })
+        .collect();
+    m.entries = entries.into();
+    m
+}
+
+/// Runs a command of `env` with its output dropped; returns whether it succeeded and its peak
+/// resident memory in MiB (from wait4, so the whole run is measured).
+// The child is reaped by wait4, which std's `wait` cannot replace: it gives the peak memory.
+#[allow(clippy::zombie_processes)]
+fn peak_mib(env: &Env, args: &[&str]) -> (bool, u64) {
+    let child = env
+        .command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a plain wait4 for the child just started; rusage is written by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        usage.ru_maxrss as u64 / 1024,
+    )
+}
+
+/// Trees may be 1,024 levels deep: one at the limit pushes, mounts, gets, lists and diffs; one
+/// level more is refused at push (nothing stored) and, made by hand, at mount and by every
+/// reader; walks of the deepest tree with the longest names (paths of a quarter of a megabyte,
+/// whose sum would be 134 MB) keep their memory small.
+#[test]
+fn trees_deeper_than_the_limit_are_refused_and_walks_of_the_deepest_stay_small() {
+    use datastore::format::manifest::MAX_DEPTH;
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    let mut deep = src.clone();
+    for _ in 0..MAX_DEPTH - 1 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("f"), b"at the limit").unwrap();
+    env.push(&src, "deep");
+    let bottom = ["d"; MAX_DEPTH - 1].join("/") + "/f";
+    let mnt = env.mount("deep", &[]);
+    assert_eq!(
+        std::fs::read(mnt.point.join(&bottom)).unwrap(),
+        b"at the limit"
+    );
+    drop(mnt);
+    let dest = env.dir("dest").join("got");
+    env.ok([OsStr::new("get"), OsStr::new("deep"), dest.as_os_str()]);
+    assert_eq!(std::fs::read(dest.join(&bottom)).unwrap(), b"at the limit");
+    assert_eq!(env.ok(["ls", "-R", "deep@1"]).lines().count(), MAX_DEPTH);
+    assert!(env.ok(["du", "deep@1"]).contains("1 file"));
+    std::fs::write(deep.join("f"), b"changed").unwrap();
+    env.push(&src, "deep");
+    let out = env.run(["diff", "deep@1", "deep@2"]);
+    assert_eq!(out.stdout, format!("M\t{bottom}\n"), "{out:?}");
+
+    // One level more: refused at push, in one line, with nothing stored.
+    std::fs::create_dir(deep.join("one-more")).unwrap();
+    std::fs::write(deep.join("one-more/f"), b"x").unwrap();
+    let line = env.fails(
+        [OsStr::new("push"), src.as_os_str(), OsStr::new("deep")],
+        "holds a path deeper than 1024 levels",
+    );
+    assert!(line.len() < 400, "{line}");
+    assert_eq!(env.versions("deep"), 2);
+
+    // Made by hand: refused by a mount and by every reader.
+    commit_manifest(&env, "hand", &chain(MAX_DEPTH + 1, b"d", b"d"));
+    let point = env.mount_point("hand");
+    let _guard = crate::common::mount::Mounted::adopt(&point);
+    let line = env.fails(
+        [OsStr::new("mount"), OsStr::new("hand"), point.as_os_str()],
+        "is corrupt",
+    );
+    assert!(line.contains("deeper than 1024 levels"), "{line}");
+    env.fails(["ls", "-R", "hand@1"], "deeper than 1024 levels");
+
+    // The deepest tree with the longest names: every walk in a few MiB.
+    let long = vec![b'n'; 255];
+    commit_manifest(&env, "long", &chain(MAX_DEPTH, &long, &long));
+    commit_manifest(&env, "long", &chain(MAX_DEPTH, &long, b"last"));
+    let mut peaks = Vec::new();
+    for args in [
+        &["ls", "-R", "long@1"][..],
+        &["ls", "-lR", "long@1"],
+        &["du", "long@1"],
+        &["diff", "long@1", "long@2"],
+    ] {
+        let (ok, mib) = peak_mib(&env, args);
+        assert!(ok, "{args:?} failed");
+        assert!(mib < 64, "{args:?} peaked at {mib} MiB");
+        peaks.push(mib);
+    }
+    report::row(
+        "depth",
+        "a tree 1,024 levels deep pushed, mounted, got, listed, diffed; 1,025 levels at push and made by hand; walks of 1,024 levels of 255-byte names",
+        7,
+        &format!("the limit works, past it refused in one line; ls -R, ls -lR, du, diff peaked at {peaks:?} MiB"),
     );
 }
 

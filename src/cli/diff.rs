@@ -5,7 +5,7 @@ use crate::ops::diff::{diff, Change};
 use anyhow::{bail, Result};
 use std::process::ExitCode;
 
-/// Show paths added (A), removed (D) and changed (M) between two versions.
+/// Show paths added (A), removed (D) and changed (M) between two versions, in tree order.
 ///
 /// A change is a different content, kind, symlink target or mode; a new mtime alone is not.
 ///
@@ -26,9 +26,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let va = ctx.catalog.resolve(&ta.dataset, ta.version).await?;
     let vb = ctx.catalog.resolve(&tb.dataset, tb.version).await?;
     let (ma, mb) = futures::try_join!(ctx.catalog.manifest(&va), ctx.catalog.manifest(&vb))?;
-    let changes = diff(&ma, &mb);
     let mut counts = [0u64; 3];
-    for (c, p) in &changes {
+    diff(&ma, &mb, &mut |c, p| {
         let (tag, i) = match c {
             Change::Added => ('A', 0),
             Change::Removed => ('D', 1),
@@ -36,7 +35,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         };
         counts[i] += 1;
         println!("{tag}\t{}", path(p));
-    }
+    });
     eprintln!(
         "{} → {}: {} added, {} removed, {} changed",
         va.label(),

@@ -1,4 +1,4 @@
-use super::output::{self, bytes, path, table, time};
+use super::output::{self, bytes, line, path, table, time, widen};
 use super::Ctx;
 use crate::catalog::CatalogError;
 use crate::format::name::parse_target;
@@ -36,9 +36,13 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     }
     let o = open(&ctx.catalog, &t).await?;
     let m = &o.manifest;
+    let is_dir = matches!(m.entries[o.entry].kind, EntryKind::Dir { .. });
+    if is_dir && a.recursive {
+        recursive(m, o.entry, a.long);
+        return Ok(ExitCode::SUCCESS);
+    }
     let entries: Vec<(usize, Vec<u8>)> = match (&m.entries[o.entry].kind, a.recursive) {
-        (EntryKind::Dir { .. }, true) => o.manifest.walk(o.entry).into_iter().skip(1).collect(),
-        (EntryKind::Dir { .. }, false) => m
+        (EntryKind::Dir { .. }, _) => m
             .children(o.entry)
             .map(|c| (c, m.name(&m.entries[c]).to_vec()))
             .collect(),
@@ -49,15 +53,39 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         table(&rows);
     } else {
         for (i, p) in &entries {
-            let slash = if matches!(m.entries[*i].kind, EntryKind::Dir { .. }) {
-                "/"
-            } else {
-                ""
-            };
-            println!("{}{slash}", path(p));
+            println!("{}", short_row(m, *i, p));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ls -R`: printed as the walk goes, never collected, so memory stays in proportion to the
+/// tree's depth while the output (every full path) may be far larger. A long listing walks
+/// twice: once to size the columns, once to print.
+fn recursive(m: &Manifest, dir: usize, long: bool) {
+    let each = |f: &mut dyn FnMut(usize, &[u8])| {
+        let mut walk = m.walk(dir);
+        walk.next_entry(); // the directory itself
+        while let Some((i, p)) = walk.next_entry() {
+            f(i, p);
+        }
+    };
+    if long {
+        let mut widths = Vec::new();
+        each(&mut |i, p| widen(&mut widths, &long_row(m, i, p)));
+        each(&mut |i, p| println!("{}", line(&long_row(m, i, p), &widths)));
+    } else {
+        each(&mut |i, p| println!("{}", short_row(m, i, p)));
+    }
+}
+
+/// A path, with `/` after a directory's.
+fn short_row(m: &Manifest, i: usize, p: &[u8]) -> String {
+    let slash = match m.entries[i].kind {
+        EntryKind::Dir { .. } => "/",
+        _ => "",
+    };
+    format!("{}{slash}", path(p))
 }
 
 fn long_row(m: &Manifest, i: usize, p: &[u8]) -> Vec<String> {

@@ -64,29 +64,35 @@ pub fn table(rows: &[Vec<String>]) {
 /// The lines of [`table`]. Cells are padded by the columns they take on a terminal, so that
 /// wide characters (CJK names take two each) keep the columns after them aligned.
 fn columns(rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths = Vec::new();
+    for r in rows {
+        widen(&mut widths, r);
+    }
+    rows.iter().map(|r| line(r, &widths)).collect()
+}
+
+/// Makes `widths` wide enough for `row` too (for tables printed in two passes).
+pub fn widen(widths: &mut Vec<usize>, row: &[String]) {
     use unicode_width::UnicodeWidthStr;
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.width())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    rows.iter()
-        .map(|r| {
-            let mut line = String::new();
-            for (i, cell) in r.iter().enumerate() {
-                line.push_str(cell);
-                if i + 1 < r.len() {
-                    line.extend(std::iter::repeat_n(' ', widths[i] - cell.width() + 2));
-                }
-            }
-            line.trim_end().to_string()
-        })
-        .collect()
+    if widths.len() < row.len() {
+        widths.resize(row.len(), 0);
+    }
+    for (w, cell) in widths.iter_mut().zip(row) {
+        *w = (*w).max(cell.width());
+    }
+}
+
+/// One row of a table whose column widths are known.
+pub fn line(row: &[String], widths: &[usize]) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let mut line = String::new();
+    for (i, cell) in row.iter().enumerate() {
+        line.push_str(cell);
+        if i + 1 < row.len() {
+            line.extend(std::iter::repeat_n(' ', widths[i] - cell.width() + 2));
+        }
+    }
+    line.trim_end().to_string()
 }
 
 #[cfg(test)]

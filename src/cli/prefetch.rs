@@ -61,8 +61,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             None => o
                 .manifest
                 .walk(o.entry)
+                .indices()
                 .into_iter()
-                .map(|(i, _)| i)
                 .filter(|&i| matches!(o.manifest.entries[i].kind, EntryKind::File { .. }))
                 .collect(),
         };

@@ -23,6 +23,12 @@ pub const MAX_MANIFEST_BODY: u64 = 4 << 30;
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest symlink target, as on Linux (PATH_MAX).
 pub const MAX_TARGET_LEN: usize = 4096;
+/// Deepest entry, in levels below the root. A path 1,024 levels deep takes at least 2 KiB
+/// (a byte a name and its slash): half of what Linux takes in one call (PATH_MAX, 4 KiB),
+/// the rest left for where the tree is pushed from, mounted or got to. A deeper tree cannot
+/// be named by paths at all, so ordinary tools cannot read or write it, and no dataset needs
+/// it; past it, a hostile manifest could only make every walk of it costly.
+pub const MAX_DEPTH: usize = 1024;
 
 /// A byte range inside [`Manifest::strings`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Encode, Decode)]
@@ -344,11 +350,19 @@ impl Manifest {
         self.check_sources()?;
         // One bit per chunk: which chunks a file already owns.
         let mut owned = vec![0u64; self.chunks.len().div_ceil(64)];
+        // Each entry's depth, known from its parent's, which comes first.
+        let mut depth = vec![0u16; n];
         for (i, e) in self.entries.iter().enumerate() {
             if i > 0 {
                 let p = e.parent as usize;
                 if p >= i {
                     return Err(corrupt(format!("entry {i} comes before its parent")));
+                }
+                depth[i] = depth[p] + 1;
+                if depth[i] as usize > MAX_DEPTH {
+                    return Err(corrupt(format!(
+                        "entry {i} is deeper than {MAX_DEPTH} levels"
+                    )));
                 }
                 match &self.entries[p].kind {
                     EntryKind::Dir { children } if children.range().contains(&i) => {}

@@ -45,19 +45,58 @@ impl Manifest {
 
     /// Every entry under `start` (itself first), depth first, each with its path relative to
     /// `start` (empty for `start` itself).
-    pub fn walk(&self, start: usize) -> Vec<(usize, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut stack = vec![(start, Vec::new())];
-        while let Some((idx, path)) = stack.pop() {
-            for c in self.children(idx).rev() {
-                let mut p = path.clone();
-                if !p.is_empty() {
-                    p.push(b'/');
-                }
-                p.extend_from_slice(self.name(&self.entries[c]));
-                stack.push((c, p));
+    pub fn walk(&self, start: usize) -> Walk<'_> {
+        Walk {
+            m: self,
+            stack: Vec::new(),
+            path: Vec::new(),
+            start: Some(start),
+        }
+    }
+}
+
+/// A walk of a subtree, depth first, children in order. One path buffer is cut back and
+/// extended as the walk goes, and only the directories above the current entry are
+/// remembered, so a walk takes memory in proportion to the tree's depth, however long its
+/// paths: collecting every path instead costs the sum of their lengths, quadratic in depth.
+pub struct Walk<'m> {
+    m: &'m Manifest,
+    /// For each directory above: its children still to visit, and the length of the path
+    /// of that directory (where its children's names are appended).
+    stack: Vec<(Range<usize>, usize)>,
+    path: Vec<u8>,
+    start: Option<usize>,
+}
+
+impl Walk<'_> {
+    /// The next entry and its path relative to the start (valid until the next call).
+    pub fn next_entry(&mut self) -> Option<(usize, &[u8])> {
+        if let Some(start) = self.start.take() {
+            self.stack.push((self.m.children(start), 0));
+            return Some((start, &self.path));
+        }
+        loop {
+            let (children, base) = self.stack.last_mut()?;
+            let Some(c) = children.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let base = *base;
+            self.path.truncate(base);
+            if base > 0 {
+                self.path.push(b'/');
             }
-            out.push((idx, path));
+            self.path.extend_from_slice(self.m.name(&self.m.entries[c]));
+            self.stack.push((self.m.children(c), self.path.len()));
+            return Some((c, &self.path));
+        }
+    }
+
+    /// The entries alone, in walk order.
+    pub fn indices(mut self) -> Vec<usize> {
+        let mut out = Vec::new();
+        while let Some((i, _)) = self.next_entry() {
+            out.push(i);
         }
         out
     }
@@ -101,12 +140,12 @@ mod tests {
         assert_eq!(m.lookup(&["a", "nope"]), None);
         assert_eq!(m.lookup(&["z", "x"]), None);
         let a = m.lookup(&["a"]).unwrap();
-        let paths: Vec<String> = m
-            .walk(a)
-            .into_iter()
-            .map(|(_, p)| String::from_utf8(p).unwrap())
-            .collect();
+        let mut paths = Vec::new();
+        let mut w = m.walk(a);
+        while let Some((_, p)) = w.next_entry() {
+            paths.push(String::from_utf8(p.to_vec()).unwrap());
+        }
         assert_eq!(paths, ["", "b", "b/c.txt", "d.txt"]);
-        assert_eq!(m.walk(0).len(), m.entries.len());
+        assert_eq!(m.walk(0).indices().len(), m.entries.len());
     }
 }

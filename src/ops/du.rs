@@ -18,7 +18,7 @@ pub struct Usage {
 pub fn usage(m: &Manifest, start: usize) -> Usage {
     let mut u = Usage::default();
     let mut seen = HashSet::new();
-    for (idx, _) in m.walk(start) {
+    for idx in m.walk(start).indices() {
         match &m.entries[idx].kind {
             EntryKind::Dir { .. } => u.dirs += 1,
             EntryKind::Symlink { .. } => u.symlinks += 1,

@@ -49,6 +49,8 @@ pub enum GetError {
     Dash,
     #[error("{0}: the downloaded file does not match its SHA-256; nothing was written; run `datastore verify`")]
     Mismatch(PathBuf),
+    #[error("{version} holds a path {depth} levels deep that would be longer than the system takes at the destination (4,096 bytes); nothing was written; get a directory inside it to a short destination")]
+    TooLong { version: String, depth: usize },
 }
 
 /// Why `path` could not be written, and what to do where that is clear.
@@ -200,11 +202,21 @@ impl Plan {
             kept: 0,
             base_exists: base.exists(),
         };
-        for (idx, rel) in m.walk(entry) {
+        let mut walk = m.walk(entry);
+        while let Some((idx, rel)) = walk.next_entry() {
+            let rel = rel.to_vec();
             let path = match rel.is_empty() {
                 true => base.to_path_buf(),
                 false => base.join(OsStr::from_bytes(&rel)),
             };
+            // Paths are what a get writes by: one the system cannot take is said here, once,
+            // before anything is written (the path itself could be a quarter of a megabyte).
+            if path.as_os_str().len() >= libc::PATH_MAX as usize {
+                return Err(GetError::TooLong {
+                    version: version.to_string(),
+                    depth: rel.split(|&b| b == b'/').count(),
+                });
+            }
             // The destination itself may be a link to a directory; what is under it may not.
             let found = match rel.is_empty() {
                 true => std::fs::metadata(&path),

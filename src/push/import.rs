@@ -18,7 +18,7 @@ use super::walk::{Scanned, Skipped};
 use super::{conclude, under_lease, Assembly, Content, PushError, PushOptions, PushProgress};
 use super::{upload::Uploader, PushReport, Tally};
 use crate::catalog::Catalog;
-use crate::format::manifest::{check_name, Run, SourceObject, Span, Timestamp};
+use crate::format::manifest::{check_name, Run, SourceObject, Span, Timestamp, MAX_DEPTH};
 use crate::format::name::check_dataset_name;
 use crate::format::{ChunkRef, Entry, EntryKind, Location, Manifest, Sha256};
 use crate::store::{keys, Listed, Pin, Store, StoreError};
@@ -402,7 +402,8 @@ impl std::io::Read for Blocking {
 
 /// A directory tree of listed objects, in the manifest's breadth-first layout, and the
 /// objects to read. A key that is no path (an empty, `.` or `..` component, a name over 255
-/// bytes) is skipped and reported, as is an object with the name of a directory (`a` beside
+/// bytes, more than `MAX_DEPTH` components) is skipped and reported, as is an object with the
+/// name of a directory (`a` beside
 /// `a/b`: the directory wins, as in other S3 file systems); keys ending in `/` are
 /// directories.
 fn tree(listed: Vec<Listed>) -> (Scanned, Vec<Object>) {
@@ -429,6 +430,10 @@ fn tree(listed: Vec<Listed>) -> (Scanned, Vec<Object>) {
         let parts: Vec<&str> = l.key.trim_end_matches('/').split('/').collect();
         if parts.iter().any(|p| check_name(p.as_bytes()).is_err()) {
             skip(&mut out, &l.key, "its key is not a path");
+            continue;
+        }
+        if parts.len() > MAX_DEPTH {
+            skip(&mut out, &l.key, "its key is deeper than 1,024 levels");
             continue;
         }
         let mut dir = &mut root;

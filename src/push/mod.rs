@@ -72,6 +72,9 @@ pub enum PushError {
     },
     #[error("{0} has more than 4 billion entries; push it as several datasets")]
     TooManyEntries(PathBuf),
+    /// `path` is the start of the path below the root (the whole may be kilobytes long).
+    #[error("{} holds a path deeper than {} levels ({path}…); datastore keeps trees up to that depth (deeper paths pass what Linux takes in one call): push a directory inside it, or flatten the tree", .root.display(), crate::format::manifest::MAX_DEPTH)]
+    TooDeep { path: String, root: PathBuf },
     #[error("gc is running on this store ({0}); push again when it has finished")]
     GcRunning(String),
     #[error("another push of {} to '{dataset}' is running on this machine (pid {pid}); wait for it to finish", dir.display())]

@@ -4,7 +4,7 @@
 //! and reported. An unreadable directory fails the push: a version must not silently lack files.
 
 use super::PushError;
-use crate::format::manifest::{check_name, Run, SourceObject, Span, Timestamp};
+use crate::format::manifest::{check_name, Run, SourceObject, Span, Timestamp, MAX_DEPTH};
 use crate::format::{Entry, EntryKind, Manifest, Sha256};
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -97,8 +97,9 @@ pub fn scan(root: &Path) -> Result<Scanned, PushError> {
             children: Run::default(),
         },
     });
-    let mut queue = VecDeque::from([(0u32, root.to_path_buf())]);
-    while let Some((dir_idx, dir_path)) = queue.pop_front() {
+    // Directories to read, breadth first, with their depth below the root.
+    let mut queue = VecDeque::from([(0u32, root.to_path_buf(), 0usize)]);
+    while let Some((dir_idx, dir_path, depth)) = queue.pop_front() {
         let mut children = Vec::new();
         let rd = std::fs::read_dir(&dir_path).map_err(|e| PushError::read(&dir_path, e))?;
         for item in rd {
@@ -110,12 +111,20 @@ pub fn scan(root: &Path) -> Result<Scanned, PushError> {
             children.push((item.file_name(), path, meta));
         }
         children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        if depth == MAX_DEPTH && !children.is_empty() {
+            let deep = children.swap_remove(0).1;
+            let below = deep.strip_prefix(root).unwrap_or(&deep).to_string_lossy();
+            return Err(PushError::TooDeep {
+                path: below.chars().take(40).collect(),
+                root: root.to_path_buf(),
+            });
+        }
         let start = out.entries.len();
         for (name, path, meta) in children {
             if let Some(entry) = scan_one(&mut out, dir_idx, &name, &path, &meta)? {
                 out.entries.push(entry);
                 if meta.is_dir() {
-                    queue.push_back(((out.entries.len() - 1) as u32, path));
+                    queue.push_back(((out.entries.len() - 1) as u32, path, depth + 1));
                 }
             }
         }
