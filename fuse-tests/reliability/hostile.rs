@@ -178,25 +178,35 @@ fn chain(depth: usize, name: &[u8], last: &[u8]) -> Manifest {
 }
 
 /// Runs a command of `env` with its output dropped; returns whether it succeeded and its peak
-/// resident memory in MiB (from wait4, so the whole run is measured).
-// The child is reaped by wait4, which std's `wait` cannot replace: it gives the peak memory.
-#[allow(clippy::zombie_processes)]
+/// resident memory in MiB. A small Python forks it and reads the peak with wait4: the peak the
+/// kernel keeps for a process includes the memory of the one it was forked from, and this
+/// test process may be large.
 fn peak_mib(env: &Env, args: &[&str]) -> (bool, u64) {
-    let child = env
-        .command(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: a plain wait4 for the child just started; rusage is written by the kernel.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    (
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        usage.ru_maxrss as u64 / 1024,
-    )
+    let script = "import os, sys\n\
+        pid = os.fork()\n\
+        if pid == 0:\n\
+        \x20   fd = os.open(os.devnull, os.O_WRONLY)\n\
+        \x20   os.dup2(fd, 1); os.dup2(fd, 2)\n\
+        \x20   os.execv(sys.argv[1], sys.argv[1:])\n\
+        _, status, usage = os.wait4(pid, 0)\n\
+        print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)\n";
+    let c = env.command(args);
+    let program = c.get_program().to_owned();
+    let mut py = std::process::Command::new("python3");
+    py.arg("-c").arg(script).arg(program).args(c.get_args());
+    py.env_clear();
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            py.env(k, v);
+        }
+    }
+    let out = py.output().expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let mut words = said.split_whitespace().map(|w| w.parse::<u64>().ok());
+    match (words.next().flatten(), words.next().flatten()) {
+        (Some(code), Some(kib)) => (code == 0, kib / 1024),
+        _ => panic!("measuring {args:?}: {out:?}"),
+    }
 }
 
 /// Trees may be 1,024 levels deep: one at the limit pushes, mounts, gets, lists and diffs; one

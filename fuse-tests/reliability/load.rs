@@ -206,8 +206,10 @@ fn sixty_four_readers_over_a_dataset_larger_than_the_cache() {
     );
 }
 
-/// Twenty versions mounted at once, every daemon on one cache directory: each mount shows
-/// its own version, byte for byte, while all are read together.
+/// Twenty versions mounted at once, every daemon on one cache directory with a quota a third
+/// of the data, and a prefetch into it meanwhile: each mount shows its own version, byte for
+/// byte, while all are read together, and the directory never holds more than the quota and
+/// one entry, the daemons and the prefetch counting their use together.
 #[test]
 fn twenty_versions_mounted_at_once_from_one_cache() {
     const VERSIONS: usize = 20;
@@ -233,22 +235,49 @@ fn twenty_versions_mounted_at_once_from_one_cache() {
         assert_eq!(r["version"], format!("ds@v{v}"));
         srcs.push(src);
     }
+    let quota: u64 = 8 << 20;
+    let size = format!("cache_size={quota}");
     let mounts: Vec<_> = (1..=VERSIONS)
-        .map(|v| env.mount(&format!("ds@{v}"), &[]))
+        .map(|v| env.mount(&format!("ds@{v}"), &[&size]))
         .collect();
-    std::thread::scope(|s| {
-        for (m, src) in mounts.iter().zip(&srcs) {
-            s.spawn(move || tree::assert_same(src, &m.point));
+    let cache = env.cache_dir();
+    let reading = std::sync::atomic::AtomicBool::new(true);
+    let busiest = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut busiest = 0;
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                busiest = busiest.max(datastore::cache::DiskCache::usage(&cache).1);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            busiest
+        });
+        let readers: Vec<_> = mounts
+            .iter()
+            .zip(&srcs)
+            .map(|(m, src)| s.spawn(move || tree::assert_same(src, &m.point)))
+            .collect();
+        let quota = quota.to_string();
+        env.ok(["prefetch", "ds@1", "--cache-size", &quota]);
+        for r in readers {
+            r.join().unwrap();
         }
+        reading.store(false, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap()
     });
+    // The largest entry: an own.bin of 1 MiB, as a file entry (4 KiB blocks).
+    let one_entry = (1 << 20) + 4096;
+    assert!(
+        busiest <= quota + one_entry,
+        "the cache held {busiest} bytes at its busiest, over {quota} and one entry"
+    );
     let pids: std::collections::BTreeSet<u32> = mounts.iter().map(|m| m.pid().unwrap()).collect();
     assert_eq!(pids.len(), VERSIONS);
     drop(mounts);
     let entries = assert_cache_consistent(&env.cache_dir());
     report::row(
         "many mounts",
-        "20 versions (8 shared files + 2 own each) mounted at once by 20 daemons on one cache directory, read together",
+        "20 versions (8 shared files + 2 own each) mounted at once by 20 daemons on one cache directory with an 8 MiB quota (a third of the data), read together beside a prefetch",
         VERSIONS as u64,
-        &format!("every mount byte-identical to its version; {entries} cache entries, all consistent"),
+        &format!("every mount byte-identical to its version; the cache at most {} KiB at its busiest (quota 8,192 KiB); {entries} cache entries, all consistent", busiest >> 10),
     );
 }

@@ -32,6 +32,7 @@ impl DiskCache {
                 Err(e) => return Err(e),
             }
         }
+        recount(dir);
         Ok((n, bytes))
     }
 
@@ -80,7 +81,17 @@ impl DiskCache {
                 Err(entry::Bad::Io(e)) => return Err(e),
             }
         }
+        if !damaged.is_empty() {
+            recount(dir);
+        }
         Ok((checked, damaged))
+    }
+}
+
+/// Tells the node's count of the cache's use what is left after entries were deleted here.
+fn recount(dir: &Path) {
+    if let Ok(ledger) = super::ledger::Ledger::open(dir) {
+        ledger.measured(DiskCache::usage(dir).1, 0);
     }
 }
 

@@ -30,6 +30,7 @@ mod direct;
 pub mod entry;
 pub mod file_entry;
 mod images;
+mod ledger;
 pub mod seal;
 mod size;
 pub mod stats;
@@ -81,6 +82,9 @@ const IDLE_BUFFERS: usize = 16 << 20;
 
 /// After an eviction the cache holds at most this share of its quota.
 const LOW_WATERMARK: f64 = 0.9;
+/// A process that must make room but knows of no entry lists the directory for entries other
+/// processes wrote at most this often.
+const RELIST_EVERY: Duration = Duration::from_secs(2);
 /// Recency is written to disk (as the file's mtime) at most this often per entry.
 const TOUCH_EVERY: Duration = Duration::from_secs(300);
 
@@ -109,7 +113,12 @@ pub struct DiskCache {
     dir: PathBuf,
     tmp: PathBuf,
     quota: u64,
+    /// The use of the directory by every process on the node, which the quota bounds.
+    ledger: ledger::Ledger,
     index: Mutex<Index>,
+    /// When the directory was last listed for entries other processes wrote, which this one
+    /// must be able to evict when it knows of nothing else.
+    relisted: Mutex<Option<std::time::Instant>>,
     scanned: AtomicBool,
     /// Whether the cache's filesystem keeps the seals in mtimes ([`seal`]).
     seals: bool,
@@ -139,7 +148,7 @@ fn make_private(dir: &Path) -> std::io::Result<()> {
     // SAFETY: geteuid cannot fail.
     let mine = meta.uid() == unsafe { libc::geteuid() };
     // Only a directory that holds nothing but a cache is ours to close (not /tmp, say).
-    let ours = [ENTRIES, FILES, MANIFESTS, "tmp", "stats", "v1"];
+    let ours = [ENTRIES, FILES, MANIFESTS, "tmp", "stats", "v1", ledger::LEDGER];
     let only_cache = std::fs::read_dir(dir)?
         .flatten()
         .all(|e| ours.iter().any(|o| e.file_name() == *o));
@@ -176,6 +185,7 @@ impl DiskCache {
             std::fs::create_dir_all(d).map_err(err)?;
         }
         let quota = size.bytes_in(dir).map_err(err)?;
+        let ledger = ledger::Ledger::open(dir).map_err(err)?;
         let seals = seal::supported(&tmp);
         if !seals {
             tracing::info!(
@@ -188,6 +198,8 @@ impl DiskCache {
             dir: dir.to_path_buf(),
             tmp,
             quota,
+            ledger,
+            relisted: Mutex::new(None),
             index: Mutex::new(Index {
                 lru: lru::LruCache::unbounded(),
                 bytes: 0,
@@ -453,12 +465,8 @@ impl DiskCache {
     /// entries and the claims of other writers leave too little. The claim is given back by
     /// [`stored`](Self::stored) or [`give_back`](Self::give_back).
     fn make_room(&self, bytes: u64) {
-        let over = {
-            let mut idx = self.lock();
-            idx.claimed += bytes;
-            idx.bytes + idx.claimed > self.quota
-        };
-        if over {
+        self.lock().claimed += bytes;
+        if self.ledger.claim(bytes) > self.quota {
             self.evict();
         }
     }
@@ -466,6 +474,7 @@ impl DiskCache {
     fn give_back(&self, claimed: u64) {
         let mut idx = self.lock();
         idx.claimed = idx.claimed.saturating_sub(claimed);
+        self.ledger.release(claimed);
     }
 
     /// Room claimed for an entry written over time, given back when the claim is dropped.
@@ -485,12 +494,14 @@ impl DiskCache {
                 let mut idx = self.lock();
                 if let Some((old, _)) = idx.lru.put(key, (size, SystemTime::now())) {
                     idx.bytes -= old;
+                    self.ledger.removed(old);
                 }
                 idx.bytes += size;
                 idx.claimed = idx.claimed.saturating_sub(claimed);
-                let over = idx.bytes + idx.claimed > self.quota;
                 drop(idx);
-                if over {
+                self.ledger.put(size);
+                self.ledger.release(claimed);
+                if self.ledger.used() > self.quota {
                     self.evict();
                 }
             }
@@ -521,44 +532,94 @@ impl DiskCache {
         self.lock().lru.demote(&(Kind::Chunk, *h));
     }
 
-    /// Deletes least recently used entries until they and the room claimed by writers are
-    /// down to the low watermark.
+    /// Deletes least recently used entries until the entries and claims of every process on
+    /// the node are down to the low watermark. Entries are taken off the node's count by
+    /// whoever unlinks them; when this process knows of no entry left, it lists the directory
+    /// for those others wrote (at most every few seconds).
     fn evict(&self) {
         let target = (self.quota as f64 * LOW_WATERMARK) as u64;
         loop {
+            if self.ledger.used() <= target {
+                return;
+            }
             let victim = {
                 let mut idx = self.lock();
-                if idx.bytes + idx.claimed <= target {
-                    return;
-                }
                 match idx.lru.pop_lru() {
                     Some((h, (size, _))) => {
                         idx.bytes -= size;
-                        h
+                        Some((h, size))
                     }
-                    None => return,
+                    None => None,
                 }
             };
-            // A reader that already opened the file (the kernel, for a passthrough file) keeps
-            // reading it: unlinking is safe.
-            match std::fs::remove_file(self.path(victim)) {
-                Ok(()) => self.stats.evicted(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!("cannot evict cache entry: {e}"),
+            match victim {
+                Some((key, size)) => {
+                    if self.unlink(key, size) {
+                        self.stats.evicted();
+                    }
+                }
+                None if self.relist() => {}
+                None => return,
             }
         }
     }
 
-    fn forget(&self, key: Key) {
-        let mut idx = self.lock();
-        if let Some((size, _)) = idx.lru.pop(&key) {
-            idx.bytes -= size;
+    /// Deletes entry `key` of `size` bytes from disk, taking it off the node's count if this
+    /// process is the one that removed it. A reader that already opened the file (the kernel,
+    /// for a passthrough file) keeps reading it: unlinking is safe.
+    fn unlink(&self, key: Key, size: u64) -> bool {
+        match std::fs::remove_file(self.path(key)) {
+            Ok(()) => {
+                self.ledger.removed(size);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                tracing::warn!("cannot evict cache entry: {e}");
+                false
+            }
         }
     }
 
+    /// Learns the entries on disk this process does not know (written by others), oldest
+    /// first, and sets the node's count of entries to what it found; false if it listed the
+    /// directory a moment ago, or learned of none.
+    fn relist(&self) -> bool {
+        {
+            let mut last = self.relisted.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < RELIST_EVERY) {
+                return false;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let mut found = on_disk(&self.dir);
+        let mut idx = self.lock();
+        self.ledger
+            .measured(found.iter().map(|f| f.2).sum(), idx.claimed);
+        found.retain(|(_, key, _)| !idx.lru.contains(key));
+        let learned = !found.is_empty();
+        for (t, key, size) in found {
+            idx.lru.put(key, (size, t));
+            idx.bytes += size;
+        }
+        learned
+    }
+
+    fn forget(&self, key: Key) -> Option<u64> {
+        let mut idx = self.lock();
+        let (size, _) = idx.lru.pop(&key)?;
+        idx.bytes -= size;
+        Some(size)
+    }
+
     fn remove(&self, key: Key) {
-        self.forget(key);
-        let _ = std::fs::remove_file(self.path(key));
+        let size = self.forget(key);
+        let size = size.unwrap_or_else(|| {
+            std::fs::metadata(self.path(key))
+                .map(|m| file_entry::allocated(&m))
+                .unwrap_or(0)
+        });
+        self.unlink(key, size);
     }
 
     /// Learns the entries already on disk (oldest first, so they are evicted before anything
@@ -567,16 +628,7 @@ impl DiskCache {
         let started = std::time::Instant::now();
         // Entries of the first format (before per-block checksums) are never read again.
         let _ = std::fs::remove_dir_all(self.dir.join("v1"));
-        let mut found: Vec<(SystemTime, Key, u64)> = entry_files(&self.dir)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(kind, path, m)| {
-                let h = path.file_name()?.to_str().and_then(Sha256::from_hex)?;
-                let t = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                Some((t, (kind, h), file_entry::allocated(&m)))
-            })
-            .collect();
-        found.sort_unstable_by_key(|(t, _, _)| *t);
+        let found = on_disk(&self.dir);
         let n = found.len();
         {
             let mut idx = self.lock();
@@ -595,18 +647,36 @@ impl DiskCache {
             }
             idx.lru = rebuilt;
             idx.bytes = bytes;
+            // Entries this process wrote meanwhile are counted once, whether listed or not.
+            self.ledger.measured(bytes, idx.claimed);
         }
         tracing::info!(
             "disk cache {}: {n} entries indexed in {:?}",
             self.dir.display(),
             started.elapsed()
         );
-        if self.bytes() > self.quota {
+        if self.ledger.used() > self.quota {
             self.evict();
         }
         // Said once the quota holds again.
         self.scanned.store(true, Ordering::Release);
     }
+}
+
+/// The entries in `dir`, oldest first: when each was last used, what it is, and the bytes it
+/// takes on disk.
+fn on_disk(dir: &Path) -> Vec<(SystemTime, Key, u64)> {
+    let mut found: Vec<(SystemTime, Key, u64)> = entry_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(kind, path, m)| {
+            let h = path.file_name()?.to_str().and_then(Sha256::from_hex)?;
+            let t = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            Some((t, (kind, h), file_entry::allocated(&m)))
+        })
+        .collect();
+    found.sort_unstable_by_key(|(t, _, _)| *t);
+    found
 }
 
 /// A file entry being assembled from its chunks, in order (see [`file_entry::Writer`]). It is

@@ -230,3 +230,56 @@ fn demoted_chunk_entries_are_evicted_first() {
     assert!(!c.contains(&chunks[3].0), "the demoted entry stayed");
     assert!(c.contains(&chunks[1].0));
 }
+
+/// Two caches on one directory (two processes, as far as the quota knows) keep one quota
+/// together, each evicting what it knows, then what the other wrote.
+#[test]
+fn two_users_of_a_directory_keep_one_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry_size = entry::size_on_disk(10_000).div_ceil(4096) * 4096;
+    let quota = entry_size * 10;
+    let a = DiskCache::open(dir.path(), CacheSize::Bytes(quota)).unwrap();
+    let b = DiskCache::open(dir.path(), CacheSize::Bytes(quota)).unwrap();
+    wait_scanned(&a);
+    wait_scanned(&b);
+    for i in 0..20 {
+        let (h, d) = chunk(i, 10_000);
+        a.put(&h, &d);
+        assert!(
+            DiskCache::usage(dir.path()).1 <= quota,
+            "after a's entry {i}"
+        );
+    }
+    // b knows none of a's entries; its own writes still keep the quota, evicting a's.
+    for i in 20..40 {
+        let (h, d) = chunk(i, 10_000);
+        b.put(&h, &d);
+        assert!(
+            DiskCache::usage(dir.path()).1 <= quota,
+            "after b's entry {i}"
+        );
+    }
+    assert!(b.get(&chunk(39, 10_000).0).is_some());
+}
+
+/// A claim left by a process killed while writing is dropped by the next process that opens
+/// the cache alone; entries are counted by listing them.
+#[test]
+fn a_lost_claim_is_dropped_when_the_cache_is_next_opened_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 20)).unwrap();
+        wait_scanned(&c);
+        let (h, d) = chunk(1, 10_000);
+        c.put(&h, &d);
+        // A claim never given back, as by a process killed mid-write.
+        c.ledger.claim(1 << 30);
+        assert!(c.ledger.used() > 1 << 30);
+    }
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 20)).unwrap();
+    wait_scanned(&c);
+    assert_eq!(c.ledger.used(), DiskCache::usage(dir.path()).1);
+    let (h, d) = chunk(2, 10_000);
+    c.put(&h, &d);
+    assert!(c.get(&h).is_some(), "the lost claim still filled the quota");
+}
