@@ -85,3 +85,12 @@ need_azurite() {
     mkdir -p "$dir"
     npm install --prefix "$dir" --no-audit --no-fund --silent "azurite@$AZURITE_VERSION"
 }
+
+# s3s-fs (the fast S3 server, from crates.io) in bench/.tools, for bench/ and the long soak of
+# reliability/run --long.
+S3S_FS_VERSION=0.14.1
+need_s3s_fs() {
+    if [ -x "$ROOT/bench/.tools/bin/s3s-fs" ]; then return 0; fi
+    echo "==> installing s3s-fs $S3S_FS_VERSION into bench/.tools (a few minutes, once)"
+    cargo install --locked --quiet s3s-fs --version "$S3S_FS_VERSION" --features binary --root "$ROOT/bench/.tools"
+}

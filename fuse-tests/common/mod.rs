@@ -12,6 +12,7 @@ pub mod mount;
 pub mod nginx;
 pub mod proxy;
 pub mod report;
+pub mod s3s;
 pub mod tree;
 
 use datastore::store::{Store, StoreOptions};

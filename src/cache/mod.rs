@@ -148,7 +148,15 @@ fn make_private(dir: &Path) -> std::io::Result<()> {
     // SAFETY: geteuid cannot fail.
     let mine = meta.uid() == unsafe { libc::geteuid() };
     // Only a directory that holds nothing but a cache is ours to close (not /tmp, say).
-    let ours = [ENTRIES, FILES, MANIFESTS, "tmp", "stats", "v1", ledger::LEDGER];
+    let ours = [
+        ENTRIES,
+        FILES,
+        MANIFESTS,
+        "tmp",
+        "stats",
+        "v1",
+        ledger::LEDGER,
+    ];
     let only_cache = std::fs::read_dir(dir)?
         .flatten()
         .all(|e| ours.iter().any(|o| e.file_name() == *o));
