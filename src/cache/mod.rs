@@ -85,6 +85,11 @@ const LOW_WATERMARK: f64 = 0.9;
 /// A process that must make room but knows of no entry lists the directory for entries other
 /// processes wrote at most this often.
 const RELIST_EVERY: Duration = Duration::from_secs(2);
+/// A process that must make room lists the directory first if it has not for this long: the
+/// node's count of entries drifts when two processes put the same entry in place at once (the
+/// second rename replaces the first, and both count it), and a listing sets it right. A
+/// listing of a cache of millions of small entries takes seconds, hence not more often.
+const REMEASURE_EVERY: Duration = Duration::from_secs(300);
 /// Recency is written to disk (as the file's mtime) at most this often per entry.
 const TOUCH_EVERY: Duration = Duration::from_secs(300);
 
@@ -116,9 +121,8 @@ pub struct DiskCache {
     /// The use of the directory by every process on the node, which the quota bounds.
     ledger: ledger::Ledger,
     index: Mutex<Index>,
-    /// When the directory was last listed for entries other processes wrote, which this one
-    /// must be able to evict when it knows of nothing else.
-    relisted: Mutex<Option<std::time::Instant>>,
+    /// When the directory was last listed to measure it, and to find entries to evict.
+    listed: Mutex<Listed>,
     scanned: AtomicBool,
     /// Whether the cache's filesystem keeps the seals in mtimes ([`seal`]).
     seals: bool,
@@ -207,7 +211,7 @@ impl DiskCache {
             tmp,
             quota,
             ledger,
-            relisted: Mutex::new(None),
+            listed: Mutex::new(Listed::default()),
             index: Mutex::new(Index {
                 lru: lru::LruCache::unbounded(),
                 bytes: 0,
@@ -546,6 +550,10 @@ impl DiskCache {
     /// for those others wrote (at most every few seconds).
     fn evict(&self) {
         let target = (self.quota as f64 * LOW_WATERMARK) as u64;
+        let measured = self.listed().measured;
+        if measured.is_some_and(|t| t.elapsed() > REMEASURE_EVERY) {
+            self.relist(true);
+        }
         loop {
             if self.ledger.used() <= target {
                 return;
@@ -566,7 +574,7 @@ impl DiskCache {
                         self.stats.evicted();
                     }
                 }
-                None if self.relist() => {}
+                None if self.may_list_for_room() && self.relist(false) => {}
                 None => return,
             }
         }
@@ -589,21 +597,37 @@ impl DiskCache {
         }
     }
 
+    /// Whether this process may list the directory to find entries to evict: not again within
+    /// a moment (claims of other processes may keep the count high however often it lists).
+    fn may_list_for_room(&self) -> bool {
+        let last = self.listed().for_room;
+        last.is_none_or(|t| t.elapsed() >= RELIST_EVERY)
+    }
+
+    fn listed(&self) -> std::sync::MutexGuard<'_, Listed> {
+        self.listed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Learns the entries on disk this process does not know (written by others), oldest
-    /// first, and sets the node's count of entries to what it found; false if it listed the
-    /// directory a moment ago, or learned of none.
-    fn relist(&self) -> bool {
+    /// first, and with `measure` sets the node's count of entries to what it found; false if
+    /// it learned of none. A measurement may miss an entry put in place while the directory is
+    /// listed (so the quota may be passed by one entry until the next), and is made only every
+    /// few minutes for that reason.
+    fn relist(&self, measure: bool) -> bool {
         {
-            let mut last = self.relisted.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| t.elapsed() < RELIST_EVERY) {
-                return false;
+            let now = Some(std::time::Instant::now());
+            let mut listed = self.listed();
+            listed.for_room = now;
+            if measure {
+                listed.measured = now;
             }
-            *last = Some(std::time::Instant::now());
         }
         let mut found = on_disk(&self.dir);
         let mut idx = self.lock();
-        self.ledger
-            .measured(found.iter().map(|f| f.2).sum(), idx.claimed);
+        if measure {
+            self.ledger
+                .measured(found.iter().map(|f| f.2).sum(), idx.claimed);
+        }
         found.retain(|(_, key, _)| !idx.lru.contains(key));
         let learned = !found.is_empty();
         for (t, key, size) in found {
@@ -657,6 +681,7 @@ impl DiskCache {
             idx.bytes = bytes;
             // Entries this process wrote meanwhile are counted once, whether listed or not.
             self.ledger.measured(bytes, idx.claimed);
+            self.listed().measured = Some(std::time::Instant::now());
         }
         tracing::info!(
             "disk cache {}: {n} entries indexed in {:?}",
@@ -669,6 +694,15 @@ impl DiskCache {
         // Said once the quota holds again.
         self.scanned.store(true, Ordering::Release);
     }
+}
+
+/// When a process last listed its cache directory.
+#[derive(Default)]
+struct Listed {
+    /// To measure (at start, and every few minutes): the node's count of entries was set then.
+    measured: Option<std::time::Instant>,
+    /// Because it had to make room and knew of no entry.
+    for_room: Option<std::time::Instant>,
 }
 
 /// The entries in `dir`, oldest first: when each was last used, what it is, and the bytes it
