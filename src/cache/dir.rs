@@ -91,7 +91,8 @@ impl DiskCache {
 /// Tells the node's count of the cache's use what is left after entries were deleted here.
 fn recount(dir: &Path) {
     if let Ok(ledger) = super::ledger::Ledger::open(dir) {
-        ledger.measured(DiskCache::usage(dir).1, 0);
+        let before = ledger.puts();
+        ledger.measured(DiskCache::usage(dir).1, before, 0);
     }
 }
 

@@ -100,6 +100,17 @@ impl Ledger {
         self.word(2)
     }
 
+    /// Bytes of every entry ever put in place, never taken off: what was put while a listing
+    /// ran is told by two readings of it.
+    fn put_ever(&self) -> &AtomicU64 {
+        self.word(3)
+    }
+
+    /// A reading of the bytes ever put in place, to give [`measured`](Self::measured).
+    pub fn puts(&self) -> u64 {
+        self.put_ever().load(Ordering::Acquire)
+    }
+
     /// Bytes of entries and claims of every process on the node.
     pub fn used(&self) -> u64 {
         self.entries().load(Ordering::Acquire) + self.claims().load(Ordering::Acquire)
@@ -117,6 +128,7 @@ impl Ledger {
 
     /// An entry of `bytes` was put in place.
     pub fn put(&self, bytes: u64) {
+        self.put_ever().fetch_add(bytes, Ordering::AcqRel);
         self.entries().fetch_add(bytes, Ordering::AcqRel);
     }
 
@@ -125,10 +137,15 @@ impl Ledger {
         sub(self.entries(), bytes);
     }
 
-    /// What a listing of the directory found its entries take. `claimed` is this process's
-    /// claims, which are the node's if no other process had the cache when this one opened it.
-    pub fn measured(&self, entries: u64, claimed: u64) {
-        self.entries().store(entries, Ordering::Release);
+    /// What a listing of the directory found its entries take, begun when
+    /// [`puts`](Self::puts) read `puts_before`. Entries put in place while it ran may or may not
+    /// have been listed: they are counted again, so the count errs high, never low (an entry
+    /// removed meanwhile may likewise stay counted) until the next listing. `claimed` is this
+    /// process's claims, which are the node's if no other process had the cache when this one
+    /// opened it.
+    pub fn measured(&self, entries: u64, puts_before: u64, claimed: u64) {
+        let during = self.puts().saturating_sub(puts_before);
+        self.entries().store(entries + during, Ordering::Release);
         if std::mem::take(&mut *self.alone.lock().unwrap_or_else(|e| e.into_inner())) {
             self.claims().store(claimed, Ordering::Release);
         }

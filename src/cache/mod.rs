@@ -504,9 +504,11 @@ impl DiskCache {
             Ok(size) => {
                 self.stats.written(size);
                 let mut idx = self.lock();
+                // Known already: learnt from the disk by a reader between the rename and now,
+                // or written twice at once (the second rename replaced the first). Either way
+                // the node's count holds it at most once so far, so it is not taken off.
                 if let Some((old, _)) = idx.lru.put(key, (size, SystemTime::now())) {
                     idx.bytes -= old;
-                    self.ledger.removed(old);
                 }
                 idx.bytes += size;
                 idx.claimed = idx.claimed.saturating_sub(claimed);
@@ -622,11 +624,12 @@ impl DiskCache {
                 listed.measured = now;
             }
         }
+        let before = self.ledger.puts();
         let mut found = on_disk(&self.dir);
         let mut idx = self.lock();
         if measure {
             self.ledger
-                .measured(found.iter().map(|f| f.2).sum(), idx.claimed);
+                .measured(found.iter().map(|f| f.2).sum(), before, idx.claimed);
         }
         found.retain(|(_, key, _)| !idx.lru.contains(key));
         let learned = !found.is_empty();
@@ -660,6 +663,7 @@ impl DiskCache {
         let started = std::time::Instant::now();
         // Entries of the first format (before per-block checksums) are never read again.
         let _ = std::fs::remove_dir_all(self.dir.join("v1"));
+        let before = self.ledger.puts();
         let found = on_disk(&self.dir);
         let n = found.len();
         {
@@ -680,7 +684,7 @@ impl DiskCache {
             idx.lru = rebuilt;
             idx.bytes = bytes;
             // Entries this process wrote meanwhile are counted once, whether listed or not.
-            self.ledger.measured(bytes, idx.claimed);
+            self.ledger.measured(bytes, before, idx.claimed);
             self.listed().measured = Some(std::time::Instant::now());
         }
         tracing::info!(
