@@ -52,7 +52,7 @@ fn log_file(name: &str, port: u16) -> PathBuf {
 }
 
 /// Waits until `ready` holds, or says which server did not come up.
-fn wait_ready(name: &str, log: &Path, ready: impl Fn() -> bool) -> Result<(), String> {
+pub fn wait_ready(name: &str, log: &Path, ready: impl Fn() -> bool) -> Result<(), String> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if ready() {

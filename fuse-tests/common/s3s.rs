@@ -4,7 +4,6 @@
 
 use super::{free_port, scratch, spawn_server, unique_name, Env, Kind};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// An s3s-fs of one test's own, serving a scratch directory (each subdirectory a bucket);
@@ -47,15 +46,10 @@ impl S3sFs {
         .chain([data.path().display().to_string()])
         .collect();
         let pid = spawn_server(&bin, &args, &[], &log).expect("start s3s-fs");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "s3s-fs did not answer on 127.0.0.1:{port}: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::emulators::wait_ready("s3s-fs", &log, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .expect("s3s-fs");
         S3sFs {
             port,
             pid,
