@@ -418,10 +418,11 @@ fn small_files_of_a_directory_come_in_one_ranged_get() {
 #[test]
 fn sixty_four_readers_stay_within_the_memory_budget() {
     // What the daemon takes beside its budgets and manifest: code, runtime, thread stacks,
-    // allocator arenas, the idle read buffers. Peaks measured on 2 cores run in two modes,
-    // 132-150 MiB and, in about one run in four, 171-187 MiB (of which 96 MiB are budgets);
-    // what the second mode holds is not found yet (not the thread count: 27-35 either way).
-    const FIXED: u64 = 96 << 20;
+    // allocator arenas, the idle read buffers (16 MiB), replies on their way. Peaks measured
+    // on 2 cores: 86-102 MiB. Before readers whose chunk left memory read on by parts of the
+    // cache entry instead of loading the whole chunk again for each request, they were
+    // 132-195 MiB, which this bound fails.
+    const FIXED: u64 = 64 << 20;
     let (memory, fetch) = (32u64 << 20, 64u64 << 20);
     let env = Env::new(common::Kind::Local);
     let src = env.dir("src");

@@ -9,9 +9,9 @@
 //! (`read::materialize`), checked against the file's SHA-256 as they are written.
 //!
 //! There is no room for checksums inside the file, so damage is caught in two ways: the size
-//! is checked at every open (an entry torn by a crash or truncated is never served), and the
-//! SHA-256 is checked whenever the daemon reads the entry itself and by `datastore cache
-//! verify`, which drops entries whose bytes have rotted or been changed. Entries are written
+//! is checked at every open with the mtime seal (an entry torn by a crash, truncated or written
+//! over is never served), the SHA-256 whenever the daemon reads a whole entry itself, and by
+//! `datastore cache verify`, which drops entries whose bytes have rotted or been changed. Entries are written
 //! to a temporary file and renamed into place, so a crash leaves no entry or a whole one.
 
 use super::entry::Bad;
@@ -106,6 +106,26 @@ pub fn read(path: &Path, hash: &Sha256) -> Result<Bytes, Bad> {
     if Sha256::of(&data) != *hash {
         return Err(Bad::Damaged("SHA-256 mismatch"));
     }
+    Ok(Bytes::from(data))
+}
+
+/// Bytes `range` of an entry of `len` bytes, after the checks of [`open`]: what the kernel
+/// would read from it by passthrough, for a handle that was opened before the file was whole
+/// in the cache. Blocking.
+pub fn read_range(
+    path: &Path,
+    hash: &Sha256,
+    len: u64,
+    sealed: bool,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes, Bad> {
+    use std::os::unix::fs::FileExt;
+    if range.start > range.end || range.end > len {
+        return Err(Bad::Damaged("range past the end"));
+    }
+    let file = open(path, hash, len, sealed)?;
+    let mut data = vec![0u8; (range.end - range.start) as usize];
+    file.read_exact_at(&mut data, range.start)?;
     Ok(Bytes::from(data))
 }
 

@@ -324,6 +324,24 @@ impl DiskCache {
         self.served(key, &path, entry::read_range(&path, range).map(|(d, _)| d))
     }
 
+    /// Bytes `range` of the file entry `h` of `len` bytes, if cached with that size and its
+    /// seal: checked as a passthrough open checks it, not hashed again (the entry was hashed
+    /// as it was written). Blocking.
+    pub fn get_file_range(
+        &self,
+        h: &Sha256,
+        len: u64,
+        range: std::ops::Range<u64>,
+    ) -> Option<Bytes> {
+        let key = (Kind::File, *h);
+        let path = self.path(key);
+        self.served(
+            key,
+            &path,
+            file_entry::read_range(&path, h, len, self.seals, range),
+        )
+    }
+
     /// The file entry of a file with SHA-256 `h` and `len` bytes, opened for the kernel to
     /// serve, if it is cached and has the right size (a wrong size drops it). Blocking.
     pub fn file(&self, h: &Sha256, len: u64) -> Option<std::fs::File> {

@@ -77,6 +77,22 @@ fn quota_evicts_least_recently_used_to_the_low_watermark() {
     assert!(c.stats.snapshot().evictions >= 20);
 }
 
+/// The bytes of entries of `dir` that were all there at one moment, the end of a listing:
+/// those listed that are still there (the same file) once it has ended. (A listing alone is
+/// no such moment: it may count an entry, then one written after the first was evicted.)
+fn held_at_once(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let listed = entry_files(dir).unwrap_or_default();
+    let still = |path: &Path, m: &std::fs::Metadata| {
+        std::fs::metadata(path).is_ok_and(|now| now.ino() == m.ino())
+    };
+    listed
+        .iter()
+        .filter(|(_, path, m)| still(path, m))
+        .map(|(_, _, m)| file_entry::allocated(m))
+        .sum()
+}
+
 /// Room is made before an entry is written, so a directory listed at any moment, while
 /// several threads write chunks and file entries, never holds more than the quota.
 #[test]
@@ -90,7 +106,7 @@ fn the_directory_never_holds_more_than_the_quota() {
         let watcher = s.spawn(|| {
             let mut most = 0;
             while !done.load(Ordering::Acquire) {
-                most = most.max(DiskCache::usage(dir.path()).1);
+                most = most.max(held_at_once(dir.path()));
             }
             most
         });
@@ -211,6 +227,38 @@ fn file_entries_are_served_whole_checked_at_open_and_verified() {
     assert_eq!(checked, 3);
     assert_eq!(damaged, vec![c.path((Kind::File, b))]);
     assert!(c.path((Kind::Chunk, a)).exists() && c.path((Kind::File, h)).exists());
+}
+
+#[test]
+fn parts_of_file_entries_are_served_checked_as_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = DiskCache::open(dir.path(), CacheSize::Bytes(1 << 30)).unwrap();
+    wait_scanned(&c);
+    let (h, data) = chunk(11, 9000);
+    let len = data.len() as u64;
+    c.put_file(&h, &data);
+    assert_eq!(
+        &c.get_file_range(&h, len, 100..4200).unwrap()[..],
+        &data[100..4200]
+    );
+    assert!(
+        c.get_file_range(&h, len, 100..9001).is_none(),
+        "past the end"
+    );
+    assert!(
+        c.get_file_range(&h, 8999, 0..10).is_none(),
+        "the wrong size is damage"
+    );
+    assert!(!c.contains_kind(Kind::File, &h), "and drops the entry");
+    // Written over by something else: its mtime loses the seal, and no part is served.
+    c.put_file(&h, &data);
+    let path = c.path((Kind::File, h));
+    let mut raw = data.clone();
+    raw[5000] ^= 1;
+    std::fs::write(&path, raw).unwrap();
+    assert!(c.seals, "the test's filesystem keeps nanoseconds in mtimes");
+    assert!(c.get_file_range(&h, len, 4096..8192).is_none());
+    assert!(!path.exists(), "a changed entry is deleted");
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! places in turn: a small in-memory LRU of verified chunks (so the many small kernel reads
 //! inside one multi-MiB chunk cost one lookup), the node's disk cache, and the store (verified
 //! against the chunk's SHA-256, then written to the disk cache). Concurrent requests for the
-//! same chunk are merged into one fetch. The one exception is a random read of a chunk that
-//! only the disk cache holds: it reads just the checked blocks it needs from the entry.
+//! same chunk are merged into one fetch. The one exception is a part of a chunk that only the
+//! disk cache holds, read anywhere but at the start of the chunk by a sequential reader: it
+//! reads just the checked blocks it needs from the entry.
 
 use super::budget::FetchBudget;
 use super::fetch::{self, ContentError, Located, Origins};
@@ -144,26 +145,42 @@ impl ChunkReader {
         }
     }
 
-    /// Bytes `range` of a chunk. For a random read, a part of a chunk that is neither in
-    /// memory nor on its way there is read from the disk cache alone, checked block by
-    /// block, so it costs a block of the cache entry, not the whole chunk; everything else
-    /// goes through [`chunk`](Self::chunk).
+    /// Bytes `range` of a chunk. A part of a chunk that is neither in memory nor on its way
+    /// there is read from the disk cache alone (a chunk entry's blocks checked, a file entry's
+    /// size and seal checked as at a passthrough open), so it costs that part of the cache
+    /// entry, not the whole chunk: a random read, and a sequential read past the
+    /// start of a chunk whose bytes left memory before the reader was done with them (many
+    /// readers sharing the memory bound). Loading the whole chunk again there would read it
+    /// again for every request, and the bytes in replies would go past the memory bound.
+    /// A sequential read at the start of a chunk loads it whole, and everything else goes
+    /// through [`chunk`](Self::chunk).
     async fn part(
         &self,
         at: Located,
         range: Range<u64>,
         sequential: bool,
     ) -> Result<Bytes, ContentError> {
-        let random = !sequential && range.end - range.start < at.len as u64;
-        // Only chunk entries have block checksums to read a part by.
-        let on_disk_only = |d: &&Arc<DiskCache>| {
-            d.contains_kind(Kind::Chunk, &at.hash) && !self.in_memory(&at.hash)
-        };
-        if let Some(disk) = self.disk.as_ref().filter(|d| random && on_disk_only(d)) {
-            let (disk, hash, r) = (disk.clone(), at.hash, range.clone());
-            // A damaged block drops the entry; the chunk is then fetched whole below.
-            if let Ok(Some(data)) =
-                tokio::task::spawn_blocking(move || disk.get_range(&hash, r)).await
+        let partial = range.end - range.start < at.len as u64;
+        let by_blocks = partial && !(sequential && range.start == 0);
+        let disk = self
+            .disk
+            .as_ref()
+            .filter(|_| by_blocks && !self.in_memory(&at.hash));
+        // A chunk entry, its blocks checked; else a file entry of the same bytes.
+        let entry = disk.and_then(|d| {
+            [Kind::Chunk, Kind::File]
+                .into_iter()
+                .find(|k| d.contains_kind(*k, &at.hash))
+                .map(|k| (d.clone(), k))
+        });
+        if let Some((disk, kind)) = entry {
+            let (hash, len, r) = (at.hash, at.len as u64, range.clone());
+            // A damaged entry is dropped; the chunk is then fetched whole below.
+            if let Ok(Some(data)) = tokio::task::spawn_blocking(move || match kind {
+                Kind::File => disk.get_file_range(&hash, len, r),
+                _ => disk.get_range(&hash, r),
+            })
+            .await
             {
                 return Ok(data);
             }
@@ -523,7 +540,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn random_reads_of_a_cached_chunk_read_only_the_blocks_they_need() {
+    async fn reads_inside_a_cached_chunk_read_only_the_blocks_they_need() {
         let store = Store::open("memory://", &Default::default()).unwrap();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 253) as u8).collect();
         let m = chunked_file(&store, &data, &[0]).await;
@@ -543,5 +560,21 @@ mod tests {
         assert_eq!(&got[..], &data[..4096]);
         assert!(r.in_memory(&hash));
         assert_eq!(disk.stats.snapshot().hit_bytes, 4096 + data.len() as u64);
+        // A sequential reader whose chunk left memory before it was done reads on by blocks:
+        // loading the chunk whole again for each of its requests would read it many times.
+        r.lock_cache().remove(&hash);
+        let got = r.read(&m, 1, 100_000, 4096, true).await.unwrap();
+        assert_eq!(&got[..], &data[100_000..104_096]);
+        assert!(!r.in_memory(&hash));
+        assert_eq!(disk.stats.snapshot().hit_bytes, 8192 + data.len() as u64);
+        // A file entry of the same bytes serves parts as well.
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskCache::open(dir.path(), crate::cache::CacheSize::Bytes(1 << 30)).unwrap();
+        disk.put_file(&hash, &data);
+        let r = ChunkReader::new(r.origins.clone(), 1 << 20, Some(disk.clone()), 1 << 20);
+        let got = r.read(&m, 1, 200_000, 4096, false).await.unwrap();
+        assert_eq!(&got[..], &data[200_000..204_096]);
+        assert!(!r.in_memory(&hash));
+        assert_eq!(disk.stats.snapshot().hit_bytes, 4096);
     }
 }
