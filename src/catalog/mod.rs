@@ -405,6 +405,17 @@ impl Catalog {
 
     /// Fetches a version's manifest, checks it against the hash in the ref, and decodes it.
     pub async fn manifest(&self, v: &VersionRef) -> Result<Manifest, CatalogError> {
+        let bytes = self.manifest_bytes(v).await?;
+        let v = v.clone();
+        // Decoding a large manifest takes a noticeable fraction of a second: keep it off the
+        // async workers.
+        tokio::task::spawn_blocking(move || Self::decode_manifest(&v, &bytes))
+            .await
+            .expect("manifest decoding does not panic")
+    }
+
+    /// The stored bytes of version `v`'s manifest, checked against its SHA-256.
+    pub async fn manifest_bytes(&self, v: &VersionRef) -> Result<Bytes, CatalogError> {
         let key = keys::manifest(&v.manifest);
         let bad = |fault| CatalogError::BadManifest {
             label: v.label(),
@@ -415,8 +426,8 @@ impl Catalog {
             Some(t) => t.get(&self.store, &key, None, false).await,
             None => None,
         };
-        let bytes = match tiered {
-            Some(b) if Sha256::of(&b) == v.manifest => b,
+        match tiered {
+            Some(b) if Sha256::of(&b) == v.manifest => Ok(b),
             other => {
                 if let (Some(t), Some(_)) = (&self.tier, other) {
                     t.mismatched(&self.store, &key);
@@ -428,15 +439,20 @@ impl Catalog {
                 if Sha256::of(&bytes) != v.manifest {
                     return Err(bad(ManifestFault::HashMismatch));
                 }
-                bytes
+                Ok(bytes)
             }
-        };
-        // Decoding a large manifest takes a noticeable fraction of a second: keep it off the
-        // async workers.
-        tokio::task::spawn_blocking(move || Manifest::decode(&bytes))
-            .await
-            .expect("manifest decoding does not panic")
-            .map_err(|e| bad(ManifestFault::Unreadable(e)))
+        }
+    }
+
+    /// Decodes the bytes of version `v`'s manifest (from
+    /// [`manifest_bytes`](Self::manifest_bytes), or a copy checked against its SHA-256).
+    /// Blocking: a large manifest takes a noticeable fraction of a second.
+    pub fn decode_manifest(v: &VersionRef, bytes: &[u8]) -> Result<Manifest, CatalogError> {
+        Manifest::decode(bytes).map_err(|e| CatalogError::BadManifest {
+            label: v.label(),
+            key: keys::manifest(&v.manifest),
+            fault: ManifestFault::Unreadable(e),
+        })
     }
 
     /// Makes a version visible: creates the next free ref with an atomic create-if-absent, so

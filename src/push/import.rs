@@ -138,10 +138,11 @@ pub async fn import(
             hashed_bytes,
             reused_files,
         };
-        conclude(
+        let (report, _) = conclude(
             catalog, dataset, opts, state, scanned, &uploader, parent, tally,
         )
-        .await
+        .await?;
+        Ok(report)
     };
     under_lease(catalog, dataset, shown.clone(), opts, &progress, work).await
 }

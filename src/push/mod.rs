@@ -1,13 +1,14 @@
 //! `push`: turn a directory into a new version.
 //!
 //! Order of work, which is what makes a push safe to interrupt at any point:
-//! 1. scan the tree (nothing is written yet);
-//! 2. take a push lease, so gc cannot delete blobs this push is about to reuse;
-//! 3. read, chunk, pack and upload content, skipping every key the store already holds;
-//! 4. upload the manifest;
-//! 5. create the version ref with an atomic create-if-absent: only now is the version visible.
+//! 1. take a push lease, so gc cannot delete blobs this push is about to reuse, and read the
+//!    parent version, while the tree is scanned (a tree that cannot be pushed leaves only the
+//!    record of the failed push that `datastore status` shows);
+//! 2. read, chunk, pack and upload content, skipping every key the store already holds;
+//! 3. upload the manifest;
+//! 4. create the version ref with an atomic create-if-absent: only now is the version visible.
 //!
-//! A push killed before step 5 leaves only unreferenced content, which the next push of the
+//! A push killed before step 4 leaves only unreferenced content, which the next push of the
 //! same tree finds and skips (packs are content-defined, so they come out byte-identical), and
 //! which gc removes after its grace period if nobody pushes again.
 
@@ -70,6 +71,9 @@ pub enum PushError {
         target: String,
         why: &'static str,
     },
+    /// (Never shown: the push that stopped its walk fails for another reason.)
+    #[error("the walk of {0} was stopped")]
+    Stopped(PathBuf),
     #[error("{0} has more than 4 billion entries; push it as several datasets")]
     TooManyEntries(PathBuf),
     /// `path` is the start of the path below the root (the whole may be kilobytes long).
@@ -189,46 +193,107 @@ pub async fn push(
     progress: Arc<PushProgress>,
 ) -> Result<PushReport, PushError> {
     check_args(source, dataset)?;
-    // Before the scan: a second push of the same tree waits for nothing and reads nothing.
+    // The walk runs while what the last push learnt is read, the lease taken and the parent
+    // version fetched: a re-push of an unchanged tree takes little more than the walk.
+    let cancel = walk::Cancel::default();
+    let scan = {
+        let (src, cancel) = (source.to_path_buf(), cancel.clone());
+        tokio::task::spawn_blocking(move || walk::scan(&src, &cancel))
+    };
+    // A push that fails before its walk ends stops the walk: it need not finish for the
+    // process to end.
+    let _stop = cancel.on_drop();
+    // Before the lease: a second push of the same tree waits for nothing and writes nothing.
     let mut stats = match &opts.stat_dir {
         Some(dir) => {
-            StatCache::load(dir, catalog.store().url(), dataset, source).map_err(|pid| {
-                PushError::AlreadyPushing {
+            let (dir, url, name, src) = (
+                dir.clone(),
+                catalog.store().url().to_string(),
+                dataset.to_string(),
+                source.to_path_buf(),
+            );
+            tokio::task::spawn_blocking(move || StatCache::load(&dir, &url, &name, &src))
+                .await
+                .expect("loading the stat cache does not panic")
+                .map_err(|pid| PushError::AlreadyPushing {
                     dir: source.to_path_buf(),
                     dataset: dataset.into(),
                     pid,
-                }
-            })?
+                })?
         }
         None => StatCache::none(),
     };
     if opts.rehash {
         stats.forget_known();
     }
-    let src = source.to_path_buf();
-    let scanned = tokio::task::spawn_blocking(move || walk::scan(&src))
-        .await
-        .expect("scan does not panic")?;
-    progress
-        .total_bytes
-        .store(scanned.total_bytes, Ordering::Relaxed);
-    progress
-        .total_files
-        .store(scanned.files.len() as u64, Ordering::Relaxed);
-
     let shown = std::path::absolute(source)
         .unwrap_or_else(|_| source.to_path_buf())
         .display()
         .to_string();
     let work = async {
-        let report = upload_and_commit(
-            catalog, scanned, source, dataset, opts, &progress, &mut stats,
+        let parent = Parent::fetch(catalog, dataset, &stats).await?;
+        let scanned = scan.await.expect("scan does not panic")?;
+        progress
+            .total_bytes
+            .store(scanned.total_bytes, Ordering::Relaxed);
+        progress
+            .total_files
+            .store(scanned.files.len() as u64, Ordering::Relaxed);
+        let fetched = parent.fetched.clone();
+        let (report, made) = upload_and_commit(
+            catalog, parent, scanned, source, dataset, opts, &progress, &mut stats,
         )
         .await?;
+        if let Some(manifest) = made.or(fetched) {
+            stats.keep_manifest(manifest);
+        }
         stats.save();
         Ok(report)
     };
     under_lease(catalog, dataset, shown, opts, &progress, work).await
+}
+
+/// The latest version of a dataset, which a push builds on, and the assembly of the new
+/// version's tables from its manifest. Read under the push's lease, once no gc runs: what it
+/// references stays in the store until the push ends.
+struct Parent {
+    version: Option<VersionRef>,
+    state: Assembly,
+    /// The manifest's bytes, when they came from the store (not from the copy the stat cache
+    /// keeps).
+    fetched: Option<Bytes>,
+}
+
+impl Parent {
+    async fn fetch(
+        catalog: &Catalog,
+        dataset: &str,
+        stats: &StatCache,
+    ) -> Result<Parent, PushError> {
+        let version = catalog.latest(dataset).await?;
+        let Some(v) = version.clone() else {
+            return Ok(Parent {
+                version,
+                state: Assembly::default(),
+                fetched: None,
+            });
+        };
+        let (bytes, fetched) = match stats.manifest_copy(&v.manifest) {
+            Some(copy) => (copy, false),
+            None => (catalog.manifest_bytes(&v).await?, true),
+        };
+        let (state, bytes) = tokio::task::spawn_blocking(move || {
+            let m = Catalog::decode_manifest(&v, &bytes)?;
+            Ok::<_, CatalogError>((Assembly::of_parent(m), bytes))
+        })
+        .await
+        .expect("manifest decoding does not panic")?;
+        Ok(Parent {
+            version,
+            state,
+            fetched: fetched.then_some(bytes),
+        })
+    }
 }
 
 /// Runs `work` holding a push lease, once no gc runs: the lease keeps gc from deleting what
@@ -271,59 +336,55 @@ async fn under_lease<T>(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upload_and_commit(
     catalog: &Catalog,
+    parent: Parent,
     mut scanned: Scanned,
     source: &Path,
     dataset: &str,
     opts: &PushOptions,
     progress: &Arc<PushProgress>,
     stats: &mut StatCache,
-) -> Result<PushReport, PushError> {
+) -> Result<(PushReport, Option<Bytes>), PushError> {
     let store = catalog.store().clone();
-    let parent = catalog.latest(dataset).await?;
     let uploader = Arc::new(Uploader::new(
         store.clone(),
         opts.memory_budget,
         progress.upload.clone(),
     ));
-    let mut state = Assembly::default();
-    if let Some(p) = &parent {
-        let m = catalog.manifest(p).await?;
-        state.learn_parent(m, &uploader);
-    }
+    let mut state = parent.state;
+    state.parent_present(&uploader);
+    let parent = parent.version;
 
     let files = std::mem::take(&mut scanned.files);
     let file_count = files.len() as u64;
-    let rel = |f: &FileToRead| -> Vec<u8> {
-        use std::os::unix::ffi::OsStrExt;
-        let r = f.path.strip_prefix(source).unwrap_or(&f.path);
-        r.as_os_str().as_bytes().to_vec()
-    };
     // Files the stat cache knows, with a file of that content in the parent, are not read.
-    let planned: Vec<(FileToRead, Option<Content>)> = files
+    let planned: Vec<_> = files
         .into_iter()
         .map(|f| {
-            let known = stats
-                .hash_of(&rel(&f), &f.stamp)
-                .and_then(|h| state.reuse(&h, f.stamp.size));
-            (f, known)
+            let remembered = stats.hash_of(f.rel(source), &f.stamp);
+            let known = remembered.and_then(|r| state.reuse(&r.hash, f.stamp.size));
+            (f, remembered, known)
         })
         .collect();
     let (mut hashed_bytes, mut reused_files) = (0, 0);
     let mut results = futures::stream::iter(planned)
-        .map(|(f, known)| match known {
-            Some(content) => {
-                progress
-                    .read_bytes
-                    .fetch_add(f.stamp.size, Ordering::Relaxed);
-                futures::future::ready(Ok((f, content))).left_future()
+        .map(|(f, remembered, known)| {
+            match known {
+                Some(content) => {
+                    progress
+                        .read_bytes
+                        .fetch_add(f.stamp.size, Ordering::Relaxed);
+                    futures::future::ready(Ok((f, content))).left_future()
+                }
+                None => read_file(f, uploader.clone(), progress.clone()).right_future(),
             }
-            None => read_file(f, uploader.clone(), progress.clone()).right_future(),
+            .map(move |done| done.map(|(f, content)| (f, remembered, content)))
         })
         .buffered(opts.concurrency.max(1));
     while let Some(done) = results.next().await {
-        let (f, content) = done?;
+        let (f, remembered, content) = done?;
         match content {
             Content::Reused { .. } => reused_files += 1,
             _ => hashed_bytes += f.stamp.size,
@@ -331,7 +392,7 @@ async fn upload_and_commit(
         let sha = state
             .place(&mut scanned, f.entry, content, &uploader)
             .await?;
-        stats.learn(&rel(&f), &f.stamp, sha);
+        stats.learn(f.rel(source), &f.stamp, sha, remembered);
         progress.done_files.fetch_add(1, Ordering::Relaxed);
     }
     drop(results);
@@ -368,7 +429,7 @@ async fn conclude(
     uploader: &Uploader,
     parent: Option<VersionRef>,
     tally: Tally,
-) -> Result<PushReport, PushError> {
+) -> Result<(PushReport, Option<Bytes>), PushError> {
     if let Some(pack) = state.packer.seal(&mut state.packs) {
         uploader
             .upload(keys::pack(&pack.hash), pack.data.into())
@@ -386,14 +447,14 @@ async fn conclude(
     debug_assert!(manifest.validate().is_ok());
     // The same tree as the parent's is no new version; compared decoded, it costs no
     // compression (a tenth of a re-push of an unchanged tree).
-    let (version, unchanged) = match parent {
-        Some(p) if manifest == state.parent => (p, true),
+    let (version, made) = match parent {
+        Some(p) if manifest == state.parent => (p, None),
         parent => {
-            let encoded = manifest.encode();
+            let encoded = Bytes::from(manifest.encode());
             let hash = Sha256::of(&encoded);
             let manifest_size = encoded.len() as u64;
             uploader
-                .upload(keys::manifest(&hash), Bytes::from(encoded))
+                .upload(keys::manifest(&hash), encoded.clone())
                 .await?;
             uploader.finish().await?;
             let draft = NewVersion {
@@ -404,12 +465,12 @@ async fn conclude(
                 bytes: scanned.total_bytes,
                 message: opts.message.clone(),
             };
-            (catalog.commit(dataset, draft).await?, false)
+            (catalog.commit(dataset, draft).await?, Some(encoded))
         }
     };
-    Ok(PushReport {
+    let report = PushReport {
         version,
-        unchanged,
+        unchanged: made.is_none(),
         files: tally.files,
         dirs: scanned.dirs,
         symlinks: scanned.symlinks,
@@ -419,7 +480,8 @@ async fn conclude(
         hashed_bytes: tally.hashed_bytes,
         reused_files: tally.reused_files,
         skipped: scanned.skipped,
-    })
+    };
+    Ok((report, made))
 }
 
 /// A file's content, read and hashed, or known to be that of a file of the parent version.
@@ -494,20 +556,36 @@ struct Assembly {
 
 impl Assembly {
     fn learn_parent(&mut self, m: Manifest, uploader: &Uploader) {
+        *self = Assembly::of_parent(m);
+        self.parent_present(uploader);
+    }
+
+    /// An assembly that builds on manifest `m`, the parent version's. Blocking: its tables
+    /// take a while for a large manifest.
+    fn of_parent(m: Manifest) -> Assembly {
+        let mut a = Assembly::default();
+        a.small.reserve(m.chunks.len());
         for c in &m.chunks {
             if let Location::Pack { pack, offset } = c.location {
-                self.small.insert(c.hash, (m.packs[pack as usize], offset));
+                a.small.insert(c.hash, (m.packs[pack as usize], offset));
             }
         }
+        a.parent_files.reserve(m.entries.len());
+        for (i, e) in m.entries.iter().enumerate() {
+            if let EntryKind::File { sha256, .. } = e.kind {
+                a.parent_files.insert(sha256, i);
+            }
+        }
+        a.parent = m;
+        a
+    }
+
+    /// Tells `uploader` that what the parent references is in the store.
+    fn parent_present(&self, uploader: &Uploader) {
+        let m = &self.parent;
         let blobs = m.chunks.iter().filter(|c| c.location == Location::Blob);
         uploader.assume_present(blobs.map(|c| keys::blob(&c.hash)));
         uploader.assume_present(m.packs.iter().map(keys::pack));
-        for (i, e) in m.entries.iter().enumerate() {
-            if let EntryKind::File { sha256, .. } = e.kind {
-                self.parent_files.insert(sha256, i);
-            }
-        }
-        self.parent = m;
     }
 
     /// The content of a file the stat cache says has SHA-256 `sha`, if the parent has a file

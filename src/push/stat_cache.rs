@@ -63,10 +63,34 @@ pub struct StatCache {
     /// Held while the push runs: a second push of the same source to the same dataset, from
     /// a timer that fired again or a hand, is refused rather than racing the first.
     _lock: Option<std::fs::File>,
-    known: HashMap<Vec<u8>, (StoredStamp, Sha256)>,
-    learnt: Vec<(Vec<u8>, StoredStamp, [u8; 32])>,
+    /// What the last push learnt, in the order it met the files (the walk's, which is the
+    /// same again for a tree that did not change: each file is then found where the last one
+    /// left off, with no table to build).
+    known: Vec<(Vec<u8>, StoredStamp, [u8; 32])>,
+    /// Where the next file is expected in `known`.
+    next: usize,
+    /// `known` by a digest of the path, built when a file is not where it was expected.
+    index: Option<HashMap<u64, usize>>,
+    learnt: Vec<Learnt>,
+    /// The manifest of the version this push made or built on, to keep.
+    manifest: Option<bytes::Bytes>,
     /// Stamps with a ctime after this are not remembered (see [`RACY_MARGIN`]).
     settled_before: (i64, i64),
+}
+
+/// A file's content as the cache remembers it, from [`StatCache::hash_of`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remembered {
+    pub hash: Sha256,
+    /// Its place among what was known.
+    slot: usize,
+}
+
+/// What this push learnt of one file.
+enum Learnt {
+    /// The same as known at this place: nothing to copy.
+    Same(usize),
+    New(Vec<u8>, StoredStamp, [u8; 32]),
 }
 
 impl StatCache {
@@ -93,12 +117,7 @@ impl StatCache {
                     .map(|(s, _)| s)
             })
             .filter(|s| s.format == FORMAT)
-            .map(|s| {
-                s.files
-                    .into_iter()
-                    .map(|(p, st, h)| (p, (st, Sha256(h))))
-                    .collect()
-            })
+            .map(|s| s.files)
             .unwrap_or_default();
         let settled = SystemTime::now()
             .checked_sub(RACY_MARGIN)
@@ -108,7 +127,10 @@ impl StatCache {
             path,
             _lock: lock,
             known,
+            next: 0,
+            index: None,
             learnt: Vec::new(),
+            manifest: None,
             settled_before: (settled.as_secs() as i64, settled.subsec_nanos() as i64),
         })
     }
@@ -118,8 +140,11 @@ impl StatCache {
         StatCache {
             path: None,
             _lock: None,
-            known: HashMap::new(),
+            known: Vec::new(),
+            next: 0,
+            index: None,
             learnt: Vec::new(),
+            manifest: None,
             settled_before: (0, 0),
         }
     }
@@ -127,44 +152,104 @@ impl StatCache {
     /// Forgets what was known (for `--rehash`), still remembering what this push learns.
     pub fn forget_known(&mut self) {
         self.known.clear();
+        self.index = None;
     }
 
     /// The SHA-256 that the file at `rel` (its path in the tree) had when it last had this
-    /// stamp.
-    pub fn hash_of(&self, rel: &[u8], stamp: &Stamp) -> Option<Sha256> {
-        let (known, hash) = self.known.get(rel)?;
-        (*known == StoredStamp::from(stamp)).then_some(*hash)
+    /// stamp. Asked in the walk's order: a file is looked for where the previous one was
+    /// found, and only elsewhere if it is not there.
+    pub fn hash_of(&mut self, rel: &[u8], stamp: &Stamp) -> Option<Remembered> {
+        let slot = match self.known.get(self.next) {
+            Some((p, ..)) if p.as_slice() == rel => self.next,
+            _ => self.find(rel)?,
+        };
+        self.next = slot + 1;
+        let (_, known, hash) = &self.known[slot];
+        (*known == StoredStamp::from(stamp)).then_some(Remembered {
+            hash: Sha256(*hash),
+            slot,
+        })
+    }
+
+    /// Where `rel` is among what was known, wherever it is.
+    fn find(&mut self, rel: &[u8]) -> Option<usize> {
+        let known = &self.known;
+        let index = self.index.get_or_insert_with(|| {
+            known
+                .iter()
+                .enumerate()
+                .map(|(i, (p, ..))| (digest(p), i))
+                .collect()
+        });
+        let &slot = index.get(&digest(rel))?;
+        (self.known[slot].0 == rel).then_some(slot)
     }
 
     /// Records that the file at `rel` with `stamp` has content `hash`, unless the stamp is
-    /// too recent to be trusted next time.
-    pub fn learn(&mut self, rel: &[u8], stamp: &Stamp, hash: Sha256) {
-        if stamp.ctime < self.settled_before && stamp.mtime < self.settled_before {
-            self.learnt
-                .push((rel.to_vec(), StoredStamp::from(stamp), hash.0));
+    /// too recent to be trusted next time. `remembered` is what [`hash_of`](Self::hash_of)
+    /// said of it.
+    pub fn learn(
+        &mut self,
+        rel: &[u8],
+        stamp: &Stamp,
+        hash: Sha256,
+        remembered: Option<Remembered>,
+    ) {
+        match remembered {
+            Some(r) if r.hash == hash => self.learnt.push(Learnt::Same(r.slot)),
+            _ if stamp.ctime < self.settled_before && stamp.mtime < self.settled_before => self
+                .learnt
+                .push(Learnt::New(rel.to_vec(), StoredStamp::from(stamp), hash.0)),
+            _ => {}
         }
     }
 
+    /// The manifest of the version the last push made or built on, if it is the one of
+    /// SHA-256 `hash`: a copy kept beside the stamps, so that the next push of an unchanged
+    /// tree need not fetch it (checked by its hash, it can never stand for another).
+    pub fn manifest_copy(&self, hash: &Sha256) -> Option<bytes::Bytes> {
+        let bytes = std::fs::read(manifest_path(self.path.as_ref()?)).ok()?;
+        (Sha256::of(&bytes) == *hash).then(|| bytes.into())
+    }
+
+    /// Keeps `manifest` (the encoded manifest of the version this push made or built on) for
+    /// [`manifest_copy`](Self::manifest_copy), when the push is saved.
+    pub fn keep_manifest(&mut self, manifest: bytes::Bytes) {
+        self.manifest = Some(manifest);
+    }
+
     /// Replaces the stored cache by what this push learnt (files no longer in the tree are
-    /// forgotten). Written aside and renamed, so a reader never sees half of it; a failure is
-    /// logged and costs only a full read next time.
+    /// forgotten). Written aside and renamed, so a reader never sees half of it; when it
+    /// would be the same again, only its time is set (it tells when the last push ended). A
+    /// failure is logged and costs only a full read next time.
     pub fn save(self) {
-        let Some(path) = &self.path else { return };
-        let stored = Stored {
-            format: FORMAT,
-            files: self.learnt,
+        let Some(path) = self.path.clone() else {
+            return;
         };
-        let path = path.clone();
-        let result = (|| {
-            let dir = path.parent().expect("the cache file is in a directory");
-            std::fs::create_dir_all(dir)?;
-            let bytes = bincode::encode_to_vec(&stored, bincode::config::standard())
-                .map_err(std::io::Error::other)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::io::Write::write_all(&mut tmp, &bytes)?;
-            tmp.persist(&path).map_err(|e| e.error)?;
-            Ok::<(), std::io::Error>(())
-        })();
+        if let Some(m) = &self.manifest {
+            if let Err(e) = write_aside(&manifest_path(&path), m) {
+                tracing::warn!(
+                    "cannot keep a copy of the manifest in {}: {}; the next push fetches it",
+                    path.display(),
+                    crate::io_cause::Cause(&e)
+                );
+            }
+        }
+        let same = !self.known.is_empty()
+            && self.learnt.len() == self.known.len()
+            && self
+                .learnt
+                .iter()
+                .enumerate()
+                .all(|(i, l)| matches!(l, Learnt::Same(s) if *s == i));
+        let result = if same {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(SystemTime::now()))
+        } else {
+            self.write(&path)
+        };
         if let Err(e) = result {
             tracing::warn!(
                 "cannot save what this push learnt of its files in {}: {}; the next push \
@@ -174,6 +259,48 @@ impl StatCache {
             );
         }
     }
+
+    fn write(self, path: &Path) -> std::io::Result<()> {
+        let mut known: Vec<_> = self.known.into_iter().map(Some).collect();
+        let files = self
+            .learnt
+            .into_iter()
+            .filter_map(|l| match l {
+                Learnt::Same(i) => known[i].take(),
+                Learnt::New(p, st, h) => Some((p, st, h)),
+            })
+            .collect();
+        let stored = Stored {
+            format: FORMAT,
+            files,
+        };
+        let bytes = bincode::encode_to_vec(&stored, bincode::config::standard())
+            .map_err(std::io::Error::other)?;
+        write_aside(path, &bytes)
+    }
+}
+
+/// Writes `bytes` as the file `path`, aside and renamed: a reader sees the old or the new.
+fn write_aside(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("the cache file is in a directory");
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Where the manifest copy of the cache file `path` is.
+fn manifest_path(path: &Path) -> PathBuf {
+    path.with_extension("manifest")
+}
+
+/// A digest of a path, to find it among the known ones.
+fn digest(path: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 /// When the last push of `source` to `dataset` of `store_url` that ran to its end finished,
@@ -268,8 +395,8 @@ mod tests {
         c.path = Some(dir.path().join("push/x"));
         c.settled_before = (1000, 0);
         let h = Sha256::of(b"hello");
-        c.learn(b"a", &stamp(10), h);
-        c.learn(b"racy", &stamp(1000), h);
+        c.learn(b"a", &stamp(10), h, None);
+        c.learn(b"racy", &stamp(1000), h, None);
         let path = c.path.clone().unwrap();
         c.save();
         let raw = std::fs::read(&path).unwrap();
@@ -278,12 +405,8 @@ mod tests {
         assert_eq!(s.files.len(), 1, "the racy stamp is not remembered");
 
         let mut again = StatCache::none();
-        again.known = s
-            .files
-            .into_iter()
-            .map(|(p, st, h)| (p, (st, Sha256(h))))
-            .collect();
-        assert_eq!(again.hash_of(b"a", &stamp(10)), Some(h));
+        again.known = s.files;
+        assert_eq!(again.hash_of(b"a", &stamp(10)).map(|r| r.hash), Some(h));
         let mut touched = stamp(10);
         touched.ctime.1 += 1;
         assert_eq!(
@@ -294,6 +417,69 @@ mod tests {
         assert_eq!(again.hash_of(b"b", &stamp(10)), None);
         again.forget_known();
         assert_eq!(again.hash_of(b"a", &stamp(10)), None);
+    }
+
+    /// Files are found where the walk expects them, and elsewhere when files came and went;
+    /// a push that learnt nothing new leaves the stored cache as it was, with a new time.
+    #[test]
+    fn files_are_found_in_order_or_out_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let names: Vec<Vec<u8>> = (0..6).map(|i| format!("f{i}").into_bytes()).collect();
+        let hash = |n: &[u8]| Sha256::of(n);
+        let mut c = StatCache::none();
+        c.path = Some(path.clone());
+        c.settled_before = (1000, 0);
+        for n in &names {
+            c.learn(n, &stamp(10), hash(n), None);
+        }
+        c.save();
+        let stored = std::fs::read(&path).unwrap();
+        let load = || {
+            let (s, _): (Stored, _) = bincode::decode_from_slice(
+                &std::fs::read(&path).unwrap(),
+                bincode::config::standard(),
+            )
+            .unwrap();
+            let mut c = StatCache::none();
+            c.path = Some(path.clone());
+            c.settled_before = (1000, 0);
+            c.known = s.files;
+            c
+        };
+
+        // The same tree: every file where expected, no table built, the file kept as it was.
+        let mut c = load();
+        for n in &names {
+            let r = c.hash_of(n, &stamp(10)).unwrap();
+            assert_eq!(r.hash, hash(n));
+            c.learn(n, &stamp(10), r.hash, Some(r));
+        }
+        assert!(c.index.is_none());
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        c.save();
+        assert_eq!(std::fs::read(&path).unwrap(), stored);
+        assert!(std::fs::metadata(&path).unwrap().modified().unwrap() > before);
+
+        // f1 gone, "new" added, f4 and f5 swapped places: each known file still found.
+        let mut c = load();
+        let order: [&[u8]; 6] = [b"f0", b"f2", b"new", b"f3", b"f5", b"f4"];
+        for n in order {
+            let r = c.hash_of(n, &stamp(10));
+            assert_eq!(r.map(|r| r.hash), (n != b"new").then(|| hash(n)), "{n:?}");
+            c.learn(n, &stamp(10), hash(n), r);
+        }
+        c.save();
+        let mut c = load();
+        for n in order {
+            assert_eq!(c.hash_of(n, &stamp(10)).map(|r| r.hash), Some(hash(n)));
+        }
+        assert_eq!(
+            c.hash_of(b"f1", &stamp(10)),
+            None,
+            "a gone file is forgotten"
+        );
     }
 
     #[test]

@@ -189,12 +189,37 @@ async fn the_stat_cache_spares_reading_unchanged_files() {
     let first = push_now(opts.clone()).await;
     assert_eq!((first.reused_files, first.hashed_bytes), (0, (6 << 20) + 5));
 
+    // The parent's manifest is read from the copy kept beside the stamps: the store's is
+    // not needed (taken away here to prove it).
+    let v = c.latest("ds").await.unwrap().unwrap();
+    let key = keys::manifest(&v.manifest);
+    let stored = c.store().get(&key).await.unwrap();
+    c.store().delete(&key).await.unwrap();
     let again = push_now(opts.clone()).await;
     assert!(again.unchanged);
     assert_eq!(
         (again.reused_files, again.hashed_bytes),
         (3, 0),
         "nothing is read"
+    );
+    // A damaged copy is never taken for the manifest: the store's is fetched instead.
+    c.store().put(&key, stored).await.unwrap();
+    let copies: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "manifest"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let mut damaged = std::fs::read(&copies[0]).unwrap();
+    damaged[40] ^= 1;
+    std::fs::write(&copies[0], damaged).unwrap();
+    let again = push_now(opts.clone()).await;
+    assert!(again.unchanged && again.reused_files == 3);
+    let stored = c.store().get(&key).await.unwrap();
+    assert_eq!(
+        std::fs::read(&copies[0]).unwrap(),
+        stored,
+        "the copy is kept again"
     );
 
     // The same size and mtime, other bytes: the ctime tells.

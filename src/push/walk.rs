@@ -7,11 +7,12 @@ use super::PushError;
 use crate::format::manifest::{check_name, Run, SourceObject, Span, Timestamp, MAX_DEPTH};
 use crate::format::{Entry, EntryKind, Manifest, Sha256};
 use std::collections::VecDeque;
-use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// What a file looked like when scanned; reading it must find it the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,16 @@ pub struct FileToRead {
     pub entry: u32,
     pub path: PathBuf,
     pub stamp: Stamp,
+}
+
+impl FileToRead {
+    /// Its path below `root`, the directory the scan was given (every path the scan makes
+    /// is `root` joined with the rest).
+    pub fn rel(&self, root: &Path) -> &[u8] {
+        let path = self.path.as_os_str().as_bytes();
+        let below = path.get(root.as_os_str().len()..).unwrap_or(path);
+        below.strip_prefix(b"/").unwrap_or(below)
+    }
 }
 
 /// A special file that was left out of the version.
@@ -78,8 +89,43 @@ impl Scanned {
     }
 }
 
+/// Stops a [`scan`] from another thread.
+#[derive(Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Stops the scan when dropped.
+    pub fn on_drop(&self) -> impl Drop {
+        struct Stop(Cancel);
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                self.0 .0.store(true, Ordering::Relaxed);
+            }
+        }
+        Stop(self.clone())
+    }
+}
+
+/// Directories read at once, in parallel, ahead of placing their entries.
+const BATCH: usize = 64;
+
 /// Scans `root`. Blocking: run it off the async workers.
-pub fn scan(root: &Path) -> Result<Scanned, PushError> {
+///
+/// Directories are read (listed, and every entry stat'ed) by several threads at once, a
+/// batch from the front of the breadth-first queue at a time, and placed in queue order: the
+/// result is the same as a walk by one thread, and a re-push of an unchanged tree, which is
+/// this walk and little else, takes less time than a stat walk by one thread (`find`).
+pub fn scan(root: &Path, cancel: &Cancel) -> Result<Scanned, PushError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    scan_on(root, cancel, threads)
+}
+
+/// [`scan`] on `threads` threads.
+fn scan_on(root: &Path, cancel: &Cancel, threads: usize) -> Result<Scanned, PushError> {
     let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => PushError::SourceMissing(root.to_path_buf()),
         _ => PushError::read(root, e),
@@ -99,46 +145,113 @@ pub fn scan(root: &Path) -> Result<Scanned, PushError> {
     });
     // Directories to read, breadth first, with their depth below the root.
     let mut queue = VecDeque::from([(0u32, root.to_path_buf(), 0usize)]);
-    while let Some((dir_idx, dir_path, depth)) = queue.pop_front() {
-        let mut children = Vec::new();
-        let rd = std::fs::read_dir(&dir_path).map_err(|e| PushError::read(&dir_path, e))?;
-        for item in rd {
-            let item = item.map_err(|e| PushError::read(&dir_path, e))?;
-            let path = item.path();
-            // Relative to the open directory (fstatat), as find does: a path walked from the
-            // root for every entry costs a third of a re-push of an unchanged tree.
-            let meta = item.metadata().map_err(|e| PushError::read(&path, e))?;
-            children.push((item.file_name(), path, meta));
+    while !queue.is_empty() {
+        if cancel.is_set() {
+            return Err(PushError::Stopped(root.to_path_buf()));
         }
-        children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        if depth == MAX_DEPTH && !children.is_empty() {
-            let deep = children.swap_remove(0).1;
-            let below = deep.strip_prefix(root).unwrap_or(&deep).to_string_lossy();
-            return Err(PushError::TooDeep {
-                path: below.chars().take(40).collect(),
-                root: root.to_path_buf(),
-            });
-        }
-        let start = out.entries.len();
-        for (name, path, meta) in children {
-            if let Some(entry) = scan_one(&mut out, dir_idx, &name, &path, &meta)? {
-                out.entries.push(entry);
-                if meta.is_dir() {
-                    queue.push_back(((out.entries.len() - 1) as u32, path, depth + 1));
+        let batch: Vec<_> = queue.drain(..queue.len().min(BATCH)).collect();
+        let listed = read_dirs(&batch, threads);
+        for ((dir_idx, _, depth), children) in batch.into_iter().zip(listed) {
+            let mut children = children?;
+            if depth == MAX_DEPTH && !children.is_empty() {
+                let deep = children.swap_remove(0).path;
+                let below = deep.strip_prefix(root).unwrap_or(&deep).to_string_lossy();
+                return Err(PushError::TooDeep {
+                    path: below.chars().take(40).collect(),
+                    root: root.to_path_buf(),
+                });
+            }
+            let start = out.entries.len();
+            for child in children {
+                let is_dir = child.meta.is_dir();
+                if let Some(entry) = scan_one(&mut out, dir_idx, &child)? {
+                    out.entries.push(entry);
+                    if is_dir {
+                        queue.push_back(((out.entries.len() - 1) as u32, child.path, depth + 1));
+                    }
                 }
             }
+            if out.entries.len() > u32::MAX as usize - 1 {
+                return Err(PushError::TooManyEntries(root.to_path_buf()));
+            }
+            let run = Run {
+                start: start as u32,
+                len: (out.entries.len() - start) as u32,
+            };
+            out.entries[dir_idx as usize].kind = EntryKind::Dir { children: run };
         }
-        if out.entries.len() > u32::MAX as usize - 1 {
-            return Err(PushError::TooManyEntries(root.to_path_buf()));
-        }
-        let run = Run {
-            start: start as u32,
-            len: (out.entries.len() - start) as u32,
-        };
-        out.entries[dir_idx as usize].kind = EntryKind::Dir { children: run };
     }
     refuse_links_out(root, &mut out)?;
     Ok(out)
+}
+
+/// One entry of a directory, as read.
+struct Child {
+    name: std::ffi::OsString,
+    path: PathBuf,
+    meta: Metadata,
+    /// Where a symlink points.
+    target: Option<PathBuf>,
+}
+
+/// Reads the directories of `batch`, each sorted by name, in the batch's order: on up to
+/// `threads` threads, each taking the next unread directory.
+fn read_dirs(
+    batch: &[(u32, PathBuf, usize)],
+    threads: usize,
+) -> Vec<Result<Vec<Child>, PushError>> {
+    let threads = threads.min(batch.len());
+    if threads <= 1 {
+        return batch.iter().map(|(_, dir, _)| read_dir(dir)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<Vec<Child>, PushError>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, dir, _)) = batch.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, read_dir(dir)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("reading a directory does not panic"))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The entries of `dir`, sorted by name, each stat'ed relative to the open directory
+/// (fstatat), as find does: a path walked from the root for every entry costs a third of a
+/// re-push of an unchanged tree.
+fn read_dir(dir: &Path) -> Result<Vec<Child>, PushError> {
+    let mut children = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| PushError::read(dir, e))?;
+    for item in rd {
+        let item = item.map_err(|e| PushError::read(dir, e))?;
+        let path = item.path();
+        let meta = item.metadata().map_err(|e| PushError::read(&path, e))?;
+        let target = match meta.file_type().is_symlink() {
+            true => Some(std::fs::read_link(&path).map_err(|e| PushError::read(&path, e))?),
+            false => None,
+        };
+        children.push(Child {
+            name: item.file_name(),
+            path,
+            meta,
+            target,
+        });
+    }
+    children.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(children)
 }
 
 /// Refuses a tree with a symlink that leads outside it (see `format::manifest::links`): once
@@ -168,13 +281,8 @@ fn refuse_links_out(root: &Path, out: &mut Scanned) -> Result<(), PushError> {
     bad.map_or(Ok(()), Err)
 }
 
-fn scan_one(
-    out: &mut Scanned,
-    parent: u32,
-    name: &OsStr,
-    path: &Path,
-    meta: &Metadata,
-) -> Result<Option<Entry>, PushError> {
+fn scan_one(out: &mut Scanned, parent: u32, child: &Child) -> Result<Option<Entry>, PushError> {
+    let (name, path, meta) = (&child.name, &child.path, &child.meta);
     check_name(name.as_bytes()).map_err(|why| PushError::BadName(path.to_path_buf(), why))?;
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
@@ -194,8 +302,7 @@ fn scan_one(
             sha256: Sha256::default(),
             chunks: Run::default(),
         }
-    } else if ft.is_symlink() {
-        let target = std::fs::read_link(path).map_err(|e| PushError::read(path, e))?;
+    } else if let Some(target) = &child.target {
         out.symlinks += 1;
         EntryKind::Symlink {
             target: out.intern(target.as_os_str().as_bytes()),
@@ -230,5 +337,59 @@ fn mtime(m: &Metadata) -> Timestamp {
     Timestamp {
         secs: m.mtime(),
         nanos: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read by several threads, a tree comes out as read by one: the same entries in the
+    /// same order, the same strings, the same files to read.
+    #[test]
+    fn threads_change_nothing_but_the_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // More directories than a batch, on several levels, with links and empty ones.
+        for d in 0..150 {
+            let sub = root.join(format!("d{d:03}/e{}", d % 7));
+            std::fs::create_dir_all(&sub).unwrap();
+            for f in 0..(d % 5) {
+                std::fs::write(sub.join(format!("f{f}")), format!("{d}/{f}")).unwrap();
+            }
+            std::os::unix::fs::symlink("..", root.join(format!("d{d:03}/up"))).unwrap();
+        }
+        let one = scan_on(root, &Cancel::default(), 1).unwrap();
+        let many = scan_on(root, &Cancel::default(), 4).unwrap();
+        assert_eq!(one.entries, many.entries);
+        assert_eq!(one.strings, many.strings);
+        let files = |s: &Scanned| -> Vec<_> {
+            s.files
+                .iter()
+                .map(|f| (f.entry, f.path.clone(), f.stamp))
+                .collect()
+        };
+        assert_eq!(files(&one), files(&many));
+        assert_eq!((one.dirs, one.symlinks), (many.dirs, many.symlinks));
+        assert_eq!(
+            one.entries.len(),
+            1 + 150 * 3 + (0..150).map(|d| d % 5).sum::<usize>()
+        );
+        let f = &many.files[0];
+        assert_eq!(
+            f.rel(root),
+            f.path.strip_prefix(root).unwrap().as_os_str().as_bytes()
+        );
+    }
+
+    #[test]
+    fn a_stopped_scan_ends_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = Cancel::default();
+        drop(cancel.on_drop());
+        assert!(matches!(
+            scan(dir.path(), &cancel),
+            Err(PushError::Stopped(_))
+        ));
     }
 }
