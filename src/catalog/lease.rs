@@ -12,6 +12,7 @@ use crate::catalog::unix_now;
 use crate::format::lease::{Detail, Lease as LeaseInfo};
 use crate::store::{keys, Listed, Store, StoreError};
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// A lease not refreshed for this long belongs to a process that is gone.
@@ -22,7 +23,7 @@ pub const FAILURES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 const FAILED: &str = "failed-push-";
 
 /// What a lease says of its holder's progress, asked again at every heartbeat.
-pub type DetailSource = std::sync::Arc<dyn Fn() -> Detail + Send + Sync>;
+pub type DetailSource = Arc<dyn Fn() -> Detail + Send + Sync>;
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// What a lease protects.
@@ -63,6 +64,24 @@ pub struct Lease {
     info: LeaseInfo,
     detail: Option<DetailSource>,
     heartbeat: tokio::task::JoinHandle<()>,
+    refresh: Refresh,
+}
+
+/// Writes a lease again, with its holder's detail as it is then.
+#[derive(Clone)]
+pub struct Refresh {
+    store: Store,
+    key: String,
+    body: Arc<dyn Fn() -> Bytes + Send + Sync>,
+}
+
+impl Refresh {
+    /// Writes the lease now; a failure is logged, and the next heartbeat tries again.
+    pub async fn now(&self) {
+        if let Err(e) = self.store.put(&self.key, (self.body)()).await {
+            tracing::warn!("could not refresh lease {}: {e}", self.key);
+        }
+    }
 }
 
 impl Lease {
@@ -93,13 +112,16 @@ impl Lease {
             move || Bytes::from(info.encode(&detail.as_ref().map(|d| d()).unwrap_or_default()))
         };
         store.put(&key, body()).await?;
-        let (s, k) = (store.clone(), key.clone());
+        let refresh = Refresh {
+            store: store.clone(),
+            key: key.clone(),
+            body: Arc::new(body),
+        };
+        let beat = refresh.clone();
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                if let Err(e) = s.put(&k, body()).await {
-                    tracing::warn!("could not refresh lease {k}: {e}");
-                }
+                beat.now().await;
             }
         });
         Ok(Lease {
@@ -108,7 +130,14 @@ impl Lease {
             info,
             detail,
             heartbeat,
+            refresh,
         })
+    }
+
+    /// What writes the lease again between heartbeats, for news worth showing at once (a
+    /// push's totals, known once its walk ends).
+    pub fn refresher(&self) -> Refresh {
+        self.refresh.clone()
     }
 
     /// The store's idea of now: the time it gave our lease when last refreshed. Ages of objects

@@ -144,7 +144,7 @@ pub async fn import(
         .await?;
         Ok(report)
     };
-    under_lease(catalog, dataset, shown.clone(), opts, &progress, work).await
+    under_lease(catalog, dataset, shown.clone(), opts, &progress, |_| work).await
 }
 
 /// Refuses a source inside the store's own layout (or the store's root, which holds it):

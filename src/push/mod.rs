@@ -19,7 +19,7 @@ pub mod stat_cache;
 pub mod upload;
 pub mod walk;
 
-use crate::catalog::lease::{Lease, Operation};
+use crate::catalog::lease::{Lease, Operation, Refresh};
 use crate::catalog::{Catalog, CatalogError, NewVersion};
 use crate::format::manifest::Run;
 use crate::format::name::{check_dataset_name, NameError};
@@ -230,7 +230,8 @@ pub async fn push(
         .unwrap_or_else(|_| source.to_path_buf())
         .display()
         .to_string();
-    let work = async {
+    let shared = progress.clone();
+    let work = |lease: Refresh| async move {
         let parent = Parent::fetch(catalog, dataset, &stats).await?;
         let scanned = scan.await.expect("scan does not panic")?;
         progress
@@ -241,7 +242,7 @@ pub async fn push(
             .store(scanned.files.len() as u64, Ordering::Relaxed);
         let fetched = parent.fetched.clone();
         let (report, made) = upload_and_commit(
-            catalog, parent, scanned, source, dataset, opts, &progress, &mut stats,
+            catalog, parent, scanned, source, dataset, opts, &progress, &mut stats, &lease,
         )
         .await?;
         if let Some(manifest) = made.or(fetched) {
@@ -250,7 +251,7 @@ pub async fn push(
         stats.save();
         Ok(report)
     };
-    under_lease(catalog, dataset, shown, opts, &progress, work).await
+    under_lease(catalog, dataset, shown, opts, &shared, work).await
 }
 
 /// The latest version of a dataset, which a push builds on, and the assembly of the new
@@ -299,14 +300,17 @@ impl Parent {
 /// Runs `work` holding a push lease, once no gc runs: the lease keeps gc from deleting what
 /// the push is about to reuse, and tells `datastore status` elsewhere which push this is
 /// (dataset, `source`) and how far it got. A failure is left on record with its reason.
-async fn under_lease<T>(
+async fn under_lease<T, F>(
     catalog: &Catalog,
     dataset: &str,
     source: String,
     opts: &PushOptions,
     progress: &Arc<PushProgress>,
-    work: impl std::future::Future<Output = Result<T, PushError>>,
-) -> Result<T, PushError> {
+    work: impl FnOnce(Refresh) -> F,
+) -> Result<T, PushError>
+where
+    F: std::future::Future<Output = Result<T, PushError>>,
+{
     let detail = {
         let (p, dataset) = (progress.clone(), dataset.to_string());
         Arc::new(move || crate::format::lease::Detail {
@@ -326,7 +330,7 @@ async fn under_lease<T>(
         if let Some(holder) = gc.first() {
             return Err(PushError::GcRunning(holder.to_string()));
         }
-        work.await
+        work(lease.refresher()).await
     }
     .await;
     match &result {
@@ -346,6 +350,7 @@ async fn upload_and_commit(
     opts: &PushOptions,
     progress: &Arc<PushProgress>,
     stats: &mut StatCache,
+    lease: &Refresh,
 ) -> Result<(PushReport, Option<Bytes>), PushError> {
     let store = catalog.store().clone();
     let uploader = Arc::new(Uploader::new(
@@ -368,6 +373,11 @@ async fn upload_and_commit(
             (f, remembered, known)
         })
         .collect();
+    // Before the first byte is read, `datastore status` elsewhere learns the totals (the
+    // lease was written before the walk ended); a push that reads nothing needs no news.
+    if planned.iter().any(|(_, _, known)| known.is_none()) {
+        lease.now().await;
+    }
     let (mut hashed_bytes, mut reused_files) = (0, 0);
     let mut results = futures::stream::iter(planned)
         .map(|(f, remembered, known)| {
