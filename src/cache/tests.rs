@@ -134,7 +134,12 @@ fn the_directory_never_holds_more_than_the_quota() {
         "{most} bytes on disk, quota {}",
         c.quota()
     );
-    assert!(most > c.quota() / 2, "the cache was not used");
+    // (Counted once the writers are done: a watcher under churn may see few whole moments.)
+    let (_, held) = DiskCache::usage(dir.path());
+    assert!(
+        held > c.quota() / 2 && held <= c.quota(),
+        "the cache was not used: {held}"
+    );
 }
 
 #[test]
