@@ -373,3 +373,132 @@ fn status_shows_pushes_running_abandoned_and_failed() {
     assert!(why.contains("changed while it was being pushed"), "{why}");
     assert_eq!(env.versions("big"), 0);
 }
+
+/// Runs a command with `--json` that must succeed, and parses its output.
+fn json(env: &Env, args: &[&str]) -> serde_json::Value {
+    let out = env.ok(args.iter().copied().chain(["--json"]));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} --json: {e}: {out}"))
+}
+
+/// Runs a command with `--json` that must fail, and returns the error's kind and message
+/// from the one JSON line on stderr.
+fn json_error(env: &Env, args: &[&str]) -> (String, String) {
+    let out = env.run(args.iter().copied().chain(["--json"]));
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: one line expected: {}",
+        out.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    let e = &v["error"];
+    (
+        e["kind"].as_str().unwrap().into(),
+        e["message"].as_str().unwrap().into(),
+    )
+}
+
+/// The `--json` forms of ls, log, du, diff, verify and cache stats say what the text forms
+/// say, and an error under `--json` is one JSON line with a kind to branch on.
+#[test]
+fn every_listing_has_a_json_form_and_errors_have_kinds() {
+    use sha2::Digest;
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::create_dir(src.join("d")).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(src.join("d/b.bin"), vec![7u8; 3000]).unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    env.push(&src, "ds");
+    std::fs::write(src.join("a.txt"), b"alpha, edited").unwrap();
+    std::fs::write(src.join("d/c.txt"), b"new").unwrap();
+    let pushed = env.push(&src, "ds");
+
+    let datasets = json(&env, &["ls"]);
+    assert_eq!(datasets[0]["dataset"], "ds", "{datasets}");
+    assert_eq!(datasets[0]["latest"], 2);
+    assert_eq!(datasets[0]["versions"], 2);
+    let log = json(&env, &["log", "ds"]);
+    assert_eq!(log, json(&env, &["ls", "ds"]));
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    assert_eq!(log[0]["version"], 2);
+    assert_eq!(log[0]["label"], "ds@v2");
+    assert_eq!(log[0]["parent"], 1);
+    assert_eq!(log[0]["files"], 3);
+    assert_eq!(log[1]["parent"], serde_json::Value::Null);
+    assert_eq!(log[0]["label"], pushed["version"], "{pushed}");
+
+    let files = json(&env, &["ls", "ds@v2", "-R"]);
+    let paths: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["a.txt", "d", "d/b.bin", "d/c.txt", "link"]);
+    let b = &files[2];
+    assert_eq!(b["type"], "file");
+    assert_eq!(b["size"], 3000);
+    let sha = format!("{:x}", sha2::Sha256::digest(vec![7u8; 3000]));
+    assert_eq!(b["sha256"], sha);
+    assert_eq!(files[1]["type"], "dir");
+    assert_eq!(files[4]["type"], "symlink");
+    assert_eq!(files[4]["target"], "a.txt");
+    let d = json(&env, &["ls", "ds@v2/d"]);
+    assert_eq!(d[0]["path"], "b.bin");
+
+    let du = json(&env, &["du", "ds@v2"]);
+    assert_eq!(du["files"], 3);
+    assert_eq!(du["bytes"], 3000 + 13 + 3);
+    assert_eq!(du["symlinks"], 1);
+
+    let diff = json(&env, &["diff", "ds@v1", "ds@v2"]);
+    assert_eq!(diff["from"], "ds@v1");
+    assert_eq!(diff["added"], 1);
+    assert_eq!(diff["changed"], 1);
+    assert_eq!(diff["removed"], 0);
+    let changes: Vec<(&str, &str)> = diff["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["change"].as_str().unwrap(), c["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes, [("changed", "a.txt"), ("added", "d/c.txt")]);
+
+    let verified = json(&env, &["verify", "ds", "--all"]);
+    assert_eq!(verified.as_array().unwrap().len(), 2);
+    assert_eq!(verified[0]["ok"], true);
+    let cache = env.dir("cache");
+    let stats = json(
+        &env,
+        &["cache", "stats", "--cache-dir", cache.to_str().unwrap()],
+    );
+    assert_eq!(stats["exists"], false);
+
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["log", "nope"],
+            "dataset_not_found",
+            "dataset 'nope' not found",
+        ),
+        (&["ls", "ds@v9"], "version_not_found", "ds@v9 not found"),
+        (&["ls", "ds@v2/missing"], "path_not_found", "has no entry"),
+        (&["log", "bad name"], "bad_name", "bad name"),
+        (
+            &["push", "/nonexistent/dir", "ds"],
+            "bad_source",
+            "does not exist",
+        ),
+    ];
+    for (args, kind, says) in cases {
+        let (k, message) = json_error(&env, args);
+        assert_eq!(k, *kind, "{args:?}: {message}");
+        assert!(message.contains(says), "{args:?}: {message}");
+    }
+    let empty = env.dir("empty");
+    let store = format!("--store=file://{}", empty.join("none").display());
+    let (k, message) = json_error(&env, &[&store, "ls"]);
+    assert_eq!(k, "no_store", "{message}");
+}

@@ -20,10 +20,11 @@ fn main() -> std::process::ExitCode {
     }
     let args = datastore::cli::helper_form(std::env::args_os().collect());
     let cli = datastore::cli::Cli::parse_from(args);
+    let json = cli.json;
     match datastore::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("datastore: {}", datastore::cli::error_line(&e));
+            eprintln!("{}", datastore::cli::error_report(&e, json));
             std::process::ExitCode::FAILURE
         }
     }

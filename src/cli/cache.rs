@@ -33,7 +33,7 @@ enum Action {
     Verify,
 }
 
-pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
+pub fn run(a: Args, cfg: &Config, json: bool) -> Result<ExitCode> {
     let (dir, size) = cfg.cache(a.cache_dir, None)?;
     if dir.exists() && !dir.is_dir() {
         anyhow::bail!(
@@ -42,7 +42,14 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
         );
     }
     // Nothing here to show, check or delete: said, and nothing is created.
+    let stats_json = json && matches!(a.action, Action::Stats);
     if !dir.join(crate::cache::ENTRIES).is_dir() {
+        if stats_json {
+            super::json::print(
+                &serde_json::json!({ "directory": dir.display().to_string(), "exists": false }),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         println!("{}: no cache here", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -56,6 +63,24 @@ pub fn run(a: Args, cfg: &Config) -> Result<ExitCode> {
             } else {
                 100.0 * s.hits as f64 / lookups as f64
             };
+            if stats_json {
+                super::json::print(&serde_json::json!({
+                    "directory": dir.display().to_string(),
+                    "exists": true,
+                    "bytes": used,
+                    "entries": entries,
+                    "quota_bytes": size.bytes_in(&dir).ok(),
+                    "hits": s.hits,
+                    "hit_bytes": s.hit_bytes,
+                    "misses": s.misses,
+                    "written_bytes": s.written_bytes,
+                    "evictions": s.evictions,
+                    "damaged": s.damaged,
+                    "passthrough_opens": s.passthrough_opens,
+                    "fallback_opens": s.fallback_opens,
+                }));
+                return Ok(ExitCode::SUCCESS);
+            }
             let quota = match (size, size.bytes_in(&dir)) {
                 (CacheSize::Percent(p), Ok(b)) => format!("{}, {p}% of its filesystem", bytes(b)),
                 (CacheSize::Percent(p), Err(_)) => format!("{p}% of its filesystem"),

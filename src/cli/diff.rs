@@ -27,15 +27,29 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let vb = ctx.catalog.resolve(&tb.dataset, tb.version).await?;
     let (ma, mb) = futures::try_join!(ctx.catalog.manifest(&va), ctx.catalog.manifest(&vb))?;
     let mut counts = [0u64; 3];
+    let mut changes = ctx.json.then(|| {
+        let head = serde_json::json!({ "from": va.label(), "to": vb.label() }).to_string();
+        super::json::Array::start(&format!("{},\"changes\":", head.trim_end_matches('}')))
+    });
     diff(&ma, &mb, &mut |c, p| {
-        let (tag, i) = match c {
-            Change::Added => ('A', 0),
-            Change::Removed => ('D', 1),
-            Change::Changed => ('M', 2),
+        let (tag, i, word) = match c {
+            Change::Added => ('A', 0, "added"),
+            Change::Removed => ('D', 1, "removed"),
+            Change::Changed => ('M', 2, "changed"),
         };
         counts[i] += 1;
-        println!("{tag}\t{}", path(p));
+        match &mut changes {
+            Some(out) => out.push(&serde_json::json!({ "change": word, "path": path(p) })),
+            None => println!("{tag}\t{}", path(p)),
+        }
     });
+    if let Some(out) = changes {
+        let [added, removed, changed] = counts;
+        out.end(&format!(
+            ",\"added\":{added},\"removed\":{removed},\"changed\":{changed}}}"
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "{} → {}: {} added, {} removed, {} changed",
         va.label(),

@@ -21,6 +21,18 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let t = parse_target(&a.target)?;
     let o = open(&ctx.catalog, &t).await?;
     let u = usage(&o.manifest, o.entry);
+    if ctx.json {
+        super::json::print(&serde_json::json!({
+            "version": o.version.label(),
+            "path": t.path_display(),
+            "bytes": u.bytes,
+            "unique_bytes": u.unique_bytes,
+            "files": u.files,
+            "dirs": u.dirs,
+            "symlinks": u.symlinks,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
     let fmt = |n: u64| if a.bytes { n.to_string() } else { bytes(n) };
     println!(
         "{}\t{}\t{}\t{}\tunique content {}\t{}{}",

@@ -22,6 +22,11 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         bail!("log shows every version of a dataset: datastore log {name}");
     }
     let listing = ctx.catalog.list_dataset(name).await?;
+    if ctx.json {
+        let all: Vec<_> = listing.committed().map(super::json::version).collect();
+        super::json::print(&all.into());
+        return Ok(super::ls::name_damage(ctx, listing.damage));
+    }
     let mut rows = vec![["VERSION", "CREATED", "FILES", "SIZE", "PARENT", "MESSAGE"]
         .map(String::from)
         .to_vec()];
@@ -38,5 +43,5 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     if rows.len() > 1 {
         table(&rows);
     }
-    Ok(super::ls::name_damage(listing.damage))
+    Ok(super::ls::name_damage(ctx, listing.damage))
 }

@@ -1,3 +1,4 @@
+use super::json;
 use super::output::{self, bytes, line, path, table, time, widen};
 use super::Ctx;
 use crate::catalog::CatalogError;
@@ -38,7 +39,10 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let m = &o.manifest;
     let is_dir = matches!(m.entries[o.entry].kind, EntryKind::Dir { .. });
     if is_dir && a.recursive {
-        recursive(m, o.entry, a.long);
+        match ctx.json {
+            true => recursive_json(m, o.entry),
+            false => recursive(m, o.entry, a.long),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let entries: Vec<(usize, Vec<u8>)> = match (&m.entries[o.entry].kind, a.recursive) {
@@ -48,7 +52,10 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             .collect(),
         _ => vec![(o.entry, m.name(&m.entries[o.entry]).to_vec())],
     };
-    if a.long {
+    if ctx.json {
+        let all: Vec<_> = entries.iter().map(|(i, p)| json::entry(m, *i, p)).collect();
+        json::print(&all.into());
+    } else if a.long {
         let rows: Vec<Vec<String>> = entries.iter().map(|(i, p)| long_row(m, *i, p)).collect();
         table(&rows);
     } else {
@@ -77,6 +84,17 @@ fn recursive(m: &Manifest, dir: usize, long: bool) {
     } else {
         each(&mut |i, p| println!("{}", short_row(m, i, p)));
     }
+}
+
+/// `ls -R --json`: one array, written as the walk goes.
+fn recursive_json(m: &Manifest, dir: usize) {
+    let mut out = json::Array::start("");
+    let mut walk = m.walk(dir);
+    walk.next_entry(); // the directory itself
+    while let Some((i, p)) = walk.next_entry() {
+        out.push(&json::entry(m, i, p));
+    }
+    out.end("");
 }
 
 /// A path, with `/` after a directory's.
@@ -131,6 +149,24 @@ async fn datasets(ctx: &Ctx) -> Result<ExitCode> {
     ]];
     // Each dataset's versions come newest first, so the first of a run is its latest.
     let live: Vec<&VersionRef> = listing.committed().collect();
+    if ctx.json {
+        let all: Vec<_> = live
+            .chunk_by(|a, b| a.dataset == b.dataset)
+            .map(|versions| {
+                let latest = versions[0];
+                serde_json::json!({
+                    "dataset": latest.dataset,
+                    "latest": latest.version,
+                    "versions": versions.len(),
+                    "files": latest.files,
+                    "bytes": latest.bytes,
+                    "updated_unix": latest.created_unix,
+                })
+            })
+            .collect();
+        json::print(&all.into());
+        return Ok(name_damage(ctx, listing.damage));
+    }
     for versions in live.chunk_by(|a, b| a.dataset == b.dataset) {
         let latest = versions[0];
         rows.push(vec![
@@ -148,11 +184,16 @@ async fn datasets(ctx: &Ctx) -> Result<ExitCode> {
     } else if !ctx.quiet && listing.damage.is_empty() {
         eprintln!("no datasets in {}", ctx.catalog.store().url());
     }
-    Ok(name_damage(listing.damage))
+    Ok(name_damage(ctx, listing.damage))
 }
 
 async fn versions(ctx: &Ctx, name: &str) -> Result<ExitCode> {
     let listing = ctx.catalog.list_dataset(name).await?;
+    if ctx.json {
+        let all: Vec<_> = listing.committed().map(json::version).collect();
+        json::print(&all.into());
+        return Ok(name_damage(ctx, listing.damage));
+    }
     let rows: Vec<Vec<String>> = listing
         .committed()
         .map(|v| {
@@ -166,18 +207,18 @@ async fn versions(ctx: &Ctx, name: &str) -> Result<ExitCode> {
         })
         .collect();
     table(&rows);
-    Ok(name_damage(listing.damage))
+    Ok(name_damage(ctx, listing.damage))
 }
 
 /// Names on stderr, one line each, what a listing could not read, after what it could was
 /// printed; the exit code tells scripts whether there was any (a damaged store fails `ls`,
 /// though it shows everything else).
-pub(super) fn name_damage(damage: Vec<CatalogError>) -> ExitCode {
+pub(super) fn name_damage(ctx: &Ctx, damage: Vec<CatalogError>) -> ExitCode {
     if damage.is_empty() {
         return ExitCode::SUCCESS;
     }
     for e in damage {
-        eprintln!("datastore: {}", super::error_line(&e.into()));
+        eprintln!("{}", super::error_report(&e.into(), ctx.json));
     }
     ExitCode::FAILURE
 }

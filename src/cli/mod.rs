@@ -7,6 +7,7 @@ mod diff;
 mod du;
 mod gc;
 mod get;
+mod json;
 mod log;
 mod ls;
 mod mount;
@@ -51,6 +52,9 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(long, short, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Print the result as JSON (doc/JSON.md), and an error as a JSON line on stderr.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -105,6 +109,8 @@ pub fn at_least_one() -> impl clap::builder::TypedValueParser<Value = usize> {
 pub struct Ctx {
     pub catalog: Catalog,
     pub quiet: bool,
+    /// `--json`: results as JSON on stdout.
+    pub json: bool,
     /// The store timeout in effect, passed on to a background mount daemon.
     pub timeout_secs: u64,
     pub config: config::Config,
@@ -199,7 +205,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
     let cfg = config::load()?;
     if let Command::Cache(a) = cli.command {
-        return cache::run(a, &cfg);
+        return cache::run(a, &cfg, cli.json);
     }
     let url = match mount_opts
         .as_ref()
@@ -234,6 +240,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         let ctx = Ctx {
             catalog: Catalog::new(store).with_tier(open_tier(tier_url, timeout)?),
             quiet: cli.quiet,
+            json: cli.json,
             timeout_secs,
             config: cfg,
         };
@@ -282,6 +289,14 @@ pub fn helper_form(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString>
         args.insert(1, "mount".into());
     }
     args
+}
+
+/// How `main` shows an error: its line, or under `--json` the JSON line of [`json::error`].
+pub fn error_report(e: &anyhow::Error, json: bool) -> String {
+    match json {
+        true => json::error(e),
+        false => format!("datastore: {}", error_line(e)),
+    }
 }
 
 /// An error and its causes on one line.

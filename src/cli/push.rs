@@ -41,9 +41,6 @@ pub struct Args {
     /// Message recorded with the version.
     #[arg(short, long, default_value = "")]
     message: String,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
     /// Files read in parallel.
     #[arg(long, default_value_t = 16, value_parser = at_least_one())]
     jobs: usize,
@@ -93,7 +90,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         let ago = last.and_then(|t| t.elapsed().ok());
         if let Some(ago) = ago.filter(|ago| *ago < every) {
             let secs = std::time::Duration::from_secs(ago.as_secs());
-            if a.json {
+            if ctx.json {
                 let j = serde_json::json!({ "not_due": true, "pushed_secs_ago": secs.as_secs() });
                 println!("{j}");
                 return Ok(ExitCode::SUCCESS);
@@ -111,7 +108,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let progress = Arc::new(PushProgress::default());
     let p = progress.clone();
     let _bar = Bar::follow(
-        ctx.quiet || a.json,
+        ctx.quiet || ctx.json,
         "push",
         Arc::new(move || Bar::counters(&p.read_bytes, &p.total_bytes)),
     );
@@ -137,7 +134,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             s.note
         );
     }
-    if a.json {
+    if ctx.json {
         let j = serde_json::json!({
             "version": r.version.label(),
             "number": r.version.version,

@@ -49,7 +49,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                 count(doomed.len() as u64, "version"),
                 t.dataset
             );
-            return Ok(super::ls::name_damage(left));
+            return Ok(super::ls::name_damage(ctx, left));
         }
         (true, true, _) => bail!(
             "rm -r takes a dataset name without a version: rm -r {}",

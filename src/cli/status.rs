@@ -19,9 +19,6 @@ use std::process::ExitCode;
 pub struct Args {
     /// Only pushes of this dataset.
     name: Option<String>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
@@ -33,7 +30,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         .into_iter()
         .filter(|x| a.name.as_ref().is_none_or(|n| *n == x.detail.dataset))
         .collect();
-    if a.json {
+    if ctx.json {
         let items: Vec<serde_json::Value> = shown
             .iter()
             .map(|x| {

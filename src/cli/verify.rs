@@ -48,20 +48,36 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         (vec![v], Vec::new())
     };
     let mut bad = 0;
+    let mut reports = Vec::new();
     for v in versions {
         let progress = Arc::new(VerifyProgress::default());
         let p = progress.clone();
         let bar = Bar::follow(
-            ctx.quiet,
+            ctx.quiet || ctx.json,
             "verify",
             Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
         );
         let r = verify(&ctx.catalog, &v, a.jobs, &progress).await?;
         drop(bar);
+        bad += r.problems.len();
+        if ctx.json {
+            let problems: Vec<_> = r
+                .problems
+                .iter()
+                .map(|p| serde_json::json!({ "path": path(&p.path), "problem": p.what }))
+                .collect();
+            reports.push(serde_json::json!({
+                "version": r.label,
+                "ok": problems.is_empty(),
+                "objects": r.objects,
+                "bytes": r.bytes,
+                "problems": problems,
+            }));
+            continue;
+        }
         for p in &r.problems {
             eprintln!("{}/{}: {}", r.label, path(&p.path), p.what);
         }
-        bad += r.problems.len();
         let status = if r.problems.is_empty() {
             "ok".to_string()
         } else {
@@ -74,8 +90,11 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             bytes(r.bytes)
         );
     }
+    if ctx.json {
+        super::json::print(&reports.into());
+    }
     let damaged = !damage.is_empty();
-    super::ls::name_damage(damage);
+    super::ls::name_damage(ctx, damage);
     Ok(if bad == 0 && !damaged {
         ExitCode::SUCCESS
     } else {
