@@ -54,6 +54,15 @@ need_moto() {
     "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# pytest in the project's .venv, for the Python package's tests (python/tests).
+PYTEST_VERSION=8.3.4
+need_pytest() {
+    local venv="$ROOT/.venv"
+    if [ -x "$venv/bin/pytest" ]; then return 0; fi
+    echo "==> installing pytest==$PYTEST_VERSION into .venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "pytest==$PYTEST_VERSION"
+}
+
 # kubernetes-validate (the Kubernetes schemas, offline) in the project's .venv, for the tests
 # of deploy/kubernetes/.
 KUBERNETES_VALIDATE_VERSION=1.37.0

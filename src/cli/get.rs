@@ -34,12 +34,23 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let progress = Arc::new(GetProgress::default());
     let p = progress.clone();
     let bar = Bar::follow(
-        ctx.quiet,
+        ctx.quiet || ctx.json,
         "get",
         Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
     );
     let r = get(&ctx.catalog, &t, &a.dest, a.jobs, &progress).await?;
     drop(bar);
+    if ctx.json {
+        super::json::print(&serde_json::json!({
+            "version": r.label,
+            "path": t.path_display(),
+            "dest": a.dest.display().to_string(),
+            "files": r.files,
+            "bytes": r.bytes,
+            "kept": r.kept,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
     let kept = if r.kept > 0 {
         format!(" ({} already present)", r.kept)
     } else {

@@ -148,7 +148,15 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             args.push(format!("log={}", file.display()).into());
         }
         return match daemon::spawn(args) {
-            Ok(()) => {
+            Ok(label) if ctx.json => {
+                super::json::print(&serde_json::json!({
+                    "version": label,
+                    "mountpoint": point.display().to_string(),
+                    "log": log.describe(),
+                }));
+                Ok(ExitCode::SUCCESS)
+            }
+            Ok(_) => {
                 if !ctx.quiet {
                     println!(
                         "{} mounted at {}; log: {}",

@@ -73,6 +73,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     while !cache.scanned() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let mut reports = Vec::new();
     for (t, o, files) in &opened {
         let m = &o.manifest;
         let total: u64 = files
@@ -103,7 +104,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         let progress = Arc::new(PrefetchProgress::default());
         let p = progress.clone();
         let bar = Bar::follow(
-            ctx.quiet,
+            ctx.quiet || ctx.json,
             "prefetch",
             Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
         );
@@ -118,6 +119,17 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         )
         .await?;
         drop(bar);
+        if ctx.json {
+            reports.push(serde_json::json!({
+                "target": label,
+                "files": r.files,
+                "bytes": r.bytes,
+                "fetched_bytes": r.fetched_bytes,
+                "requests": r.requests,
+                "cached_bytes": r.cached_bytes,
+            }));
+            continue;
+        }
         println!(
             "{label}: {}, {}; fetched {} in {}, {} already cached",
             count(r.files, "file"),
@@ -126,6 +138,9 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             count(r.requests, "request"),
             bytes(r.cached_bytes)
         );
+    }
+    if ctx.json {
+        super::json::print(&reports.into());
     }
     Ok(ExitCode::SUCCESS)
 }

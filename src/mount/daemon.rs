@@ -27,6 +27,10 @@ pub enum Notify {
     Nobody,
 }
 
+/// What a daemon writes to the ready pipe once its mount is live, before the label of the
+/// version it serves (an error line never starts with a tab).
+const READY: &str = "ok\t";
+
 impl Notify {
     /// The pipe if `ready_fd` is given, else systemd if it is listening, else nobody.
     pub fn from(ready_fd: Option<i32>) -> Notify {
@@ -41,10 +45,11 @@ impl Notify {
         Notify::Nobody
     }
 
-    pub fn ready(&mut self, status: &str) {
+    /// Says the mount is ready, serving version `label`; `status` is for systemd.
+    pub fn ready(&mut self, label: &str, status: &str) {
         match self {
             Notify::Pipe(f) => {
-                let _ = f.write_all(b"ok\n");
+                let _ = writeln!(f, "{READY}{label}");
             }
             Notify::Systemd => {
                 let _ = sd_notify::notify(&[
@@ -74,7 +79,7 @@ impl Notify {
 
 /// Starts `args` (a full command line for this program) as a daemon in its own session and
 /// waits until it reports. Returns `Err(reason)` if it failed or died before the mount was live.
-pub fn spawn(args: Vec<OsString>) -> Result<(), String> {
+pub fn spawn(args: Vec<OsString>) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut fds = [0i32; 2];
     // SAFETY: fds is a valid array of two ints.
@@ -109,8 +114,8 @@ pub fn spawn(args: Vec<OsString>) -> Result<(), String> {
     let mut said = String::new();
     let _ = File::from(read_end).read_to_string(&mut said);
     let said = said.trim();
-    if said == "ok" {
-        return Ok(());
+    if let Some(label) = said.strip_prefix(READY) {
+        return Ok(label.to_string());
     }
     if !said.is_empty() {
         let _ = child.wait();

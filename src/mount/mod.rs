@@ -209,7 +209,10 @@ pub async fn serve(
         req.mountpoint.display(),
         started.elapsed()
     );
-    notify.ready(&format!("serving {label} at {}", req.mountpoint.display()));
+    notify.ready(
+        &label,
+        &format!("serving {label} at {}", req.mountpoint.display()),
+    );
 
     let point = req.mountpoint.clone();
     let signals = tokio::spawn(async move {
