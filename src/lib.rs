@@ -1,8 +1,9 @@
 //! datastore: immutable, content-addressed dataset versions in object storage.
 //!
 //! Dependencies point one way: `cli → {mount, ops, push} → read → {cache, catalog} →
-//! {manifest, format, store}`.
+//! {manifest, format, store} → buffers`.
 
+pub mod buffers;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

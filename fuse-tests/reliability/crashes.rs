@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// Checks every disk cache entry: it reads back whole (a chunk entry with intact block
 /// checksums) and its bytes hash to its name. Returns how many there are.
 pub fn assert_cache_consistent(cache: &Path) -> usize {
-    let buffers = datastore::cache::buffers::Buffers::new(0);
+    let buffers = datastore::buffers::Buffers::new(0);
     let entries = crate::common::cache_entries(cache);
     for path in &entries {
         let name = path.file_name().unwrap().to_string_lossy();

@@ -153,6 +153,7 @@ def test_every_error_is_an_exception_of_its_kind(tree, s3_store, tmp_path, monke
         (datastore.VersionNotFound, lambda: datastore.Dataset.get("errs@v9"), "errs@v9 not found"),
         (datastore.PathNotFound, lambda: _cli.run(["ls", "errs@v1/missing"]), "has no entry"),
         (datastore.BadName, lambda: datastore.Dataset.get("Bad Name"), "Bad Name"),
+        (datastore.BadName, lambda: datastore.Dataset.get("errs@v1/a.txt"), "path inside a version"),
         (
             datastore.BadSource,
             lambda: datastore.Dataset.push(tmp_path / "absent", "errs"),

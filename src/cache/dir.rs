@@ -1,7 +1,7 @@
 //! A cache directory as `datastore cache` sees it, with or without daemons using it: its
 //! entries listed, counted, checked or deleted, and what dead daemons left in `tmp/`.
 
-use super::{buffers, entry, file_entry, DiskCache, Kind, IDLE_BUFFERS};
+use super::{entry, file_entry, DiskCache, Kind};
 use crate::format::Sha256;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,7 @@ impl DiskCache {
     /// read cannot see (a file entry served by passthrough is read by the kernel, not by us).
     /// Blocking; returns the entries checked and those deleted.
     pub fn verify(dir: &Path) -> std::io::Result<(u64, Vec<PathBuf>)> {
-        let buffers = buffers::Buffers::new(IDLE_BUFFERS);
+        let buffers = crate::buffers::shared();
         let mut checked = 0;
         let mut damaged = Vec::new();
         for (kind, path, _) in entry_files(dir)? {
@@ -60,7 +60,7 @@ impl DiskCache {
                 continue;
             };
             let read = match kind {
-                Kind::Chunk => entry::read(&path, &buffers).and_then(|d| {
+                Kind::Chunk => entry::read(&path, buffers).and_then(|d| {
                     (Sha256::of(&d) == h)
                         .then_some(())
                         .ok_or(entry::Bad::Damaged("SHA-256 mismatch"))

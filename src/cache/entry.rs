@@ -14,7 +14,7 @@
 //! Entries are written to a temporary file and renamed into place, so a crash leaves either
 //! no entry or a whole one.
 
-use super::buffers::Buffers;
+use crate::buffers::Buffers;
 use bytes::Bytes;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -162,10 +162,9 @@ pub fn read_range(path: &Path, range: Range<u64>) -> Result<(Bytes, u64), Bad> {
     let first = range.start as usize / BLOCK;
     let from = (first * BLOCK) as u64;
     let to = (range.end.div_ceil(BLOCK as u64) * BLOCK as u64).min(h.len);
-    let mut data = vec![0u8; (to - from) as usize];
-    file.read_exact_at(&mut data, h.offset as u64 + from)?;
+    let data =
+        crate::buffers::shared().read_at(&file, h.offset as u64 + from, (to - from) as usize)?;
     h.check(first, &data)?;
-    let data = Bytes::from(data);
     Ok((
         data.slice((range.start - from) as usize..(range.end - from) as usize),
         h.len,

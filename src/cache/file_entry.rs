@@ -102,11 +102,11 @@ pub fn write(
 
 /// Reads a whole entry and checks it against its SHA-256. Blocking.
 pub fn read(path: &Path, hash: &Sha256) -> Result<Bytes, Bad> {
-    let data = std::fs::read(path)?;
+    let data = crate::buffers::shared().read_file(path)?;
     if Sha256::of(&data) != *hash {
         return Err(Bad::Damaged("SHA-256 mismatch"));
     }
-    Ok(Bytes::from(data))
+    Ok(data)
 }
 
 /// Bytes `range` of an entry of `len` bytes, after the checks of [`open`]: what the kernel
@@ -119,14 +119,12 @@ pub fn read_range(
     sealed: bool,
     range: std::ops::Range<u64>,
 ) -> Result<Bytes, Bad> {
-    use std::os::unix::fs::FileExt;
     if range.start > range.end || range.end > len {
         return Err(Bad::Damaged("range past the end"));
     }
     let file = open(path, hash, len, sealed)?;
-    let mut data = vec![0u8; (range.end - range.start) as usize];
-    file.read_exact_at(&mut data, range.start)?;
-    Ok(Bytes::from(data))
+    let size = (range.end - range.start) as usize;
+    Ok(crate::buffers::shared().read_at(&file, range.start, size)?)
 }
 
 /// Opens an entry for the kernel to serve, if it holds `len` bytes and, where `sealed` says

@@ -24,7 +24,6 @@
 //! temporary files, `DIR/stats/PID.json` counters of each daemon (read by `datastore cache
 //! stats`).
 
-pub mod buffers;
 mod dir;
 mod direct;
 pub mod entry;
@@ -77,9 +76,6 @@ impl Kind {
 /// An entry: what it holds and the SHA-256 of its bytes.
 type Key = (Kind, Sha256);
 
-/// Bytes of read buffers kept for reuse once their chunks are dropped (see [`buffers`]).
-const IDLE_BUFFERS: usize = 16 << 20;
-
 /// After an eviction the cache holds at most this share of its quota.
 const LOW_WATERMARK: f64 = 0.9;
 /// A process that must make room but knows of no entry lists the directory for entries other
@@ -126,7 +122,6 @@ pub struct DiskCache {
     scanned: AtomicBool,
     /// Whether the cache's filesystem keeps the seals in mtimes ([`seal`]).
     seals: bool,
-    buffers: Arc<buffers::Buffers>,
     pub stats: stats::Counters,
     /// When a failed write was last logged: a full disk fails every write, and one line a
     /// minute says so as well as thousands would.
@@ -219,7 +214,6 @@ impl DiskCache {
             }),
             scanned: AtomicBool::new(false),
             seals,
-            buffers: buffers::Buffers::new(IDLE_BUFFERS),
             stats: stats::Counters::default(),
             write_warned: Mutex::new(None),
         });
@@ -306,7 +300,7 @@ impl DiskCache {
     pub fn get(&self, h: &Sha256) -> Option<Bytes> {
         let key = (Kind::Chunk, *h);
         let path = self.path(key);
-        match entry::read(&path, &self.buffers) {
+        match entry::read(&path, crate::buffers::shared()) {
             Err(entry::Bad::Missing) => {}
             read => return self.served(key, &path, read),
         }

@@ -97,15 +97,17 @@ impl Origins {
         &self.store
     }
 
-    /// Bytes of `key` (a range, or the whole object) from the store, or from a source at its
-    /// pinned content; a source object deleted or changed since is [`ContentError::SourceChanged`].
+    /// Bytes of `key` (a range, or the whole object), `len` of them unless something is
+    /// wrong, from the store, or from a source at its pinned content; a source object deleted
+    /// or changed since is [`ContentError::SourceChanged`].
     pub async fn get(
         &self,
         key: &str,
         range: Option<std::ops::Range<u64>>,
+        len: u64,
         source: Option<&Source>,
     ) -> Result<Bytes, ContentError> {
-        Ok(self.get_from(key, range, source, false).await?.0)
+        Ok(self.get_from(key, range, len, source, false).await?.0)
     }
 
     /// Like [`get`](Self::get); `direct` skips the tier. Also says whether the bytes came
@@ -114,6 +116,7 @@ impl Origins {
         &self,
         key: &str,
         range: Option<std::ops::Range<u64>>,
+        len: u64,
         source: Option<&Source>,
         direct: bool,
     ) -> Result<(Bytes, bool), ContentError> {
@@ -122,7 +125,7 @@ impl Origins {
                 return Ok((b, true));
             }
         }
-        self.get_direct(key, range, source)
+        self.get_direct(key, range, len, source)
             .await
             .map(|b| (b, false))
     }
@@ -131,17 +134,19 @@ impl Origins {
         &self,
         key: &str,
         range: Option<std::ops::Range<u64>>,
+        len: u64,
         source: Option<&Source>,
     ) -> Result<Bytes, ContentError> {
         let Some(src) = source else {
-            return match range {
-                None => self.store.get(key).await,
-                Some(r) => self.store.get_range(key, r).await,
-            }
-            .map_err(|e| match e {
-                StoreError::NotFound { .. } => ContentError::Missing { key: key.into() },
-                e => ContentError::Store(e),
-            });
+            let most = usize::try_from(len).unwrap_or(usize::MAX);
+            return self
+                .store
+                .get_into(key, range, most, crate::buffers::shared())
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound { .. } => ContentError::Missing { key: key.into() },
+                    e => ContentError::Store(e),
+                });
         };
         let store = &self.source(&src.url).map_err(ContentError::Store)?;
         let range = match range {
@@ -238,7 +243,7 @@ pub async fn fetch(origins: &Origins, at: &Located) -> Result<Bytes, ContentErro
     let (mut direct, mut from_store) = (false, 0);
     while from_store < 2 {
         let (data, tiered) = origins
-            .get_from(&at.key, at.range.clone(), source, direct)
+            .get_from(&at.key, at.range.clone(), at.len as u64, source, direct)
             .await?;
         if data.len() == at.len as usize && Sha256::of(&data) == at.hash {
             return Ok(data);

@@ -105,7 +105,7 @@ pub async fn fetch(
     }
     let source = region.source.as_ref();
     let data = origins
-        .get(&region.key, region.range.clone(), source)
+        .get(&region.key, region.range.clone(), region.bytes(), source)
         .await?;
     let mut out = Vec::with_capacity(region.members.len());
     for m in &region.members {

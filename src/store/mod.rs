@@ -7,6 +7,7 @@ mod explain;
 pub mod keys;
 pub mod tier;
 
+use crate::buffers::Buffers;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -14,8 +15,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientConfigKey, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
-    PutMode, PutOptions, PutPayload, RetryConfig,
+    BackoffConfig, ClientConfigKey, ClientOptions, GetOptions, GetResultPayload, ObjectStore,
+    ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 use std::future::Future;
 use std::ops::Range;
@@ -456,6 +457,60 @@ impl Store {
         let path = self.path(key);
         let data = self
             .bounded("GET", key, self.inner.get_range(&path, range))
+            .await?;
+        crate::metrics::store_bytes("GET", data.len() as u64);
+        Ok(data)
+    }
+
+    /// Bytes of `key` (`range` of it, or all of it) in a buffer from `buffers`, whose pages
+    /// are reused from chunk to chunk rather than mapped afresh for every GET. A body longer
+    /// than `most` bytes is cut after `most + 1`: enough for the caller to see that it is not
+    /// what was asked for, without holding whatever a broken server sends.
+    pub async fn get_into(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+        most: usize,
+        buffers: &Arc<Buffers>,
+    ) -> Result<Bytes, StoreError> {
+        let path = self.path(key);
+        let opts = GetOptions {
+            range: range.map(Into::into),
+            ..Default::default()
+        };
+        let data = self
+            .bounded("GET", key, async {
+                let got = self.inner.get_opts(&path, opts).await?;
+                let keep = most.saturating_add(1);
+                match got.payload {
+                    // A local directory: one read into the buffer.
+                    GetResultPayload::File(file, _) => {
+                        let (at, len) = (got.range.start, got.range.end - got.range.start);
+                        let len = usize::try_from(len).unwrap_or(usize::MAX).min(keep);
+                        let buffers = buffers.clone();
+                        let read = move || buffers.read_at(&file, at, len);
+                        tokio::task::spawn_blocking(read)
+                            .await
+                            .map_err(std::io::Error::other)
+                            .and_then(|r| r)
+                            .map_err(|e| object_store::Error::Generic {
+                                store: "LocalFileSystem",
+                                source: Box::new(e),
+                            })
+                    }
+                    GetResultPayload::Stream(mut body) => {
+                        let mut buf = buffers.filling(most);
+                        while let Some(piece) = body.next().await {
+                            let piece = piece?;
+                            buf.extend(&piece[..piece.len().min(keep - buf.len())]);
+                            if buf.len() == keep {
+                                break;
+                            }
+                        }
+                        Ok(buf.freeze())
+                    }
+                }
+            })
             .await?;
         crate::metrics::store_bytes("GET", data.len() as u64);
         Ok(data)

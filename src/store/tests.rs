@@ -22,6 +22,23 @@ async fn exercise(store: &Store) {
         .unwrap();
     assert!(store.exists("a/b").await.unwrap());
     assert_eq!(store.get_range("a/b", 1..4).await.unwrap(), "ell");
+    // Into reused buffers: a local directory is read straight into one, others streamed.
+    let pool = crate::buffers::Buffers::new(1 << 20);
+    assert_eq!(
+        store.get_into("a/b", Some(1..4), 3, &pool).await.unwrap(),
+        "ell"
+    );
+    assert_eq!(
+        store.get_into("a/b", None, 5, &pool).await.unwrap(),
+        "hello"
+    );
+    // A body longer than asked for is cut one byte past it, for the caller to see.
+    assert_eq!(store.get_into("a/b", None, 2, &pool).await.unwrap(), "hel");
+    assert!(store
+        .get_into("x/y", None, 2, &pool)
+        .await
+        .unwrap_err()
+        .is_not_found());
     assert!(store
         .put_if_absent("r/1", Bytes::from_static(b"x"))
         .await

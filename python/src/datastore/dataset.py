@@ -69,6 +69,12 @@ class Dataset:
         """The version `target` names: `NAME` (the latest), `NAME@vN`, `NAME@N` or
         `NAME@latest`. Raises `DatasetNotFound` or `VersionNotFound`."""
         name, _, version = target.partition("@")
+        if "/" in version:
+            raise errors.BadName(
+                f"'{target}' names a path inside a version; get the version "
+                f"(Dataset.get('{name}@{version.split('/')[0]}')) and use its files",
+                "bad_name",
+            )
         versions = _cli.run(["log", name], store)
         if not versions:
             raise errors.DatasetNotFound(
