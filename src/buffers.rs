@@ -12,7 +12,6 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -58,13 +57,10 @@ impl Buffers {
     /// A whole file, read into a reused buffer where one is idle. A file shorter than its
     /// size said when opened is an `UnexpectedEof` error.
     pub fn read_file(self: &Arc<Buffers>, path: &Path) -> std::io::Result<Bytes> {
-        let mut file = std::fs::File::open(path)?;
+        let file = std::fs::File::open(path)?;
         let len = usize::try_from(file.metadata()?.len())
             .map_err(|_| std::io::Error::other("file too large"))?;
-        let mut buf = self.filling(len);
-        file.read_exact(buf.spare(len))?;
-        buf.0.len = len;
-        Ok(buf.freeze())
+        self.read_at(&file, 0, len)
     }
 
     /// Bytes `offset..offset + len` of `file`, read into a reused buffer.

@@ -107,14 +107,7 @@ impl Appender {
     /// Writes `data`, whole blocks in an aligned buffer, at the end of the file, with nothing
     /// staged; the ordinary way from then on if the device refuses O_DIRECT.
     fn write_direct(&mut self, file: &File, data: &[u8]) -> std::io::Result<()> {
-        match file.write_all_at(data, self.written) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && set_direct(file, false) => {
-                self.direct = false;
-                file.write_all_at(data, self.written)?;
-            }
-            Err(e) => return Err(e),
-        }
+        self.direct = write_or_fall_back(file, data, data, self.written)?;
         self.written += data.len() as u64;
         Ok(())
     }
@@ -126,18 +119,24 @@ impl Appender {
         let at = self.written;
         let direct = STAGING.with_borrow_mut(|buf| {
             let stage = stage(buf);
-            match file.write_all_at(&stage[..len], at) {
-                Ok(()) => Ok(true),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && set_direct(file, false) => {
-                    file.write_all_at(&stage[..staged], at).map(|()| false)
-                }
-                Err(e) => Err(e),
-            }
+            write_or_fall_back(file, &stage[..len], &stage[..staged], at)
         })?;
         self.direct = direct;
         self.written += staged as u64;
         self.staged = 0;
         Ok(())
+    }
+}
+
+/// Writes `aligned` at `at` with O_DIRECT; if the device refuses it, turns O_DIRECT off and
+/// writes `plain` (the same bytes without padding) instead. Whether O_DIRECT is still on.
+fn write_or_fall_back(file: &File, aligned: &[u8], plain: &[u8], at: u64) -> std::io::Result<bool> {
+    match file.write_all_at(aligned, at) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && set_direct(file, false) => {
+            file.write_all_at(plain, at).map(|()| false)
+        }
+        Err(e) => Err(e),
     }
 }
 
