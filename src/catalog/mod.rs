@@ -374,6 +374,17 @@ impl Catalog {
         Ok(None)
     }
 
+    /// Version `n` of `dataset`, if it is the latest, committed, with manifest `manifest`:
+    /// what [`latest`](Self::latest) would say, in one round trip instead of two (the listing
+    /// and the ref are asked at once). `None` when it is not, or cannot be told.
+    pub async fn latest_if(&self, dataset: &str, n: u64, manifest: &Sha256) -> Option<VersionRef> {
+        let (scanned, r) = futures::join!(self.scan(Some(dataset)), self.version(dataset, n));
+        let ((numbers, unexpected), r) = (scanned.ok()?, r.ok()?);
+        let newest = numbers.get(dataset)?.iter().max();
+        (unexpected.is_empty() && newest == Some(&n) && r.is_committed() && r.manifest == *manifest)
+            .then_some(r)
+    }
+
     /// Resolves `NAME@VER` to a committed version.
     pub async fn resolve(
         &self,

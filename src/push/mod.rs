@@ -1,6 +1,8 @@
 //! `push`: turn a directory into a new version.
 //!
 //! Order of work, which is what makes a push safe to interrupt at any point:
+//! 0. scan the tree; if its digest is the one the last push sealed (see [`stat_cache`]) and
+//!    that version is still the latest, stop: the tree is unchanged, and nothing was written;
 //! 1. take a push lease, so gc cannot delete blobs this push is about to reuse, and read the
 //!    parent version, while the tree is scanned (a tree that cannot be pushed leaves only the
 //!    record of the failed push that `datastore status` shows);
@@ -29,7 +31,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use ingest::SMALL_FILE;
 use packer::{PackTable, Packer};
-use stat_cache::StatCache;
+use stat_cache::{Seal, StatCache};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,33 +200,62 @@ pub async fn push(
     let cancel = walk::Cancel::default();
     let scan = {
         let (src, cancel) = (source.to_path_buf(), cancel.clone());
-        tokio::task::spawn_blocking(move || walk::scan(&src, &cancel))
+        tokio::task::spawn_blocking(move || {
+            walk::scan(&src, &cancel).map(|s| {
+                let tree = s.digest();
+                (s, tree)
+            })
+        })
     };
     // A push that fails before its walk ends stops the walk: it need not finish for the
     // process to end.
     let _stop = cancel.on_drop();
     // Before the lease: a second push of the same tree waits for nothing and writes nothing.
-    let mut stats = match &opts.stat_dir {
-        Some(dir) => {
-            let (dir, url, name, src) = (
-                dir.clone(),
-                catalog.store().url().to_string(),
-                dataset.to_string(),
-                source.to_path_buf(),
-            );
-            tokio::task::spawn_blocking(move || StatCache::load(&dir, &url, &name, &src))
-                .await
-                .expect("loading the stat cache does not panic")
-                .map_err(|pid| PushError::AlreadyPushing {
-                    dir: source.to_path_buf(),
-                    dataset: dataset.into(),
-                    pid,
-                })?
+    // The dataset's latest version is looked up meanwhile, for the seal.
+    let load = async {
+        match &opts.stat_dir {
+            Some(dir) => {
+                let (dir, url, name, src) = (
+                    dir.clone(),
+                    catalog.store().url().to_string(),
+                    dataset.to_string(),
+                    source.to_path_buf(),
+                );
+                tokio::task::spawn_blocking(move || StatCache::load(&dir, &url, &name, &src))
+                    .await
+                    .expect("loading the stat cache does not panic")
+                    .map_err(|pid| PushError::AlreadyPushing {
+                        dir: source.to_path_buf(),
+                        dataset: dataset.into(),
+                        pid,
+                    })
+            }
+            None => Ok(StatCache::none()),
         }
-        None => StatCache::none(),
     };
+    let sealed = async {
+        let dir = opts.stat_dir.as_ref().filter(|_| !opts.rehash)?;
+        let seal = Seal::read(dir, catalog.store().url(), dataset, source)?;
+        let latest = catalog
+            .latest_if(dataset, seal.version, &seal.manifest)
+            .await?;
+        Some((seal, latest))
+    };
+    let (stats, sealed) = tokio::join!(load, sealed);
+    let mut stats = stats?;
     if opts.rehash {
         stats.forget_known();
+    }
+    let mut walk = Walk::Running(scan);
+    // The seal unbroken: the tree is the latest version's again, known without a lease, a
+    // manifest or a plan. (A failure to look the version up is met again below, and reported.)
+    if let Some((seal, latest)) = sealed {
+        let (scanned, tree) = walk.finish().await?;
+        if tree == seal.tree {
+            stats.confirm();
+            return Ok(unchanged(latest, scanned, &progress));
+        }
+        walk = Walk::Done(scanned, tree);
     }
     let shown = std::path::absolute(source)
         .unwrap_or_else(|_| source.to_path_buf())
@@ -233,7 +264,7 @@ pub async fn push(
     let shared = progress.clone();
     let work = |lease: Refresh| async move {
         let parent = Parent::fetch(catalog, dataset, &stats).await?;
-        let scanned = scan.await.expect("scan does not panic")?;
+        let (scanned, tree) = walk.finish().await?;
         progress
             .total_bytes
             .store(scanned.total_bytes, Ordering::Relaxed);
@@ -248,10 +279,57 @@ pub async fn push(
         if let Some(manifest) = made.or(fetched) {
             stats.keep_manifest(manifest);
         }
+        stats.seal_as(tree, report.version.version, report.version.manifest);
         stats.save();
         Ok(report)
     };
     under_lease(catalog, dataset, shown, opts, &shared, work).await
+}
+
+/// The walk of a push: still running, or waited for early.
+enum Walk {
+    Running(tokio::task::JoinHandle<Result<(Scanned, Sha256), PushError>>),
+    Done(Scanned, Sha256),
+}
+
+impl Walk {
+    /// The scanned tree and its digest.
+    async fn finish(self) -> Result<(Scanned, Sha256), PushError> {
+        match self {
+            Walk::Running(scan) => scan.await.expect("scan does not panic"),
+            Walk::Done(scanned, tree) => Ok((scanned, tree)),
+        }
+    }
+}
+
+/// The report of a push that found the tree sealed as `version` (see `stat_cache`): every
+/// file known, nothing read or uploaded.
+fn unchanged(version: VersionRef, scanned: Scanned, progress: &PushProgress) -> PushReport {
+    let files = scanned.files.len() as u64;
+    for (total, done, n) in [
+        (
+            &progress.total_bytes,
+            &progress.read_bytes,
+            scanned.total_bytes,
+        ),
+        (&progress.total_files, &progress.done_files, files),
+    ] {
+        total.store(n, Ordering::Relaxed);
+        done.store(n, Ordering::Relaxed);
+    }
+    PushReport {
+        version,
+        unchanged: true,
+        files,
+        dirs: scanned.dirs,
+        symlinks: scanned.symlinks,
+        bytes: scanned.total_bytes,
+        uploaded_bytes: 0,
+        uploaded_objects: 0,
+        hashed_bytes: 0,
+        reused_files: files,
+        skipped: scanned.skipped,
+    }
 }
 
 /// The latest version of a dataset, which a push builds on, and the assembly of the new

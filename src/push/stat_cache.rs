@@ -12,6 +12,13 @@
 //! right after it was hashed would keep its stamp. So a stamp is remembered only if its ctime
 //! is a margin older than the push, as git treats "racily clean" entries.
 //!
+//! The seal: a push whose files' stamps were all settled also keeps a digest of its whole
+//! scan (every entry's name, mode and mtime, every file's stamp, see
+//! [`Scanned::digest`](super::walk::Scanned::digest)) beside the SHA-256 of the manifest that
+//! tree was. The next push whose scan has the same digest, while the dataset's latest version
+//! is still that manifest, is the same tree again: it needs no lease, no manifest and no plan,
+//! only the walk and one look at the dataset's versions.
+//!
 //! The cache is local state, one file per source in a directory the caller gives (the CLI's
 //! is under the user's state directory, see [`state_dir`]). It is only ever advice: lost, stale or damaged, it costs a full read, never a wrong version,
 //! because the hash it gives must also be in the parent version.
@@ -29,6 +36,44 @@ pub const RACY_MARGIN: Duration = Duration::from_secs(3);
 
 /// Bumped when the layout below changes; an older file is ignored.
 const FORMAT: u32 = 1;
+
+/// A scanned tree and the version it was: see the module's doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seal {
+    /// [`Scanned::digest`](super::walk::Scanned::digest) of the tree.
+    pub tree: Sha256,
+    /// The number of the version that tree was.
+    pub version: u64,
+    /// The SHA-256 of that version's encoded manifest.
+    pub manifest: Sha256,
+}
+
+impl Seal {
+    /// The seal the last push of `source` to `dataset` of `store_url` left in `dir`, if any.
+    /// Read without the cache's lock: a seal is true whenever it was written (the writer
+    /// renames it into place), and the version it names is checked against the store.
+    pub fn read(dir: &Path, store_url: &str, dataset: &str, source: &Path) -> Option<Seal> {
+        let path = file_for(dir, store_url, dataset, source)?;
+        Seal::from_bytes(&std::fs::read(seal_path(&path)).ok()?)
+    }
+
+    fn to_bytes(self) -> [u8; 72] {
+        let mut out = [0; 72];
+        out[..32].copy_from_slice(&self.tree.0);
+        out[32..40].copy_from_slice(&self.version.to_le_bytes());
+        out[40..].copy_from_slice(&self.manifest.0);
+        out
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Seal> {
+        let b: &[u8; 72] = b.try_into().ok()?;
+        Some(Seal {
+            tree: Sha256(b[..32].try_into().ok()?),
+            version: u64::from_le_bytes(b[32..40].try_into().ok()?),
+            manifest: Sha256(b[40..].try_into().ok()?),
+        })
+    }
+}
 
 #[derive(Encode, Decode)]
 struct Stored {
@@ -76,6 +121,10 @@ pub struct StatCache {
     manifest: Option<bytes::Bytes>,
     /// Stamps with a ctime after this are not remembered (see [`RACY_MARGIN`]).
     settled_before: (i64, i64),
+    /// The seal of this push, kept when it is saved unless a stamp was too recent.
+    new_seal: Option<Seal>,
+    /// A stamp was too recent to remember: this tree gets no seal.
+    racy: bool,
 }
 
 /// A file's content as the cache remembers it, from [`StatCache::hash_of`].
@@ -132,6 +181,8 @@ impl StatCache {
             learnt: Vec::new(),
             manifest: None,
             settled_before: (settled.as_secs() as i64, settled.subsec_nanos() as i64),
+            new_seal: None,
+            racy: false,
         })
     }
 
@@ -146,6 +197,8 @@ impl StatCache {
             learnt: Vec::new(),
             manifest: None,
             settled_before: (0, 0),
+            new_seal: None,
+            racy: false,
         }
     }
 
@@ -153,6 +206,34 @@ impl StatCache {
     pub fn forget_known(&mut self) {
         self.known.clear();
         self.index = None;
+    }
+
+    /// Seals this push's tree as `version`, when it is saved: unless a file's stamp was too
+    /// recent to trust, a later scan with digest `tree` is that version again.
+    pub fn seal_as(&mut self, tree: Sha256, version: u64, manifest: Sha256) {
+        self.new_seal = Some(Seal {
+            tree,
+            version,
+            manifest,
+        });
+    }
+
+    /// Ends a push that found its seal unbroken: nothing was learnt, so only the time of the
+    /// last completed push is set (see [`last_completed`]).
+    pub fn confirm(self) {
+        if let Some(path) = &self.path {
+            let touched = std::fs::File::options()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_modified(SystemTime::now()));
+            if let Err(e) = touched {
+                tracing::warn!(
+                    "cannot set the time of {}: {}",
+                    path.display(),
+                    crate::io_cause::Cause(&e)
+                );
+            }
+        }
     }
 
     /// The SHA-256 that the file at `rel` (its path in the tree) had when it last had this
@@ -200,7 +281,7 @@ impl StatCache {
             _ if stamp.ctime < self.settled_before && stamp.mtime < self.settled_before => self
                 .learnt
                 .push(Learnt::New(rel.to_vec(), StoredStamp::from(stamp), hash.0)),
-            _ => {}
+            _ => self.racy = true,
         }
     }
 
@@ -234,6 +315,21 @@ impl StatCache {
                     crate::io_cause::Cause(&e)
                 );
             }
+        }
+        let seal = self.new_seal.filter(|_| !self.racy);
+        let sealed = match seal {
+            Some(seal) => write_aside(&seal_path(&path), &seal.to_bytes()),
+            None => std::fs::remove_file(seal_path(&path)).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        };
+        if let Err(e) = sealed {
+            tracing::warn!(
+                "cannot keep the seal of this tree in {}: {}; the next push plans every file",
+                path.display(),
+                crate::io_cause::Cause(&e)
+            );
         }
         let same = !self.known.is_empty()
             && self.learnt.len() == self.known.len()
@@ -293,6 +389,11 @@ fn write_aside(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Where the manifest copy of the cache file `path` is.
 fn manifest_path(path: &Path) -> PathBuf {
     path.with_extension("manifest")
+}
+
+/// Where the seal of the cache file `path` is.
+fn seal_path(path: &Path) -> PathBuf {
+    path.with_extension("seal")
 }
 
 /// A digest of a path, to find it among the known ones.
@@ -388,6 +489,38 @@ mod tests {
         }
     }
 
+    /// A tree whose stamps are all settled is sealed as the version it was; the seal is found
+    /// by source, dataset and store, and by nothing else.
+    #[test]
+    fn a_settled_tree_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, source) = (dir.path().join("state"), dir.path());
+        let mut c = StatCache::load(&state, "s3://b", "ds", source).unwrap();
+        c.settled_before = (1000, 0);
+        c.learn(b"a", &stamp(10), Sha256::of(b"hello"), None);
+        let tree = Sha256::of(b"tree");
+        c.seal_as(tree, 3, Sha256::of(b"manifest"));
+        c.save();
+        let seal = Seal::read(&state, "s3://b", "ds", source).unwrap();
+        assert_eq!(
+            seal,
+            Seal {
+                tree,
+                version: 3,
+                manifest: Sha256::of(b"manifest")
+            }
+        );
+        assert_eq!(Seal::read(&state, "s3://b", "other", source), None);
+        assert_eq!(Seal::read(&state, "s3://c", "ds", source), None);
+        let path = file_for(&state, "s3://b", "ds", source).unwrap();
+        std::fs::write(seal_path(&path), [1; 71]).unwrap();
+        assert_eq!(
+            Seal::read(&state, "s3://b", "ds", source),
+            None,
+            "a short seal"
+        );
+    }
+
     #[test]
     fn remembers_settled_stamps_and_forgets_the_rest() {
         let dir = tempfile::tempdir().unwrap();
@@ -398,7 +531,15 @@ mod tests {
         c.learn(b"a", &stamp(10), h, None);
         c.learn(b"racy", &stamp(1000), h, None);
         let path = c.path.clone().unwrap();
+        // A seal left by an earlier push is taken away: this tree cannot be sealed.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(seal_path(&path), [0; 72]).unwrap();
+        c.seal_as(h, 3, h);
         c.save();
+        assert!(
+            !seal_path(&path).exists(),
+            "a tree with a racy stamp has no seal"
+        );
         let raw = std::fs::read(&path).unwrap();
         let (s, _): (Stored, _) =
             bincode::decode_from_slice(&raw, bincode::config::standard()).unwrap();

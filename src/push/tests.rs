@@ -188,13 +188,25 @@ async fn the_stat_cache_spares_reading_unchanged_files() {
     };
     let first = push_now(opts.clone()).await;
     assert_eq!((first.reused_files, first.hashed_bytes), (0, (6 << 20) + 5));
+    let state_file = |ext: &str| {
+        let found: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].clone()
+    };
+    let (seal, copy) = (state_file("seal"), state_file("manifest"));
 
-    // The parent's manifest is read from the copy kept beside the stamps: the store's is
-    // not needed (taken away here to prove it).
+    // Without the seal, the files are planned against the stamps. The parent's manifest is
+    // then read from the copy kept beside them: the store's is not needed (taken away here to
+    // prove it).
     let v = c.latest("ds").await.unwrap().unwrap();
     let key = keys::manifest(&v.manifest);
     let stored = c.store().get(&key).await.unwrap();
     c.store().delete(&key).await.unwrap();
+    std::fs::remove_file(&seal).unwrap();
     let again = push_now(opts.clone()).await;
     assert!(again.unchanged);
     assert_eq!(
@@ -202,25 +214,43 @@ async fn the_stat_cache_spares_reading_unchanged_files() {
         (3, 0),
         "nothing is read"
     );
+    assert!(seal.exists(), "the planned push seals the tree again");
     // A damaged copy is never taken for the manifest: the store's is fetched instead.
-    c.store().put(&key, stored).await.unwrap();
-    let copies: Vec<_> = std::fs::read_dir(dir.path().join("state"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "manifest"))
-        .collect();
-    assert_eq!(copies.len(), 1, "{copies:?}");
-    let mut damaged = std::fs::read(&copies[0]).unwrap();
+    c.store().put(&key, stored.clone()).await.unwrap();
+    let mut damaged = std::fs::read(&copy).unwrap();
     damaged[40] ^= 1;
-    std::fs::write(&copies[0], damaged).unwrap();
+    std::fs::write(&copy, damaged).unwrap();
+    std::fs::remove_file(&seal).unwrap();
     let again = push_now(opts.clone()).await;
     assert!(again.unchanged && again.reused_files == 3);
-    let stored = c.store().get(&key).await.unwrap();
     assert_eq!(
-        std::fs::read(&copies[0]).unwrap(),
+        std::fs::read(&copy).unwrap(),
         stored,
         "the copy is kept again"
     );
+
+    // With the seal, an unchanged tree needs neither copy nor manifest, nor a lease: both
+    // manifests gone, only the seal can tell.
+    c.store().delete(&key).await.unwrap();
+    std::fs::remove_file(&copy).unwrap();
+    let sealed = push_now(opts.clone()).await;
+    assert!(sealed.unchanged);
+    assert_eq!(sealed.version.version, first.version.version);
+    assert_eq!(
+        (sealed.files, sealed.reused_files, sealed.hashed_bytes),
+        (3, 3, 0)
+    );
+    c.store().put(&key, stored).await.unwrap();
+
+    // A change to the tree that changes no file (a new empty directory) breaks the seal:
+    // every file is known by its stamp, and the new tree is a new version.
+    std::fs::create_dir(root.join("new")).unwrap();
+    let grown = push_now(opts.clone()).await;
+    assert!(!grown.unchanged, "a new directory was missed");
+    assert_eq!((grown.reused_files, grown.hashed_bytes), (3, 0));
+    std::fs::remove_dir(root.join("new")).unwrap();
+    let back = push_now(opts.clone()).await;
+    assert!(!back.unchanged && back.version.version == grown.version.version + 1);
 
     // The same size and mtime, other bytes: the ctime tells.
     let file = root.join("big.bin");

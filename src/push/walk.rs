@@ -79,6 +79,55 @@ pub struct Scanned {
 }
 
 impl Scanned {
+    /// A digest of everything the scan saw that a manifest is made from: every entry as it
+    /// stands (parent, name, mode, mtime, symlink target), every file's whole stamp and the
+    /// special files left out. Scans with the same digest list the same tree with the same
+    /// stamps, so one whose files' stamps were settled is the manifest it made (see
+    /// `stat_cache`'s seal).
+    pub fn digest(&self) -> Sha256 {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        // Fed in pieces of 64 KiB: most of what is put is a few bytes.
+        let mut buf = Vec::with_capacity(64 << 10);
+        let mut put = |b: &[u8]| {
+            buf.extend_from_slice(b);
+            if buf.len() >= 60 << 10 {
+                hasher.update(&buf);
+                buf.clear();
+            }
+        };
+        let config = bincode::config::standard();
+        put(&(self.entries.len() as u64).to_le_bytes());
+        for e in &self.entries {
+            let mut one = [0u8; 128];
+            let n = bincode::encode_into_slice(e, &mut one, config)
+                .expect("an entry's encoding fits in 128 bytes");
+            put(&one[..n]);
+        }
+        put(&(self.strings.len() as u64).to_le_bytes());
+        put(&self.strings);
+        put(&(self.files.len() as u64).to_le_bytes());
+        for f in &self.files {
+            let s = &f.stamp;
+            put(&f.entry.to_le_bytes());
+            for n in [s.size, s.ino, s.dev] {
+                put(&n.to_le_bytes());
+            }
+            for (secs, nanos) in [s.mtime, s.ctime] {
+                put(&secs.to_le_bytes());
+                put(&nanos.to_le_bytes());
+            }
+        }
+        for k in &self.skipped {
+            put(k.path.as_os_str().as_bytes());
+            put(&[0]);
+            put(k.kind.as_bytes());
+            put(&[0]);
+        }
+        hasher.update(&buf);
+        Sha256(hasher.finalize().into())
+    }
+
     pub(super) fn intern(&mut self, s: &[u8]) -> Span {
         let span = Span {
             start: self.strings.len() as u32,
@@ -343,6 +392,7 @@ fn mtime(m: &Metadata) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     /// Read by several threads, a tree comes out as read by one: the same entries in the
     /// same order, the same strings, the same files to read.
@@ -370,6 +420,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(files(&one), files(&many));
+        assert_eq!(one.digest(), many.digest());
         assert_eq!((one.dirs, one.symlinks), (many.dirs, many.symlinks));
         assert_eq!(
             one.entries.len(),
@@ -380,6 +431,61 @@ mod tests {
             f.rel(root),
             f.path.strip_prefix(root).unwrap().as_os_str().as_bytes()
         );
+    }
+
+    /// The digest of a scan changes with anything a manifest is made of, or a stamp, and
+    /// with nothing else.
+    #[test]
+    fn the_digest_sees_every_change_to_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/f"), b"one").unwrap();
+        std::fs::write(root.join("g"), b"two").unwrap();
+        std::os::unix::fs::symlink("a/f", root.join("link")).unwrap();
+        let digest = || scan(root, &Cancel::default()).unwrap().digest();
+        let first = digest();
+        assert_eq!(digest(), first, "the same tree, the same digest");
+        let mut seen = vec![first];
+        let mut changed = |what: &str| {
+            let d = digest();
+            assert!(!seen.contains(&d), "{what} did not change the digest");
+            seen.push(d);
+        };
+        // Kept back each time where the change would show in a directory's mtime too, so
+        // that only the change itself is seen.
+        let keep_mtime = |path: &Path, change: &dyn Fn()| {
+            let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+            change();
+            let d = std::fs::File::open(path).unwrap();
+            d.set_modified(mtime).unwrap();
+        };
+        std::fs::set_permissions(root.join("g"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        changed("a mode");
+        let g = std::fs::File::options()
+            .write(true)
+            .open(root.join("g"))
+            .unwrap();
+        g.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        changed("an mtime");
+        // The same mode again: only the ctime moves (a tick later, for filesystems whose
+        // clock is coarse).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::set_permissions(root.join("g"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        changed("a ctime alone");
+        keep_mtime(root, &|| {
+            std::fs::rename(root.join("g"), root.join("h")).unwrap()
+        });
+        changed("a name");
+        keep_mtime(root, &|| {
+            std::fs::remove_file(root.join("link")).unwrap();
+            std::os::unix::fs::symlink("h", root.join("link")).unwrap();
+        });
+        changed("a symlink's target");
+        keep_mtime(&root.join("a/b"), &|| {
+            std::fs::create_dir(root.join("a/b/c")).unwrap()
+        });
+        changed("an empty directory");
     }
 
     #[test]
