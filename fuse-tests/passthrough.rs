@@ -418,3 +418,98 @@ fn opens_never_switch_an_inode_under_its_readers() {
         "read through the daemon, right"
     );
 }
+
+/// A read order handed to a running mount (`prefetch --mount`) is fetched ahead of the
+/// readers, file by file in its order, and nothing else: before any read, every listed file
+/// is cached (small files as file entries); read in that order, none costs a request to the
+/// store, and small ones are served by passthrough. A file not in the order is not fetched.
+#[test]
+fn an_order_handed_to_a_mount_is_fetched_ahead_of_its_readers() {
+    let moto = Moto::start();
+    let env = moto.env();
+    let src = env.dir("src");
+    let imgs = src.join("imgs");
+    std::fs::create_dir(&imgs).unwrap();
+    random_files(&imgs, 31, 40, 20 << 10);
+    random_files(&src, 32, 1, 6 << 20);
+    env.push(&src, "ds");
+    let m = Metered::mount(&env, &[]);
+    let shuffled = [
+        "imgs/f017.bin",
+        "imgs/f003.bin",
+        "f000.bin",
+        "imgs/f031.bin",
+        "imgs/f008.bin",
+        "imgs/f022.bin",
+        "imgs/f000.bin",
+        "imgs/f039.bin",
+    ];
+    let list = env.dir("lists").join("epoch.order");
+    std::fs::write(
+        &list,
+        format!("{}\nimgs/nope.bin\nimgs\n", shuffled.join("\n")),
+    )
+    .unwrap();
+    let point = m.mnt.point.to_str().unwrap();
+    let said = env.ok([
+        "prefetch",
+        "--mount",
+        point,
+        "--from-list",
+        list.to_str().unwrap(),
+    ]);
+    assert!(said.contains("following an order of 8 files"), "{said}");
+    assert!(
+        said.contains("2 lines naming no file skipped")
+            && said.contains("'imgs/nope.bin' (not there)")
+            && said.contains("'imgs' (a directory)"),
+        "{said}"
+    );
+    let want = |p: &str| std::fs::read(src.join(p)).unwrap();
+    for p in shuffled.iter().filter(|p| p.starts_with("imgs/")) {
+        wait_for_file_entry(&env, &want(p));
+    }
+    wait_for("the order fetched", Duration::from_secs(30), || {
+        m.value("datastore_order_files_total") == 8
+    });
+    assert!(
+        !file_entry(&env, &want("imgs/f001.bin")).exists(),
+        "a file not in the order was fetched"
+    );
+
+    let (gets, opens) = (moto.gets("/"), m.passthrough_opens());
+    for p in shuffled {
+        assert!(
+            std::fs::read(m.mnt.point.join(p)).unwrap() == want(p),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        moto.gets("/"),
+        gets,
+        "a read in the order went to the store"
+    );
+    assert_eq!(
+        m.passthrough_opens(),
+        opens + 7,
+        "the small files by passthrough"
+    );
+    assert!(std::fs::read(m.mnt.point.join("imgs/f001.bin")).unwrap() == want("imgs/f001.bin"));
+    assert!(
+        moto.gets("/") > gets,
+        "a file not in the order came from the store"
+    );
+
+    // A directory that is no datastore mount is named.
+    let plain = env.dir("plain");
+    env.fails(
+        [
+            "prefetch",
+            "--mount",
+            plain.to_str().unwrap(),
+            "--from-list",
+            list.to_str().unwrap(),
+        ],
+        "is not a datastore mount",
+    );
+}

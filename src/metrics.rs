@@ -23,6 +23,9 @@ pub const CACHE_BYTES: &str = "datastore_cache_bytes";
 /// passthrough), and opens read through the daemon while passthrough is on.
 pub const PASSTHROUGH_OPENS: &str = "datastore_passthrough_opens_total";
 pub const FALLBACK_OPENS: &str = "datastore_passthrough_fallbacks_total";
+/// Files of a read order handed to the mount fetched ahead of its readers, and their bytes.
+pub const ORDER_FILES: &str = "datastore_order_files_total";
+pub const ORDER_BYTES: &str = "datastore_order_bytes_total";
 /// Store requests by operation: latency, bytes received, failures.
 pub const STORE_SECONDS: &str = "datastore_store_request_seconds";
 pub const STORE_BYTES: &str = "datastore_store_bytes_total";

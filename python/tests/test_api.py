@@ -117,6 +117,9 @@ def test_the_file_dataset_serves_four_workers_in_shuffled_order(tree, mount_dir)
         assert len(data) == len(want)
         order = list(range(len(data)))
         random.Random(7).shuffle(order)
+        # The epoch's order, handed to the mount before the first read.
+        handed = ds.prefetch(data.paths(order))
+        assert handed["message"] == f"following an order of {len(data)} files", handed
         parts = [order[w::4] for w in range(4)]
         with multiprocessing.get_context("fork").Pool(4) as pool:
             got = [x for part in pool.map(_read_all, [(data, p) for p in parts]) for x in part]

@@ -200,6 +200,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Switch(a) = cli.command {
         return switch::run(a, cli.quiet);
     }
+    if let Command::Prefetch(a) = &cli.command {
+        if let Some(handed) = a.to_mount(cli.quiet, cli.json) {
+            return handed;
+        }
+    }
     if let Command::Push(a) = &cli.command {
         a.check()?;
     }

@@ -6,8 +6,8 @@ use crate::format::name::parse_target;
 use crate::format::EntryKind;
 use crate::ops::open;
 use crate::ops::prefetch::{prefetch, PrefetchProgress};
+use crate::read::order::Listed;
 use anyhow::{Context, Result};
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,15 +19,23 @@ use std::sync::Arc;
 /// list are fetched in its order: a list written by `datastore mount --record-trace` replays
 /// the order a previous run read them in.
 ///
+/// With --mount, the list goes to the daemon of that mount instead, and this returns at once:
+/// the mount fetches ahead of its readers in the list's order (a shuffled epoch, drawn before
+/// the first read), within its fetch budget, as they move through it.
+///
 /// Examples:
 ///   datastore prefetch imagenet@v3/train imagenet@v3/val
 ///   datastore prefetch imagenet@v3 --from-list epoch1.trace
+///   datastore prefetch --mount /datastores/imagenet --from-list epoch2.order
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// NAME[@VER][/PATH]: a whole version, a directory or a file.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "mount", conflicts_with = "mount")]
     targets: Vec<String>,
+    /// Hand the order of --from-list to the mount at DIR (the version it serves).
+    #[arg(long, value_name = "DIR", requires = "from_list")]
+    mount: Option<PathBuf>,
     /// Fetch the files listed in FILE (paths relative to the one target's root, one per line;
     /// `#` lines ignored), in that order.
     #[arg(long, value_name = "FILE")]
@@ -148,50 +156,39 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
 /// The files `list` names in the opened version, in its order. Lines that name no file of
 /// the version (a typo, a directory) are skipped with a warning that shows the first few.
 fn listed_files(o: &crate::ops::Opened, list: &std::path::Path) -> Result<Vec<usize>> {
-    const SHOWN: usize = 3;
-    let m = &o.manifest;
     let f = std::fs::File::open(list)
         .with_context(|| format!("cannot read list {}", list.display()))?;
-    let mut files = Vec::new();
-    let mut skipped: Vec<(usize, String, &str)> = Vec::new();
-    for (n, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
-        let line = line.with_context(|| format!("cannot read list {}", list.display()))?;
-        if line.is_empty() || line.starts_with(b"#") {
-            continue;
-        }
-        let parts: Vec<&[u8]> = line
-            .split(|&b| b == b'/')
-            .filter(|p| !p.is_empty())
-            .collect();
-        let why = match m.lookup(&parts).map(|i| (i, &m.entries[i].kind)) {
-            Some((i, EntryKind::File { .. })) => {
-                files.push(i);
-                continue;
-            }
-            Some((_, EntryKind::Dir { .. })) => "a directory",
-            Some((_, EntryKind::Symlink { .. })) => "a symlink",
-            None => "not there",
-        };
-        skipped.push((n + 1, String::from_utf8_lossy(&line).into_owned(), why));
-    }
-    if !skipped.is_empty() {
-        let shown: Vec<String> = skipped
-            .iter()
-            .take(SHOWN)
-            .map(|(n, p, why)| format!("line {n} '{p}' ({why})"))
-            .collect();
-        let more = match skipped.len().saturating_sub(SHOWN) {
-            0 => String::new(),
-            k => format!(" and {k} more"),
-        };
+    let mut listed = Listed::default();
+    listed
+        .add(&o.manifest, std::io::BufReader::new(f))
+        .with_context(|| format!("cannot read list {}", list.display()))?;
+    if let Some(skipped) = listed.skipped_line() {
         eprintln!(
-            "warning: {} of {} {} no file of {}, skipped: {}{more}",
-            count(skipped.len() as u64, "line"),
+            "warning: {} of {} {} no file of {}, skipped: {skipped}",
+            count(listed.skipped as u64, "line"),
             list.display(),
-            if skipped.len() == 1 { "names" } else { "name" },
+            if listed.skipped == 1 { "names" } else { "name" },
             o.version.label(),
-            shown.join(", ")
         );
     }
-    Ok(files)
+    Ok(listed.files)
+}
+
+impl Args {
+    /// With --mount: hands the order of --from-list to that mount (no store is opened: the
+    /// mount has its own).
+    pub fn to_mount(&self, quiet: bool, json: bool) -> Option<Result<ExitCode>> {
+        let (point, list) = (self.mount.as_ref()?, self.from_list.as_ref()?);
+        Some((|| {
+            let text = std::fs::read(list)
+                .with_context(|| format!("cannot read list {}", list.display()))?;
+            let said = crate::mount::control::order(point, &text)?;
+            if json {
+                super::json::print(&serde_json::json!({ "mount": point, "message": said }));
+            } else if !quiet {
+                println!("{}: {said}", point.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        })())
+    }
 }

@@ -47,6 +47,8 @@ pub struct DatastoreFs {
     passthrough: Passthrough,
     next_handle: AtomicU64,
     trace: Option<Trace>,
+    /// Read orders being received (see [`control`]).
+    orders: control::Orders,
     rt: tokio::runtime::Handle,
     uid: u32,
     gid: u32,
@@ -76,6 +78,7 @@ impl DatastoreFs {
             passthrough: Passthrough::new(passthrough),
             next_handle: AtomicU64::new(1),
             trace: None,
+            orders: control::Orders::default(),
             rt,
             // SAFETY: these calls cannot fail.
             uid: unsafe { libc::geteuid() },
@@ -170,6 +173,27 @@ impl DatastoreFs {
                 }
             }
         });
+    }
+}
+
+impl DatastoreFs {
+    /// Takes a piece of a read order sent by `datastore prefetch --mount` (see [`control`]);
+    /// the last hands the whole order to the live version's reader, which fetches ahead of
+    /// the readers in that order.
+    fn order(&self, req: &Request, in_data: &[u8], reply: ReplyIoctl) {
+        if req.uid() != 0 && req.uid() != self.uid {
+            return reply.error(errno::NOT_PERMITTED);
+        }
+        let live = self.versions.live().clone();
+        match self.orders.piece(req.pid(), &live.manifest, in_data) {
+            Ok(None) => reply.ioctl(0, &control::answer("")),
+            Ok(Some((files, said))) => {
+                tracing::info!("{}: {said}", live.label);
+                self.rt.spawn(live.reader.follow(files));
+                reply.ioctl(0, &control::answer(&said))
+            }
+            Err(why) => reply.ioctl(control::REFUSED, &control::answer(&why)),
+        }
     }
 }
 
@@ -487,6 +511,9 @@ impl Filesystem for DatastoreFs {
     ) {
         if cmd == control::SWITCH && ino == INodeNo::ROOT && out_size as usize >= control::BUFFER {
             return self.switch(req, in_data, reply);
+        }
+        if cmd == control::ORDER && ino == INodeNo::ROOT && out_size as usize >= control::BUFFER {
+            return self.order(req, in_data, reply);
         }
         reply.error(errno::NOT_A_TERMINAL);
     }

@@ -59,6 +59,11 @@ impl FetchBudget {
             .ok()
     }
 
+    /// Bytes of the whole budget.
+    pub fn total(&self) -> u64 {
+        self.units as u64 * UNIT
+    }
+
     /// Bytes taken now.
     pub fn in_use(&self) -> u64 {
         (self.units as u64 - self.sem.available_permits() as u64) * UNIT

@@ -289,7 +289,11 @@ impl ChunkReader {
     /// caching each member on disk and in memory. Its members count as being fetched until it
     /// is done: a read of one of them waits for this fetch instead of starting its own, and
     /// other region fetches leave them out, so no member is fetched or written twice.
-    pub fn fetch_region(self: &Arc<Self>, region: Region, permit: OwnedSemaphorePermit) {
+    pub fn fetch_region(
+        self: &Arc<Self>,
+        region: Region,
+        permit: OwnedSemaphorePermit,
+    ) -> tokio::task::JoinHandle<()> {
         let members = region.members.clone();
         let origins = self.origins.clone();
         let all = async move { pack::fetch(&origins, &region).await.map(Arc::new) }
@@ -338,7 +342,7 @@ impl ChunkReader {
                 Err(e) => tracing::debug!("neighbour prefetch failed: {e}"),
             }
             drop(permit);
-        });
+        })
     }
 
     /// Keeps verified bytes in memory.

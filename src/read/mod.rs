@@ -7,7 +7,7 @@
 //! it when there is one ([`manifests`]), pack-region fetches of small neighbouring files
 //! ([`pack`], shared with `datastore prefetch`), and whole files assembled in the disk cache
 //! ([`materialize`]) so that [`Reader::local_file`] can offer the kernel a local file to serve
-//! by itself. The mount only translates FUSE requests into calls of [`Reader`] and replies;
+//! by itself, and the read order a job hands over before it reads ([`order`]). The mount only translates FUSE requests into calls of [`Reader`] and replies;
 //! nothing here knows about FUSE.
 
 pub mod budget;
@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod manifests;
 pub mod materialize;
 pub mod memory;
+pub mod order;
 pub mod pack;
 pub mod readahead;
 pub mod writes;
@@ -28,6 +29,7 @@ use crate::format::{EntryKind, Location, Manifest};
 use bytes::Bytes;
 use chunks::ChunkReader;
 use materialize::Materializer;
+use order::Order;
 use readahead::{Prefetcher, Readahead};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,16 @@ pub struct Reader {
     prefetcher: Prefetcher,
     disk: Option<Arc<DiskCache>>,
     materializer: Option<Arc<Materializer>>,
+    /// The read order handed over last, if any (see [`order`]).
+    order: Mutex<Option<Arc<Order>>>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(o) = self.order.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            o.stop();
+        }
+    }
 }
 
 /// One open file: which entry, and where its reads have been going.
@@ -90,6 +102,7 @@ impl Reader {
             chunks,
             materializer: disk.clone().map(|d| Arc::new(Materializer::new(d))),
             disk,
+            order: Mutex::new(None),
         }
     }
 
@@ -103,6 +116,7 @@ impl Reader {
             prefetcher: Prefetcher::new(self.chunks.clone()),
             disk: self.disk.clone(),
             materializer: self.materializer.clone(),
+            order: Mutex::new(None),
         }
     }
 
@@ -174,8 +188,30 @@ impl Reader {
         }
     }
 
+    /// Hands over the order in which file entries `files` will be read, replacing any order
+    /// before it; the returned future fetches ahead of the readers in that order (see
+    /// [`order`]) until it is done or replaced, and can be spawned.
+    pub fn follow(&self, files: Vec<usize>) -> impl Future<Output = ()> + Send + 'static {
+        let order = Order::new(files);
+        if let Some(old) = self.lock_order().replace(order.clone()) {
+            old.stop();
+        }
+        // Half the budget at most, and a quarter of the disk cache: what is fetched ahead must
+        // leave room for the readers' own fetches, and still be cached when they get to it.
+        let quota = self.disk.as_ref().map_or(u64::MAX, |d| d.quota() / 4);
+        let ahead = (self.budget().total() / 2).min(quota).min(order::AHEAD_MAX);
+        order::drive(order, self.manifest.clone(), self.chunks.clone(), ahead)
+    }
+
+    fn lock_order(&self) -> std::sync::MutexGuard<'_, Option<Arc<Order>>> {
+        self.order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Starts reading file entry `file`.
     pub fn open(&self, file: usize) -> OpenFile {
+        if let Some(o) = &*self.lock_order() {
+            o.opened(file);
+        }
         OpenFile {
             file,
             readahead: Mutex::new(Readahead::default()),
@@ -227,7 +263,14 @@ impl Reader {
         if chunks.len == 1 {
             let c = &self.manifest.chunks[chunks.start as usize];
             let small = matches!(c.location, Location::Pack { .. });
-            plan.small_miss = small && offset == 0 && !self.chunks.has(&c.hash);
+            // A file in a handed-over order is fetched in that order, not with its neighbours.
+            plan.small_miss = small
+                && offset == 0
+                && !self.chunks.has(&c.hash)
+                && !self
+                    .lock_order()
+                    .as_ref()
+                    .is_some_and(|o| o.covers(open.file));
         } else {
             plan.ahead = ahead;
         }

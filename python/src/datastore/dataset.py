@@ -156,16 +156,32 @@ class Dataset:
         return Mount(Path(done["mountpoint"]), done["version"])
 
     def prefetch(self, paths: Optional[Iterable[str]] = None) -> dict:
-        """Fetches the files `paths` names (all of the version if `None`) into this node's
-        disk cache, in that order, so that later reads, through a mount on this node, come
-        from local disk. Returns what the command reported."""
+        """Fetches the files `paths` names (all of the version if `None`), in that order.
+
+        When `paths` is given and this version is mounted on this node, the order goes to
+        that mount and this returns at once (``{"mount", "message"}``): the mount fetches
+        ahead of its readers in that order, within its fetch budget, as they move through
+        it. Hand it a shuffled epoch before the first read::
+
+            order = sampler_indices()                # the epoch's order, drawn up front
+            ds.prefetch(data.paths(order))
+            for i in order: sample = data[i]
+
+        Otherwise the files are fetched into this node's disk cache now, in that order, and
+        this returns what `datastore prefetch` reported once they are."""
         if paths is None:
             return _cli.run(["prefetch", self.label], self.store)[0]
+        from .paths import mounts
+
+        point = next((p for p, serving in mounts() if serving == self.label), None)
         with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as f:
             for p in paths:
                 f.write(p.lstrip("/") + "\n")
             listed = f.name
         try:
+            if point is not None:
+                args = ["prefetch", "--mount", os.fspath(point), "--from-list", listed]
+                return _cli.run(args, self.store)
             return _cli.run(["prefetch", self.label, "--from-list", listed], self.store)[0]
         finally:
             os.unlink(listed)
