@@ -13,6 +13,7 @@
 
 mod fleet;
 mod measure;
+mod order;
 mod report;
 mod setup;
 mod systems;
@@ -445,6 +446,9 @@ fn main() {
         .value();
     drop(tmpfs);
 
+    eprintln!("==> a shuffled cold epoch, with and without its read order");
+    let (epoch_plain, epoch_ordered) = order::epoch(&s_small, &small, plan.limit, w);
+
     eprintln!("==> {NODES} nodes reading one version");
     let fleet_rows = fleet_group(&s, &server, &plan, &w.join("src/fleet"));
 
@@ -647,6 +651,21 @@ fn main() {
     ];
     let (fleet_rows, tier_ratio) = fleet_rows;
     rows.extend(fleet_rows);
+    let readers = order::READERS;
+    rows.push(one(
+        format!("10. shuffled cold epoch of {n} small files, {readers} readers, no order"),
+        "files/s",
+        None,
+        None,
+        epoch_plain.clone(),
+    ));
+    rows.push(one(
+        format!("10. shuffled cold epoch of {n} small files, {readers} readers, order handed to the mount first"),
+        "files/s",
+        None,
+        None,
+        epoch_ordered.clone(),
+    ));
 
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     let v = |f: &Option<Figure>| f.as_ref().and_then(Figure::value);
@@ -726,6 +745,12 @@ fn main() {
             measured: Some((repush.hashed_bytes + small_repush.hashed_bytes) as f64),
             at_least: None,
             at_most: Some(0.0),
+        },
+        Target {
+            what: "shuffled cold epoch: faster with the read order given (× without)",
+            measured: ratio(epoch_ordered.value(), epoch_plain.value()),
+            at_least: Some(1.0),
+            at_most: None,
         },
         Target {
             what: "first ls < 1000 ms",

@@ -195,20 +195,27 @@ pub fn small_files(
 }
 
 /// The child side of [`small_files`]: `ROOT LIST READERS SECS`; prints `files bytes secs`.
+/// The order the small-file readers take `files` in: shuffled, the same in every run.
+pub fn epoch_order(mut files: Vec<String>) -> Vec<String> {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
+    for i in (1..files.len()).rev() {
+        files.swap(i, rng.gen_range(0..=i));
+    }
+    files
+}
+
 pub fn small_files_worker(args: &[String]) {
     let [root, list, readers, secs] = args else {
         panic!("usage: --worker small ROOT LIST READERS SECS");
     };
     let root = Path::new(root);
-    let mut order: Vec<String> = std::fs::read_to_string(list)
-        .expect("the file list")
-        .lines()
-        .map(String::from)
-        .collect();
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
-    for i in (1..order.len()).rev() {
-        order.swap(i, rng.gen_range(0..=i));
-    }
+    let order = epoch_order(
+        std::fs::read_to_string(list)
+            .expect("the file list")
+            .lines()
+            .map(String::from)
+            .collect(),
+    );
     let readers: usize = readers.parse().expect("readers");
     let deadline = Duration::from_secs(secs.parse().expect("seconds"));
     let start = Instant::now();

@@ -196,10 +196,12 @@ impl Reader {
         if let Some(old) = self.lock_order().replace(order.clone()) {
             old.stop();
         }
-        // Half the budget at most, and a quarter of the disk cache: what is fetched ahead must
-        // leave room for the readers' own fetches, and still be cached when they get to it.
-        let quota = self.disk.as_ref().map_or(u64::MAX, |d| d.quota() / 4);
-        let ahead = (self.budget().total() / 2).min(quota).min(order::AHEAD_MAX);
+        // What is fetched ahead must still be cached when the readers get to it: half the disk
+        // cache, or without one half the fetch budget (the memory cache is no larger).
+        let ahead = match &self.disk {
+            Some(d) => d.quota() / 2,
+            None => self.budget().total() / 2,
+        };
         order::drive(order, self.manifest.clone(), self.chunks.clone(), ahead)
     }
 

@@ -13,7 +13,7 @@
 use super::chunks::ChunkReader;
 use super::fetch;
 use super::pack;
-use crate::format::{EntryKind, Manifest};
+use crate::format::{EntryKind, Location, Manifest};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -25,9 +25,7 @@ use tokio::sync::Notify;
 
 /// Requests an order keeps in flight at most.
 pub const REQUESTS: usize = 16;
-/// The window, in bytes of files ahead of the furthest one opened, at most.
-pub const AHEAD_MAX: u64 = 256 << 20;
-/// How long a fetch that found the budget used up waits before it asks again.
+/// How long the order waits when the fetch budget is used up before it asks again.
 const BUDGET_RETRY: Duration = Duration::from_millis(5);
 
 /// The files of one version in the order they will be read, and how far the readers got.
@@ -99,6 +97,12 @@ pub struct Fetched {
 
 /// Fetches ahead of the readers of `m` in `order`, at most `ahead` bytes of files past the
 /// furthest one opened, until the order is done or stopped.
+///
+/// Files are started in the order's order. A small file's fetch takes with it the files next
+/// to it in its pack that the order also reads within the window: one ranged GET for all of
+/// them, as a directory read in order would get from its neighbours' region. Its members are
+/// claimed (in flight) as soon as it is started, so the places of those files find them
+/// fetched or under way, and start nothing.
 pub async fn drive(order: Arc<Order>, m: Arc<Manifest>, chunks: Arc<ChunkReader>, ahead: u64) {
     let size = |f: usize| match m.entries[f].kind {
         EntryKind::File { size, .. } => size,
@@ -118,12 +122,29 @@ pub async fn drive(order: Arc<Order>, m: Arc<Manifest>, chunks: Arc<ChunkReader>
         }
         let reached = order.reached.load(Ordering::Relaxed);
         next = next.max(reached);
-        while next < order.files.len()
-            && running.len() < REQUESTS
-            && (next == reached || before[next + 1] - before[reached] <= ahead)
-        {
-            running.push(fetch_file(&m, &chunks, order.files[next]));
-            next += 1;
+        // The places whose files may be fetched now.
+        // (Always the next one, however large.)
+        let whole = before.partition_point(|&b| b <= before[reached].saturating_add(ahead));
+        let window = Window {
+            order: &order,
+            from: reached,
+            to: whole
+                .saturating_sub(1)
+                .max(reached + 1)
+                .min(order.files.len()),
+        };
+        let mut starved = false;
+        while next < window.to && running.len() < REQUESTS {
+            match start(&m, &chunks, order.files[next], &window) {
+                Some(fetch) => {
+                    running.push(fetch);
+                    next += 1;
+                }
+                None => {
+                    starved = true;
+                    break;
+                }
+            }
         }
         if next >= order.files.len() && running.is_empty() {
             return;
@@ -136,64 +157,143 @@ pub async fn drive(order: Arc<Order>, m: Arc<Manifest>, chunks: Arc<ChunkReader>
                 }
             }
             _ = order.moved.notified() => {}
+            _ = tokio::time::sleep(BUDGET_RETRY), if starved => {}
         }
     }
 }
 
-/// Fetches what file `file` lacks into the caches; what it fetched.
-fn fetch_file(
-    m: &Arc<Manifest>,
-    chunks: &Arc<ChunkReader>,
-    file: usize,
-) -> impl std::future::Future<Output = Fetched> + Send + 'static {
-    let wanted: Vec<fetch::Located> = match m.entries[file].kind {
-        EntryKind::File { chunks: run, .. } => m.chunks[run.range()]
-            .iter()
-            .filter(|c| !chunks.has(&c.hash))
-            .map(|c| {
-                let mut at = fetch::locate(m, c);
-                at.whole_file |= run.len == 1;
-                at
-            })
-            .collect(),
-        _ => Vec::new(),
+/// The places of an order whose files may be fetched now: `from..to`.
+struct Window<'a> {
+    order: &'a Order,
+    from: usize,
+    to: usize,
+}
+
+impl Window<'_> {
+    fn holds(&self, file: usize) -> bool {
+        self.order
+            .place
+            .get(&file)
+            .is_some_and(|&p| p >= self.from && p < self.to)
+    }
+}
+
+type Fetch = futures::future::BoxFuture<'static, Fetched>;
+
+/// Starts fetching what file `file` lacks; `None` if the budget cannot hold it now. A file
+/// with nothing to fetch is a fetch that is already done.
+fn start(m: &Manifest, chunks: &Arc<ChunkReader>, file: usize, window: &Window) -> Option<Fetch> {
+    use futures::FutureExt;
+    let EntryKind::File { chunks: run, .. } = m.entries[file].kind else {
+        return Some(futures::future::ready(Fetched::default()).boxed());
     };
+    let wanted: Vec<fetch::Located> = m.chunks[run.range()]
+        .iter()
+        .filter(|c| !chunks.has(&c.hash))
+        .map(|c| {
+            let mut at = fetch::locate(m, c);
+            at.whole_file |= run.len == 1;
+            at
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Some(futures::future::ready(Fetched::default()).boxed());
+    }
+    if run.len == 1 && wanted[0].range.is_some() {
+        // A small file: one region with its neighbours in the window, claimed now.
+        let region = region_around(m, chunks, file, window)?;
+        let permit = chunks.budget().try_take(region.bytes())?;
+        let got = Fetched {
+            files: region.members.len() as u64,
+            bytes: region.bytes(),
+        };
+        let done = chunks.fetch_region(region, permit);
+        return Some(
+            done.map(move |r| if r.is_ok() { got } else { Fetched::default() })
+                .boxed(),
+        );
+    }
     let chunks = chunks.clone();
-    async move {
-        let mut got = Fetched::default();
-        for at in wanted {
-            let len = at.len as u64;
-            let done = match at.range {
-                // A range of a pack (or of an imported object): fetched as a region of one,
-                // so that its fetch is shared with readers and cached like a neighbour's.
-                Some(_) => {
-                    let mut regions = Vec::new();
-                    pack::plan(&mut regions, at);
-                    let Some(region) = regions.pop() else {
-                        continue;
-                    };
-                    let permit = loop {
-                        if let Some(p) = chunks.budget().try_take(region.bytes()) {
-                            break p;
-                        }
-                        tokio::time::sleep(BUDGET_RETRY).await;
-                    };
-                    chunks.fetch_region(region, permit).await.is_ok()
-                }
-                None => loop {
+    Some(
+        async move {
+            let mut got = Fetched::default();
+            for at in wanted {
+                let len = at.len as u64;
+                let fetched = loop {
                     match chunks.prefetch(at.clone()).await {
                         Some(r) => break r.is_ok(),
                         None => tokio::time::sleep(BUDGET_RETRY).await,
                     }
-                },
-            };
-            if done {
-                got.bytes += len;
+                };
+                if fetched {
+                    got.bytes += len;
+                }
+            }
+            got.files = u64::from(got.bytes > 0);
+            got
+        }
+        .boxed(),
+    )
+}
+
+/// The pack region of small file `file` and of the files next to it in its pack (its
+/// directory's entries before and after it, at adjacent offsets) that the window holds and
+/// that are not at hand, up to [`pack::REGION_MAX`] bytes.
+fn region_around(
+    m: &Manifest,
+    chunks: &ChunkReader,
+    file: usize,
+    window: &Window,
+) -> Option<pack::Region> {
+    let packed = |i: usize| match m.entries[i].kind {
+        EntryKind::File { chunks: run, .. } if run.len == 1 => {
+            let c = &m.chunks[run.start as usize];
+            match c.location {
+                Location::Pack { pack, offset } => Some((pack, offset, c)),
+                Location::Blob | Location::External { .. } => None,
             }
         }
-        got.files = u64::from(got.bytes > 0);
-        got
+        _ => None,
+    };
+    let (pack, offset, first) = packed(file)?;
+    let siblings = m.children(m.entries[file].parent as usize);
+    let wanted =
+        |i: usize| window.holds(i) && packed(i).is_some_and(|(_, _, c)| !chunks.has(&c.hash));
+    let (mut lo, mut hi) = (offset, offset + first.len as u64);
+    let (mut first_i, mut last_i) = (file, file);
+    // Forward, then backward, while the files are adjacent in the pack and wanted.
+    for i in (file + 1)..siblings.end {
+        match packed(i) {
+            Some((p, off, c)) if p == pack && off == hi && wanted(i) => {
+                if off + c.len as u64 - lo > pack::REGION_MAX {
+                    break;
+                }
+                hi = off + c.len as u64;
+                last_i = i;
+            }
+            _ => break,
+        }
     }
+    for i in (siblings.start..file).rev() {
+        match packed(i) {
+            Some((p, off, c)) if p == pack && off + c.len as u64 == lo && wanted(i) => {
+                if hi - off > pack::REGION_MAX {
+                    break;
+                }
+                lo = off;
+                first_i = i;
+            }
+            _ => break,
+        }
+    }
+    let mut regions = Vec::new();
+    for i in first_i..=last_i {
+        let (_, _, c) = packed(i)?;
+        let mut at = fetch::locate(m, c);
+        at.whole_file = true;
+        pack::plan(&mut regions, at);
+    }
+    (regions.len() == 1).then(|| regions.pop()).flatten()
 }
 
 /// Skipped lines shown in a report.
@@ -258,5 +358,108 @@ impl Listed {
             k => format!(" and {k} more"),
         };
         Some(format!("{}{more}", shown.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::format::name::VersionSel;
+    use crate::store::Store;
+
+    /// A version of 40 small files of 1 KiB in one directory (one pack), pushed to memory.
+    async fn small_files() -> (Store, Arc<Manifest>) {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            std::fs::write(dir.path().join(format!("f{i:02}")), vec![i as u8; 1024]).unwrap();
+        }
+        let store = Store::open("memory://", &Default::default()).unwrap();
+        let c = Catalog::new(store.clone());
+        let opts = crate::push::PushOptions::default();
+        crate::push::push(&c, dir.path(), "ds", &opts, Default::default())
+            .await
+            .unwrap();
+        let v = c.resolve("ds", VersionSel::Latest).await.unwrap();
+        (store, Arc::new(c.manifest(&v).await.unwrap()))
+    }
+
+    /// Waits until the order has nothing left to start or finish for now.
+    async fn settle(chunks: &ChunkReader, m: &Manifest, files: &[usize]) -> Vec<bool> {
+        let had = || -> Vec<bool> {
+            files
+                .iter()
+                .map(|&f| match m.entries[f].kind {
+                    EntryKind::File { chunks: run, .. } => {
+                        chunks.has(&m.chunks[run.start as usize].hash)
+                    }
+                    _ => false,
+                })
+                .collect()
+        };
+        let mut last = had();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = had();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// The order fetches the files of its window, neighbours in the pack together, and
+    /// nothing past it until a reader moves on; then the next window.
+    #[tokio::test]
+    async fn the_window_follows_the_readers() {
+        let (store, m) = small_files().await;
+        let mut files: Vec<usize> = (0..m.entries.len())
+            .filter(|&i| matches!(m.entries[i].kind, EntryKind::File { .. }))
+            .collect();
+        assert_eq!(files.len(), 40);
+        // Every other file first, then the rest.
+        files.sort_by_key(|&f| (f % 2, f));
+        let chunks = Arc::new(ChunkReader::new(store, 1 << 20, None, 1 << 20));
+        let order = Order::new(files.clone());
+        // Ten files' worth.
+        let drive = tokio::spawn(drive(order.clone(), m.clone(), chunks.clone(), 10 << 10));
+        let had = settle(&chunks, &m, &files).await;
+        assert!(had[..10].iter().all(|&h| h), "the window's files: {had:?}");
+        assert!(had[10..].iter().all(|&h| !h), "past the window: {had:?}");
+
+        // A reader opens the file at place 25 (and reads it itself): the window is the ten
+        // places after it now.
+        order.opened(files[25]);
+        let had = settle(&chunks, &m, &files).await;
+        assert!(had[26..36].iter().all(|&h| h), "the next window: {had:?}");
+        assert!(had[36..].iter().all(|&h| !h), "past it: {had:?}");
+        assert!(
+            had[10..26].iter().all(|&h| !h),
+            "places passed are skipped: {had:?}"
+        );
+
+        // Near the end: the last places, and the order is done.
+        order.opened(files[37]);
+        let had = settle(&chunks, &m, &files).await;
+        assert!(had[38] && had[39], "{had:?}");
+        tokio::time::timeout(Duration::from_secs(5), drive)
+            .await
+            .expect("a finished order returns")
+            .unwrap();
+    }
+
+    /// A stopped order starts nothing more.
+    #[tokio::test]
+    async fn a_stopped_order_ends() {
+        let (store, m) = small_files().await;
+        let chunks = Arc::new(ChunkReader::new(store, 1 << 20, None, 1 << 20));
+        let order = Order::new(vec![1, 2, 3]);
+        order.stop();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            drive(order, m, chunks.clone(), 1 << 20),
+        )
+        .await
+        .expect("a stopped order returns");
     }
 }
