@@ -174,9 +174,7 @@ impl DatastoreFs {
             }
         });
     }
-}
 
-impl DatastoreFs {
     /// Takes a piece of a read order sent by `datastore prefetch --mount` (see [`control`]);
     /// the last hands the whole order to the live version's reader, which fetches ahead of
     /// the readers in that order.
@@ -512,7 +510,7 @@ impl Filesystem for DatastoreFs {
         if cmd == control::SWITCH && ino == INodeNo::ROOT && out_size as usize >= control::BUFFER {
             return self.switch(req, in_data, reply);
         }
-        if cmd == control::ORDER && ino == INodeNo::ROOT && out_size as usize >= control::BUFFER {
+        if cmd == control::ORDER && ino == INodeNo::ROOT && out_size as usize >= control::PIECE {
             return self.order(req, in_data, reply);
         }
         reply.error(errno::NOT_A_TERMINAL);

@@ -14,19 +14,25 @@
 //! same tree finds and skips (packs are content-defined, so they come out byte-identical), and
 //! which gc removes after its grace period if nobody pushes again.
 
+mod error;
 pub mod import;
 pub mod ingest;
 pub mod packer;
+mod report;
 pub mod stat_cache;
 pub mod upload;
 pub mod walk;
 
+pub use error::PushError;
+use report::{unchanged, Tally};
+pub use report::{PushProgress, PushReport};
+
 use crate::catalog::lease::{Lease, Operation, Refresh};
 use crate::catalog::{Catalog, CatalogError, NewVersion};
 use crate::format::manifest::Run;
-use crate::format::name::{check_dataset_name, NameError};
+use crate::format::name::check_dataset_name;
 use crate::format::{ChunkRef, EntryKind, Location, Manifest, Sha256, VersionRef};
-use crate::store::{keys, StoreError};
+use crate::store::keys;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use ingest::SMALL_FILE;
@@ -34,77 +40,11 @@ use packer::{PackTable, Packer};
 use stat_cache::{Seal, StatCache};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use upload::{UploadStats, Uploader};
-use walk::{FileToRead, Scanned, Skipped};
-
-/// Why a push failed. Whatever the reason, no version was created.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    #[error("source directory {0} does not exist")]
-    SourceMissing(PathBuf),
-    #[error("source {0} is not a directory; push takes a directory")]
-    SourceNotDir(PathBuf),
-    /// (`error` is not a `source`: its text is in the message, in words.)
-    #[error("cannot read {}: {}; fix its permissions or move it out of the tree", path.display(), crate::io_cause::Cause(error))]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{0} changed while it was being pushed; push again once nothing writes to the tree")]
-    Changed(PathBuf),
-    #[error("{0} vanished while it was being pushed; push again once nothing writes to the tree")]
-    Vanished(PathBuf),
-    #[error("{0}: {1}")]
-    BadName(PathBuf, &'static str),
-    #[error("nothing to import at {0}: no objects under that prefix; check the URL")]
-    NothingToImport(String),
-    #[error("{0} is inside the store's own objects; import a prefix outside blobs/, packs/, manifests/, refs/ and locks/")]
-    SourceInStore(String),
-    #[error(
-        "{0} changed while it was being imported; import again once nothing writes to the prefix"
-    )]
-    ObjectChanged(String),
-    #[error("{path} is a symlink to '{target}' that leads outside the pushed tree ({why}); a mount would send readers there: replace the link with what it points to, or remove it")]
-    LinkOutside {
-        path: PathBuf,
-        target: String,
-        why: &'static str,
-    },
-    /// (Never shown: the push that stopped its walk fails for another reason.)
-    #[error("the walk of {0} was stopped")]
-    Stopped(PathBuf),
-    #[error("{0} has more than 4 billion entries; push it as several datasets")]
-    TooManyEntries(PathBuf),
-    /// `path` is the start of the path below the root (the whole may be kilobytes long).
-    #[error("{} holds a path deeper than {} levels ({path}…); datastore keeps trees up to that depth (deeper paths pass what Linux takes in one call): push a directory inside it, or flatten the tree", .root.display(), crate::format::manifest::MAX_DEPTH)]
-    TooDeep { path: String, root: PathBuf },
-    #[error("gc is running on this store ({0}); push again when it has finished")]
-    GcRunning(String),
-    #[error("another push of {} to '{dataset}' is running on this machine (pid {pid}); wait for it to finish", dir.display())]
-    AlreadyPushing {
-        dir: PathBuf,
-        dataset: String,
-        pid: u32,
-    },
-    #[error(transparent)]
-    Name(#[from] NameError),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl PushError {
-    pub fn read(path: &Path, error: std::io::Error) -> PushError {
-        PushError::Read {
-            path: path.to_path_buf(),
-            error,
-        }
-    }
-}
+use upload::Uploader;
+use walk::{FileToRead, Scanned};
 
 /// How a push runs.
 #[derive(Clone, Debug)]
@@ -132,43 +72,6 @@ impl Default for PushOptions {
             stat_dir: None,
             rehash: false,
         }
-    }
-}
-
-/// Progress, readable while a push runs (for progress bars).
-#[derive(Default, Debug)]
-pub struct PushProgress {
-    pub total_bytes: AtomicU64,
-    pub read_bytes: AtomicU64,
-    pub total_files: AtomicU64,
-    pub done_files: AtomicU64,
-    pub upload: Arc<UploadStats>,
-}
-
-/// What a push did.
-#[derive(Debug)]
-pub struct PushReport {
-    /// The new version, or the latest one if the tree was unchanged.
-    pub version: VersionRef,
-    /// True if the tree matched the latest version and no version was created.
-    pub unchanged: bool,
-    pub files: u64,
-    pub dirs: u64,
-    pub symlinks: u64,
-    pub bytes: u64,
-    pub uploaded_bytes: u64,
-    pub uploaded_objects: u64,
-    /// Bytes of files read and hashed; the others were known by the stat cache.
-    pub hashed_bytes: u64,
-    /// Files whose content the stat cache knew, not read.
-    pub reused_files: u64,
-    pub skipped: Vec<Skipped>,
-}
-
-impl PushReport {
-    /// Bytes of the tree that did not need uploading because the store already had them.
-    pub fn dedup_bytes(&self) -> u64 {
-        self.bytes.saturating_sub(self.uploaded_bytes)
     }
 }
 
@@ -299,36 +202,6 @@ impl Walk {
             Walk::Running(scan) => scan.await.expect("scan does not panic"),
             Walk::Done(scanned, tree) => Ok((scanned, tree)),
         }
-    }
-}
-
-/// The report of a push that found the tree sealed as `version` (see `stat_cache`): every
-/// file known, nothing read or uploaded.
-fn unchanged(version: VersionRef, scanned: Scanned, progress: &PushProgress) -> PushReport {
-    let files = scanned.files.len() as u64;
-    for (total, done, n) in [
-        (
-            &progress.total_bytes,
-            &progress.read_bytes,
-            scanned.total_bytes,
-        ),
-        (&progress.total_files, &progress.done_files, files),
-    ] {
-        total.store(n, Ordering::Relaxed);
-        done.store(n, Ordering::Relaxed);
-    }
-    PushReport {
-        version,
-        unchanged: true,
-        files,
-        dirs: scanned.dirs,
-        symlinks: scanned.symlinks,
-        bytes: scanned.total_bytes,
-        uploaded_bytes: 0,
-        uploaded_objects: 0,
-        hashed_bytes: 0,
-        reused_files: files,
-        skipped: scanned.skipped,
     }
 }
 
@@ -493,15 +366,6 @@ async fn upload_and_commit(
         catalog, dataset, opts, state, scanned, &uploader, parent, tally,
     );
     report.await
-}
-
-/// What a push or an import read, for its report.
-struct Tally {
-    files: u64,
-    /// Bytes read and hashed.
-    hashed_bytes: u64,
-    /// Files whose content was known from the parent, not read.
-    reused_files: u64,
 }
 
 /// Ends a push or an import once every file is placed: seals the last pack, waits for every

@@ -7,8 +7,8 @@
 //! it when there is one ([`manifests`]), pack-region fetches of small neighbouring files
 //! ([`pack`], shared with `datastore prefetch`), and whole files assembled in the disk cache
 //! ([`materialize`]) so that [`Reader::local_file`] can offer the kernel a local file to serve
-//! by itself, and the read order a job hands over before it reads ([`order`]). The mount only translates FUSE requests into calls of [`Reader`] and replies;
-//! nothing here knows about FUSE.
+//! by itself, and the read order a job hands over before it reads ([`order`]). The mount only
+//! translates FUSE requests into calls of [`Reader`] and replies; nothing here knows about FUSE.
 
 pub mod budget;
 pub mod chunks;

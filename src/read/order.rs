@@ -55,14 +55,6 @@ impl Order {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
     /// Whether file `file` is in the order (its neighbours in a pack need not be guessed at).
     pub fn covers(&self, file: usize) -> bool {
         self.place.contains_key(&file)
