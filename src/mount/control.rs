@@ -76,12 +76,17 @@ pub fn order(point: &Path, list: &[u8]) -> Result<String, ControlError> {
     let pieces = split(list);
     let mut said = String::new();
     for (i, text) in pieces.iter().enumerate() {
-        let mut buf = vec![0u8; PIECE];
-        buf[0] = flags(i, pieces.len());
-        buf[1..1 + text.len()].copy_from_slice(text);
-        said = root.ask(ORDER, &mut buf)?;
+        said = root.ask(ORDER, &mut request(flags(i, pieces.len()), text))?;
     }
     Ok(said)
+}
+
+/// The buffer of one piece: its flags, then its text, NUL-padded.
+fn request(flags: u8, text: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; PIECE];
+    buf[0] = flags;
+    buf[1..1 + text.len()].copy_from_slice(text);
+    buf
 }
 
 /// The text of a list in pieces of whole lines, each of which fits a request after its flag.
@@ -218,10 +223,7 @@ mod tests {
     use crate::format::manifest::tests::build;
 
     fn piece(flags: u8, text: &str) -> Vec<u8> {
-        let mut buf = vec![0u8; PIECE];
-        buf[0] = flags;
-        buf[1..1 + text.len()].copy_from_slice(text.as_bytes());
-        buf
+        request(flags, text.as_bytes())
     }
 
     /// An order comes in pieces of whole lines, from one process; the last piece hands over
@@ -260,20 +262,17 @@ mod tests {
             .map(|i| format!("dir{}/file{i:05}.jpg", i % 7))
             .collect();
         let list = lines.join("\n");
-        let mut m = build(&[]);
         let files: Vec<&str> = lines.iter().map(String::as_str).collect();
-        m = if files.is_empty() { m } else { build(&files) };
-        let m = Arc::new(m);
+        let m = Arc::new(build(&files));
         let orders = Orders::default();
         let mut said = None;
         let pieces = split(list.as_bytes());
         assert!(pieces.len() > 1);
         for (i, text) in pieces.iter().enumerate() {
             assert!(text.len() < PIECE);
-            let mut buf = vec![0u8; PIECE];
-            buf[0] = flags(i, pieces.len());
-            buf[1..1 + text.len()].copy_from_slice(text);
-            said = orders.piece(1, &m, &buf).unwrap();
+            said = orders
+                .piece(1, &m, &request(flags(i, pieces.len()), text))
+                .unwrap();
         }
         let (files, said) = said.unwrap();
         assert_eq!(files.len(), 3000, "{said}");

@@ -222,11 +222,7 @@ impl StatCache {
     /// last completed push is set (see [`last_completed`]).
     pub fn confirm(self) {
         if let Some(path) = &self.path {
-            let touched = std::fs::File::options()
-                .write(true)
-                .open(path)
-                .and_then(|f| f.set_modified(SystemTime::now()));
-            if let Err(e) = touched {
+            if let Err(e) = touch(path) {
                 tracing::warn!(
                     "cannot set the time of {}: {}",
                     path.display(),
@@ -339,10 +335,7 @@ impl StatCache {
                 .enumerate()
                 .all(|(i, l)| matches!(l, Learnt::Same(s) if *s == i));
         let result = if same {
-            std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_modified(SystemTime::now()))
+            touch(&path)
         } else {
             self.write(&path)
         };
@@ -389,6 +382,14 @@ fn write_aside(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Where the manifest copy of the cache file `path` is.
 fn manifest_path(path: &Path) -> PathBuf {
     path.with_extension("manifest")
+}
+
+/// Sets the time of the cache file `path` to now: the end of the last completed push.
+fn touch(path: &Path) -> std::io::Result<()> {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(SystemTime::now()))
 }
 
 /// Where the seal of the cache file `path` is.

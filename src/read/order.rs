@@ -13,7 +13,7 @@
 use super::chunks::ChunkReader;
 use super::fetch;
 use super::pack;
-use crate::format::{EntryKind, Location, Manifest};
+use crate::format::{EntryKind, Manifest};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -237,25 +237,16 @@ fn region_around(
     file: usize,
     window: &Window,
 ) -> Option<pack::Region> {
-    let packed = |i: usize| match m.entries[i].kind {
-        EntryKind::File { chunks: run, .. } if run.len == 1 => {
-            let c = &m.chunks[run.start as usize];
-            match c.location {
-                Location::Pack { pack, offset } => Some((pack, offset, c)),
-                Location::Blob | Location::External { .. } => None,
-            }
-        }
-        _ => None,
-    };
-    let (pack, offset, first) = packed(file)?;
+    let (pack, offset, first) = pack::packed(m, file)?;
     let siblings = m.children(m.entries[file].parent as usize);
-    let wanted =
-        |i: usize| window.holds(i) && packed(i).is_some_and(|(_, _, c)| !chunks.has(&c.hash));
+    let wanted = |i: usize| {
+        window.holds(i) && pack::packed(m, i).is_some_and(|(_, _, c)| !chunks.has(&c.hash))
+    };
     let (mut lo, mut hi) = (offset, offset + first.len as u64);
     let (mut first_i, mut last_i) = (file, file);
     // Forward, then backward, while the files are adjacent in the pack and wanted.
     for i in (file + 1)..siblings.end {
-        match packed(i) {
+        match pack::packed(m, i) {
             Some((p, off, c)) if p == pack && off == hi && wanted(i) => {
                 if off + c.len as u64 - lo > pack::REGION_MAX {
                     break;
@@ -267,7 +258,7 @@ fn region_around(
         }
     }
     for i in (siblings.start..file).rev() {
-        match packed(i) {
+        match pack::packed(m, i) {
             Some((p, off, c)) if p == pack && off + c.len as u64 == lo && wanted(i) => {
                 if hi - off > pack::REGION_MAX {
                     break;
@@ -280,7 +271,7 @@ fn region_around(
     }
     let mut regions = Vec::new();
     for i in first_i..=last_i {
-        let (_, _, c) = packed(i)?;
+        let (_, _, c) = pack::packed(m, i)?;
         let mut at = fetch::locate(m, c);
         at.whole_file = true;
         pack::plan(&mut regions, at);

@@ -8,7 +8,7 @@
 //! once, then reports the damage), so one bad file never poisons its neighbours.
 
 use super::fetch::{self, ContentError, Located, Origins, Source};
-use crate::format::Sha256;
+use crate::format::{ChunkRef, EntryKind, Location, Manifest, Sha256};
 use bytes::Bytes;
 use std::ops::Range;
 
@@ -56,6 +56,21 @@ impl Region {
             whole_file: m.whole_file,
             source: self.source.clone(),
         }
+    }
+}
+
+/// Where small file `file` of `m` lies, if it is one chunk in a pack: the pack's index, the
+/// offset in it and the chunk. The files of one directory sit next to each other in a pack.
+pub fn packed(m: &Manifest, file: usize) -> Option<(u32, u64, &ChunkRef)> {
+    match m.entries.get(file)?.kind {
+        EntryKind::File { chunks, .. } if chunks.len == 1 => {
+            let c = m.chunks.get(chunks.start as usize)?;
+            match c.location {
+                Location::Pack { pack, offset } => Some((pack, offset, c)),
+                Location::Blob | Location::External { .. } => None,
+            }
+        }
+        _ => None,
     }
 }
 

@@ -16,7 +16,7 @@
 use super::chunks::ChunkReader;
 use super::fetch;
 use super::pack::{self, Region};
-use crate::format::{EntryKind, Location, Manifest};
+use crate::format::{EntryKind, Manifest};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -107,22 +107,12 @@ impl Prefetcher {
 /// The contiguous pack region holding the small files after `file` in its directory that are
 /// not at hand yet, up to [`pack::REGION_MAX`] bytes.
 fn neighbour_region(m: &Manifest, file: usize, reader: &ChunkReader) -> Option<Region> {
-    let single_pack_chunk = |i: usize| match m.entries[i].kind {
-        EntryKind::File { chunks, .. } if chunks.len == 1 => {
-            let c = &m.chunks[chunks.start as usize];
-            match c.location {
-                Location::Pack { pack, offset } => Some((pack, offset, c)),
-                Location::Blob | Location::External { .. } => None,
-            }
-        }
-        _ => None,
-    };
-    let (pack, offset, first) = single_pack_chunk(file)?;
+    let (pack, offset, first) = pack::packed(m, file)?;
     let siblings = m.children(m.entries[file].parent as usize);
     let mut cursor = offset + first.len as u64;
     let mut regions = Vec::new();
     for i in (file + 1)..siblings.end {
-        let Some((p, off, c)) = single_pack_chunk(i) else {
+        let Some((p, off, c)) = pack::packed(m, i) else {
             break;
         };
         if p != pack || off != cursor {
