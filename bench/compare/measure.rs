@@ -25,6 +25,10 @@ pub enum Figure {
 }
 
 impl Figure {
+    pub fn done(&self) -> bool {
+        matches!(self, Figure::Done(_))
+    }
+
     pub fn value(&self) -> Option<f64> {
         match self {
             Figure::Done(v) | Figure::Partial(v) => Some(*v),

@@ -107,11 +107,10 @@ impl Origins {
         len: u64,
         source: Option<&Source>,
     ) -> Result<Bytes, ContentError> {
-        Ok(self.get_from(key, range, len, source, false).await?.0)
+        Ok(self.get_from(key, range, len, source, false).await?.data)
     }
 
-    /// Like [`get`](Self::get); `direct` skips the tier. Also says whether the bytes came
-    /// from the tier.
+    /// Like [`get`](Self::get); `direct` skips the tier.
     async fn get_from(
         &self,
         key: &str,
@@ -119,35 +118,47 @@ impl Origins {
         len: u64,
         source: Option<&Source>,
         direct: bool,
-    ) -> Result<(Bytes, bool), ContentError> {
+    ) -> Result<Got, ContentError> {
         if let (Some(tier), None, false) = (&self.tier, source, direct) {
-            if let Some(b) = tier.get(&self.store, key, range.clone(), false).await {
-                return Ok((b, true));
+            if let Some(data) = tier.get(&self.store, key, range.clone(), false).await {
+                return Ok(Got {
+                    data,
+                    sha256: None,
+                    tiered: true,
+                });
             }
         }
-        self.get_direct(key, range, len, source)
-            .await
-            .map(|b| (b, false))
-    }
-
-    async fn get_direct(
-        &self,
-        key: &str,
-        range: Option<std::ops::Range<u64>>,
-        len: u64,
-        source: Option<&Source>,
-    ) -> Result<Bytes, ContentError> {
         let Some(src) = source else {
             let most = usize::try_from(len).unwrap_or(usize::MAX);
-            return self
+            let (data, sha256) = self
                 .store
                 .get_into(key, range, most, crate::buffers::shared())
                 .await
                 .map_err(|e| match e {
                     StoreError::NotFound { .. } => ContentError::Missing { key: key.into() },
                     e => ContentError::Store(e),
-                });
+                })?;
+            return Ok(Got {
+                data,
+                sha256: Some(sha256),
+                tiered: false,
+            });
         };
+        let data = self.get_source(key, range, src).await?;
+        Ok(Got {
+            data,
+            sha256: None,
+            tiered: false,
+        })
+    }
+
+    /// Bytes of `key` from an imported version's source, at its pinned content.
+    async fn get_source(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+        src: &Source,
+    ) -> Result<Bytes, ContentError> {
         let store = &self.source(&src.url).map_err(ContentError::Store)?;
         let range = match range {
             Some(r) => r,
@@ -173,6 +184,14 @@ impl Origins {
         };
         format!("{}/{key}", store.url().trim_end_matches('/'))
     }
+}
+
+/// Bytes as they came, with their SHA-256 where it was taken on the way in.
+struct Got {
+    data: Bytes,
+    sha256: Option<Sha256>,
+    /// From the shared cache tier, not the store.
+    tiered: bool,
 }
 
 /// A source object's failure: gone or changed is [`ContentError::SourceChanged`].
@@ -242,13 +261,16 @@ pub async fn fetch(origins: &Origins, at: &Located) -> Result<Bytes, ContentErro
     let source = at.source.as_ref();
     let (mut direct, mut from_store) = (false, 0);
     while from_store < 2 {
-        let (data, tiered) = origins
+        let got = origins
             .get_from(&at.key, at.range.clone(), at.len as u64, source, direct)
             .await?;
-        if data.len() == at.len as usize && Sha256::of(&data) == at.hash {
+        let data = got.data;
+        if data.len() == at.len as usize
+            && got.sha256.unwrap_or_else(|| Sha256::of(&data)) == at.hash
+        {
             return Ok(data);
         }
-        if let (true, Some(tier)) = (tiered, &origins.tier) {
+        if let (true, Some(tier)) = (got.tiered, &origins.tier) {
             tier.mismatched(&origins.store, &at.key);
             direct = true;
             continue;

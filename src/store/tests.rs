@@ -24,16 +24,15 @@ async fn exercise(store: &Store) {
     assert_eq!(store.get_range("a/b", 1..4).await.unwrap(), "ell");
     // Into reused buffers: a local directory is read straight into one, others streamed.
     let pool = crate::buffers::Buffers::new(1 << 20);
-    assert_eq!(
-        store.get_into("a/b", Some(1..4), 3, &pool).await.unwrap(),
-        "ell"
-    );
-    assert_eq!(
-        store.get_into("a/b", None, 5, &pool).await.unwrap(),
-        "hello"
-    );
+    // Each with the SHA-256 of what it holds.
+    let got = |range, most| store.get_into("a/b", range, most, &pool);
+    let (data, sha256) = got(Some(1..4), 3).await.unwrap();
+    assert_eq!((data, sha256), (Bytes::from("ell"), Sha256::of(b"ell")));
+    let (data, sha256) = got(None, 5).await.unwrap();
+    assert_eq!((data, sha256), (Bytes::from("hello"), Sha256::of(b"hello")));
     // A body longer than asked for is cut one byte past it, for the caller to see.
-    assert_eq!(store.get_into("a/b", None, 2, &pool).await.unwrap(), "hel");
+    let (data, sha256) = got(None, 2).await.unwrap();
+    assert_eq!((data, sha256), (Bytes::from("hel"), Sha256::of(b"hel")));
     assert!(store
         .get_into("x/y", None, 2, &pool)
         .await
