@@ -201,8 +201,8 @@ fn reads_never_create_a_store() {
 
 #[test]
 fn credentials_are_redacted() {
-    assert_eq!(redact("s3://key:secret@bucket/x"), "s3://bucket/x");
-    assert_eq!(redact("s3://bucket/x"), "s3://bucket/x");
+    assert_eq!(open::redact("s3://key:secret@bucket/x"), "s3://bucket/x");
+    assert_eq!(open::redact("s3://bucket/x"), "s3://bucket/x");
 }
 
 #[tokio::test]
