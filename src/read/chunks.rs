@@ -269,6 +269,11 @@ impl ChunkReader {
         &self.budget
     }
 
+    /// The most bytes of verified chunks kept in memory.
+    pub fn memory_bound(&self) -> u64 {
+        self.lock_cache().bound()
+    }
+
     /// The disk cache writes this reader has under way.
     pub fn writes(&self) -> &Arc<Writes> {
         &self.writes

@@ -25,6 +25,11 @@ impl MemoryCache {
         self.chunks.get(h).cloned()
     }
 
+    /// The most bytes it keeps.
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
     pub fn contains(&self, h: &Sha256) -> bool {
         self.chunks.contains(h)
     }

@@ -80,6 +80,16 @@ struct ReadPlan {
     sequential: bool,
 }
 
+/// How far past the furthest file opened a read order fetches. What it fetches must still be
+/// cached when the readers get to it: half the disk cache, or without one half of what memory
+/// keeps (and no more than half the fetch budget), so that other readers' chunks have room.
+fn order_window(disk_quota: Option<u64>, fetch_budget: u64, memory: u64) -> u64 {
+    match disk_quota {
+        Some(quota) => quota / 2,
+        None => memory.min(fetch_budget) / 2,
+    }
+}
+
 impl Reader {
     /// `memory` bounds the verified chunks kept in memory, `fetch_budget` the bytes all
     /// fetches together may hold at once. Must be called inside the runtime that will fetch.
@@ -196,12 +206,11 @@ impl Reader {
         if let Some(old) = self.lock_order().replace(order.clone()) {
             old.stop();
         }
-        // What is fetched ahead must still be cached when the readers get to it: half the disk
-        // cache, or without one half the fetch budget (the memory cache is no larger).
-        let ahead = match &self.disk {
-            Some(d) => d.quota() / 2,
-            None => self.budget().total() / 2,
-        };
+        let ahead = order_window(
+            self.disk.as_ref().map(|d| d.quota()),
+            self.budget().total(),
+            self.chunks.memory_bound(),
+        );
         order::drive(order, self.manifest.clone(), self.chunks.clone(), ahead)
     }
 
@@ -277,5 +286,24 @@ impl Reader {
             plan.ahead = ahead;
         }
         plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order_window;
+
+    #[test]
+    fn an_order_fetches_no_further_ahead_than_its_cache_keeps() {
+        const MIB: u64 = 1 << 20;
+        // Half the disk cache, whatever memory holds.
+        assert_eq!(
+            order_window(Some(10_000 * MIB), 1536 * MIB, 256 * MIB),
+            5_000 * MIB
+        );
+        // Without one, half the memory cache, which a default fetch budget exceeds...
+        assert_eq!(order_window(None, 1536 * MIB, 256 * MIB), 128 * MIB);
+        // ...and half the fetch budget where it is the smaller.
+        assert_eq!(order_window(None, 64 * MIB, 256 * MIB), 32 * MIB);
     }
 }
