@@ -434,11 +434,11 @@ impl Catalog {
             fault,
         };
         let tiered = match &self.tier {
-            Some(t) => t.get(&self.store, &key, None, false).await,
+            Some(t) => t.get(&self.store, &key, None, usize::MAX, false).await,
             None => None,
         };
         match tiered {
-            Some(b) if Sha256::of(&b) == v.manifest => Ok(b),
+            Some((b, sha256)) if sha256 == v.manifest => Ok(b),
             other => {
                 if let (Some(t), Some(_)) = (&self.tier, other) {
                     t.mismatched(&self.store, &key);

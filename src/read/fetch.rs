@@ -119,17 +119,19 @@ impl Origins {
         source: Option<&Source>,
         direct: bool,
     ) -> Result<Got, ContentError> {
+        let most = usize::try_from(len).unwrap_or(usize::MAX);
         if let (Some(tier), None, false) = (&self.tier, source, direct) {
-            if let Some(data) = tier.get(&self.store, key, range.clone(), false).await {
+            if let Some((data, sha256)) =
+                tier.get(&self.store, key, range.clone(), most, false).await
+            {
                 return Ok(Got {
                     data,
-                    sha256: None,
+                    sha256: Some(sha256),
                     tiered: true,
                 });
             }
         }
         let Some(src) = source else {
-            let most = usize::try_from(len).unwrap_or(usize::MAX);
             let (data, sha256) = self
                 .store
                 .get_into(key, range, most, crate::buffers::shared())

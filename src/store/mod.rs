@@ -124,6 +124,41 @@ impl Pin {
     }
 }
 
+/// A response body landing in a reused buffer, hashed piece by piece as it arrives, while
+/// each piece is still in the CPU's cache from the socket copy (hashing the whole buffer
+/// afterwards read every byte back from memory, and took half as long again). A body longer
+/// than `most` bytes is cut after `most + 1`: enough for the caller to see that it is not
+/// what was asked for, without holding whatever a broken server sends.
+pub(crate) struct Landing {
+    buf: crate::buffers::Filling,
+    hasher: StreamHasher,
+    keep: usize,
+}
+
+impl Landing {
+    /// Room is made for `expected` bytes at first.
+    pub(crate) fn new(buffers: &Arc<Buffers>, most: usize, expected: usize) -> Landing {
+        Landing {
+            buf: buffers.filling(expected.min(most)),
+            hasher: StreamHasher::default(),
+            keep: most.saturating_add(1),
+        }
+    }
+
+    /// Takes the next piece of the body; false once it holds all it keeps.
+    pub(crate) fn take(&mut self, piece: &[u8]) -> bool {
+        let piece = &piece[..piece.len().min(self.keep - self.buf.len())];
+        self.hasher.update(piece);
+        self.buf.extend(piece);
+        self.buf.len() < self.keep
+    }
+
+    /// The bytes kept and their SHA-256.
+    pub(crate) fn done(self) -> (Bytes, Sha256) {
+        (self.buf.freeze(), self.hasher.finish())
+    }
+}
+
 /// A store root: a backend and a key prefix inside it.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -311,14 +346,8 @@ impl Store {
 
     /// Bytes of `key` (`range` of it, or all of it) in a buffer from `buffers`, whose pages
     /// are reused from chunk to chunk rather than mapped afresh for every GET, with their
-    /// SHA-256. A body longer than `most` bytes is cut after `most + 1`: enough for the caller
-    /// to see that it is not what was asked for, without holding whatever a broken server
-    /// sends.
-    ///
-    /// The digest is taken piece by piece as the body arrives, while each piece is still in
-    /// the CPU's cache from the socket copy: hashing the whole buffer afterwards read every
-    /// byte back from memory, and took half as long again (a third of the daemon's CPU on a
-    /// cold read).
+    /// SHA-256, taken as they arrive (see [`Landing`]). A body longer than `most` bytes is cut
+    /// after `most + 1`.
     pub async fn get_into(
         &self,
         key: &str,
@@ -356,18 +385,13 @@ impl Store {
                             })
                     }
                     GetResultPayload::Stream(mut body) => {
-                        let (mut buf, mut hasher) =
-                            (buffers.filling(most), StreamHasher::default());
+                        let mut landing = Landing::new(buffers, most, most);
                         while let Some(piece) = body.next().await {
-                            let piece = piece?;
-                            let piece = &piece[..piece.len().min(keep - buf.len())];
-                            hasher.update(piece);
-                            buf.extend(piece);
-                            if buf.len() == keep {
+                            if !landing.take(&piece?) {
                                 break;
                             }
                         }
-                        Ok((buf.freeze(), hasher.finish()))
+                        Ok(landing.done())
                     }
                 }
             })

@@ -18,7 +18,8 @@
 //! others from reading through the tier. A tier that fails or is slower than its timeout is
 //! left alone for [`DOWN_FOR`], reads going to the store meanwhile.
 
-use super::Store;
+use super::{Landing, Store};
+use crate::format::Sha256;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -118,16 +119,19 @@ impl Tier {
         metrics::counter!(crate::metrics::TIER_FAILURES).increment(1);
     }
 
-    /// Bytes of `key` of `store` (a range, or the whole object) through the tier; `None`
-    /// when the tier cannot give them now (the caller reads the store). `refresh` asks the
-    /// tier to fetch the object from the store again, replacing what it holds.
+    /// Bytes of `key` of `store` (a range, or the whole object) through the tier, with their
+    /// SHA-256 taken as they arrive, in a reused buffer, cut one byte past `most` (as the
+    /// store's own GETs are: a tier that sends too much is never held whole); `None` when the
+    /// tier cannot give them now (the caller reads the store). `refresh` asks the tier to
+    /// fetch the object from the store again, replacing what it holds.
     pub async fn get(
         &self,
         store: &Store,
         key: &str,
         range: Option<std::ops::Range<u64>>,
+        most: usize,
         refresh: bool,
-    ) -> Option<Bytes> {
+    ) -> Option<(Bytes, Sha256)> {
         if !self.usable() {
             return None;
         }
@@ -149,7 +153,7 @@ impl Tier {
                 format!("bytes={}-{}", r.start, r.end.saturating_sub(1)),
             );
         }
-        let resp = match req.send().await {
+        let mut resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
                 self.failed(&self.why(&e));
@@ -166,16 +170,21 @@ impl Tier {
             }
             return None;
         }
-        match resp.bytes().await {
-            Ok(b) => {
-                metrics::counter!(crate::metrics::TIER_BYTES).increment(b.len() as u64);
-                Some(b)
-            }
-            Err(e) => {
-                self.failed(&self.why(&e));
-                None
+        let expected = resp.content_length().map_or(0, |n| n as usize);
+        let mut landing = Landing::new(crate::buffers::shared(), most, expected);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(piece)) if landing.take(&piece) => {}
+                Ok(_) => break,
+                Err(e) => {
+                    self.failed(&self.why(&e));
+                    return None;
+                }
             }
         }
+        let (data, sha256) = landing.done();
+        metrics::counter!(crate::metrics::TIER_BYTES).increment(data.len() as u64);
+        Some((data, sha256))
     }
 
     /// The tier answered `key` with other bytes than the object's: counted, logged, and
@@ -187,6 +196,6 @@ impl Tier {
              reading it from the store, and telling the tier to fetch it again"
         );
         let (tier, store, key) = (self.clone(), store.clone(), key.to_string());
-        tokio::spawn(async move { tier.get(&store, &key, None, true).await });
+        tokio::spawn(async move { tier.get(&store, &key, None, usize::MAX, true).await });
     }
 }
