@@ -135,11 +135,16 @@ pub(crate) struct Landing {
     keep: usize,
 }
 
+/// The most room a [`Landing`] makes before bytes arrive: the largest chunk. A length a server
+/// declares (a tier's Content-Length for a manifest, whose size the caller cannot bound) is a
+/// claim, not bytes; past this, room grows only with what actually arrives.
+const FIRST_ROOM: usize = 16 << 20;
+
 impl Landing {
-    /// Room is made for `expected` bytes at first.
+    /// Room is made for `expected` bytes at first (at most [`FIRST_ROOM`]).
     pub(crate) fn new(buffers: &Arc<Buffers>, most: usize, expected: usize) -> Landing {
         Landing {
-            buf: buffers.filling(expected.min(most)),
+            buf: buffers.filling(expected.min(most).min(FIRST_ROOM)),
             hasher: StreamHasher::default(),
             keep: most.saturating_add(1),
         }

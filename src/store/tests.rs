@@ -230,3 +230,22 @@ async fn a_large_object_of_known_size_comes_whole_in_ranges() {
         data.len()
     );
 }
+
+/// A length a server claims makes no room of its own: a body of a few bytes that declared
+/// the largest size there is lands whole and is hashed, with no attempt to map that much.
+#[test]
+fn a_declared_length_is_not_taken_on_trust() {
+    let pool = crate::buffers::Buffers::new(1 << 20);
+    let mut landing = Landing::new(&pool, usize::MAX, usize::MAX);
+    assert!(landing.take(b"man"));
+    assert!(landing.take(b"ifest"));
+    let (data, sha256) = landing.done();
+    assert_eq!(
+        (data, sha256),
+        (Bytes::from("manifest"), Sha256::of(b"manifest"))
+    );
+    // Cut one byte past `most`, for the caller to see.
+    let mut landing = Landing::new(&pool, 4, usize::MAX);
+    assert!(!landing.take(b"manifest"));
+    assert_eq!(landing.done().0, "manif");
+}
