@@ -131,16 +131,16 @@ impl Passthrough {
     /// Decides how inode `ino`, entry `file` of `reader`'s version, is opened, registering
     /// its backing file with the kernel on its first passthrough open.
     pub fn open(&self, reader: &Reader, ino: u64, file: usize, reply: &ReplyOpen) -> Opened {
-        // The first open of an inode looks for its local file, on disk, without the lock: other
-        // inodes' opens go on meanwhile. Whatever another open of this one decided in that time
-        // stands.
-        let mut inodes = self.lock();
-        let mut local = None;
-        if !inodes.contains_key(&ino) && self.on.load(Ordering::Acquire) {
-            drop(inodes);
-            local = reader.local_file(file);
-            inodes = self.lock();
+        // The first open of an inode finds its local file and registers it with the kernel
+        // (an open, an fstat, an ioctl) without the lock: other inodes' opens and releases go
+        // on meanwhile, where holding it made every request thread queue behind one that the
+        // scheduler had preempted. If another open of this inode decided first, its decision
+        // stands and this registration is dropped, after the lock is let go.
+        let mut fresh = None;
+        if self.on.load(Ordering::Acquire) && !self.lock().contains_key(&ino) {
+            fresh = reader.local_file(file).map(|f| (reply.open_backing(&f), f));
         }
+        let mut inodes = self.lock();
         // Off (or turned off after a refusal): inodes still open in some mode keep it.
         if !self.on.load(Ordering::Acquire) && !inodes.contains_key(&ino) {
             return Opened::Cached;
@@ -162,7 +162,7 @@ impl Passthrough {
                     Opened::Refused
                 }
             }
-            None => match local.map(|f| (reply.open_backing(&f), f)) {
+            None => match fresh.take() {
                 Some((Ok(id), local)) => {
                     let backing = Arc::new(id);
                     inodes.insert(
@@ -190,6 +190,7 @@ impl Passthrough {
             },
         };
         drop(inodes);
+        drop(fresh);
         if !matches!(opened, Opened::Refused) {
             reader.count_open(matches!(opened, Opened::Passthrough(_)));
         }
@@ -209,11 +210,11 @@ impl Passthrough {
             }
             _ => false,
         };
-        if last {
-            // The last passthrough handle drops the backing file's registration here.
-            inodes.remove(&ino);
-        }
+        // The last passthrough handle drops the backing file's registration (an ioctl and a
+        // close), after the lock is let go.
+        let gone = if last { inodes.remove(&ino) } else { None };
         drop(inodes);
+        drop(gone);
         if mode != HandleMode::Passthrough && self.on.load(Ordering::Acquire) {
             reader.offer_local_file(file);
         }
