@@ -417,6 +417,31 @@ fn opens_never_switch_an_inode_under_its_readers() {
         std::fs::read(&path).unwrap() == want,
         "read through the daemon, right"
     );
+
+    // Whole again and closed everywhere, then first opens of the inode all at once: each
+    // finds the file entry and registers it with the kernel outside the daemon's lock; one
+    // registration is kept and shared (two backing files for one inode would fail opens with
+    // EBUSY), and every handle reads right.
+    wait_for("a file entry once more", Duration::from_secs(30), || {
+        assert!(std::fs::read(&path).unwrap() == want);
+        entry.exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before = m.passthrough_opens();
+    let start = std::sync::Barrier::new(16);
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                start.wait();
+                let f = std::fs::File::open(&path).expect("one of opens at once");
+                assert!(whole(&f), "a handle of opens at once reads right");
+            });
+        }
+    });
+    assert!(
+        m.passthrough_opens() > before,
+        "opens at once by passthrough"
+    );
 }
 
 /// A read order handed to a running mount (`prefetch --mount`) is fetched ahead of the
