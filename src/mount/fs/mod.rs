@@ -10,6 +10,8 @@
 //! Reads are dispatched to the async runtime and answered from there, so the FUSE threads are
 //! never blocked on the network and many readers progress at once.
 
+mod ioctl;
+
 use super::control;
 use super::entries::{self, kind, listing, reply_xattr, xattr, xattr_names};
 use super::errno;
@@ -26,7 +28,6 @@ use fuser::{
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,16 +89,7 @@ impl DatastoreFs {
 
     /// Records the path of every file opened, once, in the order of first opening.
     pub fn record_trace(&mut self, file: std::fs::File) -> std::io::Result<()> {
-        let mut t = Trace {
-            out: Mutex::new(std::io::LineWriter::new(file)),
-            seen: Mutex::new(std::collections::HashSet::new()),
-        };
-        writeln!(
-            t.out.get_mut().unwrap_or_else(|e| e.into_inner()),
-            "# datastore trace {}",
-            self.versions.live().label
-        )?;
-        self.trace = Some(t);
+        self.trace = Some(Trace::new(file, &self.versions.live().label)?);
         Ok(())
     }
 
@@ -138,60 +130,6 @@ impl DatastoreFs {
 
     fn attr(&self, v: &Mounted, i: usize) -> FileAttr {
         entries::attr(v, i, self.uid, self.gid)
-    }
-
-    /// Answers a switch asked for by `datastore switch` (see [`control`]), from the runtime:
-    /// fetching the new manifest must not hold a FUSE thread.
-    fn switch(&self, req: &Request, in_data: &[u8], reply: ReplyIoctl) {
-        if req.uid() != 0 && req.uid() != self.uid {
-            return reply.error(errno::NOT_PERMITTED);
-        }
-        let asked = control::text(in_data);
-        let versions = self.versions.clone();
-        self.rt.spawn(async move {
-            let result = async {
-                let target =
-                    crate::format::name::parse_target(&asked).map_err(|e| e.to_string())?;
-                versions
-                    .check_dataset(&target.dataset)
-                    .map_err(|e| e.to_string())?;
-                versions
-                    .switch(target.version)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            .await;
-            match result {
-                Ok((from, to)) if from == to => {
-                    reply.ioctl(0, &control::answer(&format!("already on {to}")))
-                }
-                Ok((from, to)) => reply.ioctl(0, &control::answer(&format!("{from} -> {to}"))),
-                Err(why) => {
-                    let live = versions.live().label.clone();
-                    tracing::error!("switch to {asked} refused, still serving {live}: {why}");
-                    reply.ioctl(control::REFUSED, &control::answer(&why))
-                }
-            }
-        });
-    }
-
-    /// Takes a piece of a read order sent by `datastore prefetch --mount` (see [`control`]);
-    /// the last hands the whole order to the live version's reader, which fetches ahead of
-    /// the readers in that order.
-    fn order(&self, req: &Request, in_data: &[u8], reply: ReplyIoctl) {
-        if req.uid() != 0 && req.uid() != self.uid {
-            return reply.error(errno::NOT_PERMITTED);
-        }
-        let live = self.versions.live().clone();
-        match self.orders.piece(req.pid(), &live.manifest, in_data) {
-            Ok(None) => reply.ioctl(0, &control::answer("")),
-            Ok(Some((files, said))) => {
-                tracing::info!("{}: {said}", live.label);
-                self.rt.spawn(live.reader.follow(files));
-                reply.ioctl(0, &control::answer(&said))
-            }
-            Err(why) => reply.ioctl(control::REFUSED, &control::answer(&why)),
-        }
     }
 }
 
