@@ -135,7 +135,8 @@ pub(crate) struct Landing {
     keep: usize,
 }
 
-/// The most room a [`Landing`] makes before bytes arrive: the largest chunk. A length a server
+/// The most room a [`Landing`] makes before bytes arrive: the largest chunk a push makes
+/// (`push::ingest::CHUNK_MAX`; the store does not depend on push). A length a server
 /// declares (a tier's Content-Length for a manifest, whose size the caller cannot bound) is a
 /// claim, not bytes; past this, room grows only with what actually arrives.
 const FIRST_ROOM: usize = 16 << 20;
