@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::mount::{daemon_pids, is_mounted, wait_for, HelperInstalled, Mounted};
+use common::mount::{daemon_pids, is_mounted, wait_for, HelperInstalled, Metered, Mounted};
 use common::{tree, Env, Kind};
 use datastore::catalog::Catalog;
 use datastore::format::name::VersionSel;
@@ -41,8 +41,6 @@ fn sha_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// Reads of every file at random offsets and lengths, across every chunk boundary and past
-/// the end, compared with the source.
 /// A local store holding dataset `ds`: one file `f` that reads "content".
 fn one_file_dataset() -> Env {
     let env = Env::new(Kind::Local);
@@ -52,6 +50,8 @@ fn one_file_dataset() -> Env {
     env
 }
 
+/// Reads of every file at random offsets and lengths, across every chunk boundary and past
+/// the end, compared with the source.
 fn check_ranges(src: &Path, mnt: &Path, m: &Manifest, seed: u64) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let mut walk = m.walk(0);
@@ -228,6 +228,48 @@ fn every_write_is_erofs() {
         "create, open for writing, truncate, unlink, mkdir, rmdir, rename, symlink, link, chmod, set mtime, setxattr",
         12,
         "every one EROFS; the file unchanged",
+    );
+}
+
+/// The kernel reads ahead of a sequential reader in requests of 1 MiB, the most it sends,
+/// not in the 128 KiB it offers a new mount at first: a cold 16 MiB file reaches the daemon in
+/// about 16 READs, not 128.
+#[test]
+fn a_sequential_reader_is_read_ahead_in_requests_of_a_mebibyte() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    tree::random_files(&src, 31, 1, 16 << 20);
+    env.push(&src, "ds");
+    let want = std::fs::read(src.join("f000.bin")).unwrap();
+    let m = Metered::mount(&env, &[]);
+    let dev = std::fs::metadata(&m.mnt.point).unwrap().dev();
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let kb = || std::fs::read_to_string(&knob).unwrap();
+    // Raised once the mount answers, right after it is up.
+    wait_for("the mount's read-ahead", Duration::from_secs(10), || {
+        kb().trim() == "1024"
+    });
+    let before = m.reads();
+    let mut f = std::fs::File::open(m.mnt.point.join("f000.bin")).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == want, "wrong bytes");
+    let reads = m.reads() - before;
+    assert!(
+        (16..=24).contains(&reads),
+        "{reads} READ requests for 16 MiB (read_ahead_kb {})",
+        kb().trim()
     );
 }
 

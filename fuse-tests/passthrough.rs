@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::mount::{wait_for, Mounted};
+use common::mount::{wait_for, Metered};
 use common::tree::random_files;
 use common::{Env, Kind, Moto};
 use std::os::unix::fs::FileExt;
@@ -29,44 +29,6 @@ fn wait_for_file_entry(env: &Env, data: &[u8]) -> PathBuf {
     let path = file_entry(env, data);
     wait_for("a file entry", Duration::from_secs(30), || path.exists());
     path
-}
-
-/// A mount serving Prometheus metrics, and one of their values.
-struct Metered {
-    mnt: Mounted,
-    port: u16,
-}
-
-impl Metered {
-    fn mount(env: &Env, options: &[&str]) -> Metered {
-        let port = common::free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let mnt = env.mount_with("ds", options, &["--metrics-addr", &addr]);
-        Metered { mnt, port }
-    }
-
-    fn value(&self, name: &str) -> u64 {
-        // Counters are published on the next scrape; give the exporter a moment.
-        std::thread::sleep(Duration::from_millis(300));
-        common::http_get(self.port, "/metrics")
-            .lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    }
-
-    /// FUSE READ requests the daemon has answered.
-    fn reads(&self) -> u64 {
-        self.value("datastore_reads_total")
-    }
-
-    fn passthrough_opens(&self) -> u64 {
-        self.value("datastore_passthrough_opens_total")
-    }
-
-    fn fallbacks(&self) -> u64 {
-        self.value("datastore_passthrough_fallbacks_total")
-    }
 }
 
 /// Opens `path` once the daemon opens it by passthrough. An inode stays in the mode of its

@@ -114,6 +114,44 @@ impl Drop for Mounted {
     }
 }
 
+/// A mount serving Prometheus metrics, and one of their values.
+pub struct Metered {
+    pub mnt: Mounted,
+    port: u16,
+}
+
+impl Metered {
+    pub fn mount(env: &Env, options: &[&str]) -> Metered {
+        let port = super::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mnt = env.mount_with("ds", options, &["--metrics-addr", &addr]);
+        Metered { mnt, port }
+    }
+
+    pub fn value(&self, name: &str) -> u64 {
+        // Counters are published on the next scrape; give the exporter a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        super::http_get(self.port, "/metrics")
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// FUSE READ requests the daemon has answered.
+    pub fn reads(&self) -> u64 {
+        self.value("datastore_reads_total")
+    }
+
+    pub fn passthrough_opens(&self) -> u64 {
+        self.value("datastore_passthrough_opens_total")
+    }
+
+    pub fn fallbacks(&self) -> u64 {
+        self.value("datastore_passthrough_fallbacks_total")
+    }
+}
+
 impl Env {
     /// A fresh mount point in the scratch directory.
     pub fn mount_point(&self, name: &str) -> PathBuf {

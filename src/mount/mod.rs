@@ -249,6 +249,11 @@ pub async fn serve(
             }
         })
     });
+    let point = req.mountpoint.clone();
+    tokio::task::spawn_blocking(move || match kernel::widen_read_ahead(&point) {
+        Ok(kib) => tracing::debug!("kernel read-ahead {kib} KiB"),
+        Err(e) => tracing::debug!("kernel read-ahead stays at its default: {e}"),
+    });
     let ended = tokio::task::spawn_blocking(move || session.run()).await;
     // What was read stays cached: the writes still under way finish first.
     reader.settle().await;

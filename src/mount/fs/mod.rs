@@ -34,9 +34,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// Largest read-ahead the kernel may issue: with fuser's default max_write of 16 MiB, the
-/// kernel's max_pages is its limit (256 pages, 1 MiB, here), so reads come as large as it allows.
-const MAX_READAHEAD: u32 = 1 << 20;
 /// Background requests (read-ahead, async reads) the kernel keeps in flight.
 const MAX_BACKGROUND: u16 = 64;
 
@@ -141,7 +138,8 @@ impl Filesystem for DatastoreFs {
             | InitFlags::FUSE_PARALLEL_DIROPS;
         // Capabilities the kernel lacks are simply not used.
         let _ = config.add_capabilities(wanted & config.capabilities());
-        let _ = config.set_max_readahead(MAX_READAHEAD);
+        // Read-ahead is not asked for here: the kernel offers its default and takes no more
+        // (see `kernel::widen_read_ahead`, which raises it once the mount is up).
         // Read-ahead and async reads of many readers queue in the kernel as background
         // requests; fuser's default of 16 in flight starves a daemon that answers them from the
         // network in parallel (Mountpoint-S3 raises it the same way).
