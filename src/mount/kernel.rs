@@ -66,6 +66,9 @@ pub fn mount(point: &Path, source: &str, allow_other: bool) -> std::io::Result<O
     Ok(Some(fd))
 }
 
+/// statfs's f_type of a FUSE mount.
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
 /// The kernel's read-ahead on a mount: the largest request it sends (256 pages, the
 /// `max_pages_limit` of the kernels we run on), so a sequential reader's pages come in
 /// requests of that size.
@@ -97,6 +100,11 @@ pub fn widen_read_ahead(point: &Path) -> std::io::Result<u32> {
     let flags = libc::AT_STATX_DONT_SYNC | libc::AT_NO_AUTOMOUNT;
     if unsafe { libc::statx(libc::AT_FDCWD, c_point.as_ptr(), flags, 0, &mut st) } != 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    // Gone already (or never there): the path is some other filesystem's now, whose device
+    // is not ours to tune. FUSE mounts have anonymous devices, major 0.
+    if fs.f_type as i64 != FUSE_SUPER_MAGIC || st.stx_dev_major != 0 {
+        return Err(std::io::Error::other("not a FUSE mount any more"));
     }
     let knob = format!(
         "/sys/class/bdi/{}:{}/read_ahead_kb",
