@@ -15,7 +15,7 @@ use super::pack::{self, Member, Region};
 use super::writes::Writes;
 use crate::cache::{DiskCache, Kind};
 use crate::format::{ChunkRef, EntryKind, Manifest, Sha256};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
 use std::future::Future;
@@ -115,9 +115,11 @@ impl ChunkReader {
         if parts.len() == 1 {
             return Ok(parts.pop().unwrap_or_default());
         }
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        // A read across a chunk boundary is put together in a pooled buffer: a fresh 1 MiB
+        // allocation for each would be mapped, faulted in and unmapped every time.
+        let mut out = crate::buffers::shared().filling((end - offset) as usize);
         for p in &parts {
-            out.extend_from_slice(p);
+            out.extend(p);
         }
         Ok(out.freeze())
     }
