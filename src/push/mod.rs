@@ -14,6 +14,7 @@
 //! same tree finds and skips (packs are content-defined, so they come out byte-identical), and
 //! which gc removes after its grace period if nobody pushes again.
 
+mod assembly;
 mod error;
 pub mod import;
 pub mod ingest;
@@ -23,28 +24,25 @@ pub mod stat_cache;
 pub mod upload;
 pub mod walk;
 
+use assembly::{read_file, Assembly, Content};
 pub use error::PushError;
 use report::{unchanged, Tally};
 pub use report::{PushProgress, PushReport};
 
 use crate::catalog::lease::{Lease, Operation, Refresh};
 use crate::catalog::{Catalog, CatalogError, NewVersion};
-use crate::format::manifest::Run;
 use crate::format::name::check_dataset_name;
-use crate::format::{ChunkRef, EntryKind, Location, Manifest, Sha256, VersionRef};
+use crate::format::{Manifest, Sha256, VersionRef};
 use crate::store::keys;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use ingest::SMALL_FILE;
-use packer::{PackTable, Packer};
 use stat_cache::{Seal, StatCache};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use upload::Uploader;
-use walk::{FileToRead, Scanned};
+use walk::Scanned;
 
 /// How a push runs.
 #[derive(Clone, Debug)]
@@ -434,197 +432,6 @@ async fn conclude(
         skipped: scanned.skipped,
     };
     Ok((report, made))
-}
-
-/// A file's content, read and hashed, or known to be that of a file of the parent version.
-enum Content {
-    Small {
-        sha: Sha256,
-        data: Vec<u8>,
-    },
-    Chunked {
-        sha: Sha256,
-        chunks: Vec<ChunkRef>,
-    },
-    /// The content of file entry `entry` of the parent.
-    Reused {
-        sha: Sha256,
-        entry: usize,
-    },
-}
-
-/// Reads, hashes and (for a large file) chunks and uploads one file, counting bytes as they are
-/// read so progress moves through a large file.
-async fn read_file(
-    f: FileToRead,
-    uploader: Arc<Uploader>,
-    progress: Arc<PushProgress>,
-) -> Result<(FileToRead, Content), PushError> {
-    let rt = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let content = if f.stamp.size < SMALL_FILE {
-            let (sha, data) = ingest::read_small(&f)?;
-            progress
-                .read_bytes
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-            Content::Small { sha, data }
-        } else {
-            let mut chunks = Vec::new();
-            let sha = ingest::read_chunked(&f, |c| {
-                chunks.push(ChunkRef {
-                    hash: c.hash,
-                    file_offset: c.file_offset,
-                    len: c.data.len() as u32,
-                    location: Location::Blob,
-                });
-                progress
-                    .read_bytes
-                    .fetch_add(c.data.len() as u64, Ordering::Relaxed);
-                rt.block_on(uploader.upload(keys::blob(&c.hash), c.data.into()))?;
-                Ok(())
-            })?;
-            Content::Chunked { sha, chunks }
-        };
-        Ok((f, content))
-    })
-    .await
-    .expect("file reading does not panic")
-}
-
-/// The manifest's chunk and pack tables as files are placed, in entry order.
-#[derive(Default)]
-struct Assembly {
-    /// The parent version, and its files by content.
-    parent: Manifest,
-    parent_files: HashMap<Sha256, usize>,
-    chunks: Vec<ChunkRef>,
-    packs: PackTable,
-    packer: Packer,
-    /// Where each small file already stored (by the parent or earlier in this push) lives.
-    small: HashMap<Sha256, (Sha256, u64)>,
-    /// Small files packed by this push, by pack slot, until their pack is sealed.
-    pending: HashMap<Sha256, (u32, u64)>,
-}
-
-impl Assembly {
-    fn learn_parent(&mut self, m: Manifest, uploader: &Uploader) {
-        *self = Assembly::of_parent(m);
-        self.parent_present(uploader);
-    }
-
-    /// An assembly that builds on manifest `m`, the parent version's. Blocking: its tables
-    /// take a while for a large manifest.
-    fn of_parent(m: Manifest) -> Assembly {
-        let mut a = Assembly::default();
-        a.small.reserve(m.chunks.len());
-        for c in &m.chunks {
-            if let Location::Pack { pack, offset } = c.location {
-                a.small.insert(c.hash, (m.packs[pack as usize], offset));
-            }
-        }
-        a.parent_files.reserve(m.entries.len());
-        for (i, e) in m.entries.iter().enumerate() {
-            if let EntryKind::File { sha256, .. } = e.kind {
-                a.parent_files.insert(sha256, i);
-            }
-        }
-        a.parent = m;
-        a
-    }
-
-    /// Tells `uploader` that what the parent references is in the store.
-    fn parent_present(&self, uploader: &Uploader) {
-        let m = &self.parent;
-        let blobs = m.chunks.iter().filter(|c| c.location == Location::Blob);
-        uploader.assume_present(blobs.map(|c| keys::blob(&c.hash)));
-        uploader.assume_present(m.packs.iter().map(keys::pack));
-    }
-
-    /// The content of a file the stat cache says has SHA-256 `sha`, if the parent has a file
-    /// of that digest and size to take the chunks of.
-    fn reuse(&self, sha: &Sha256, size: u64) -> Option<Content> {
-        let &entry = self.parent_files.get(sha)?;
-        match self.parent.entries[entry].kind {
-            // Content read in place from a source object is read again: a push of a directory
-            // copies its files into the store.
-            EntryKind::File {
-                size: s, chunks, ..
-            } if s == size
-                && !self.parent.chunks[chunks.range()]
-                    .iter()
-                    .any(|c| matches!(c.location, Location::External { .. })) =>
-            {
-                Some(Content::Reused { sha: *sha, entry })
-            }
-            _ => None,
-        }
-    }
-
-    async fn place(
-        &mut self,
-        scanned: &mut Scanned,
-        entry: u32,
-        content: Content,
-        uploader: &Uploader,
-    ) -> Result<Sha256, PushError> {
-        let start = self.chunks.len() as u32;
-        let sha = match content {
-            Content::Reused { sha, entry } => {
-                let EntryKind::File { chunks, .. } = self.parent.entries[entry].kind else {
-                    unreachable!("reuse takes files only")
-                };
-                for c in &self.parent.chunks[chunks.range()] {
-                    let location = match c.location {
-                        Location::Pack { pack, offset } => Location::Pack {
-                            pack: self.packs.intern(self.parent.packs[pack as usize]),
-                            offset,
-                        },
-                        other => other,
-                    };
-                    self.chunks.push(ChunkRef { location, ..*c });
-                }
-                sha
-            }
-            Content::Chunked { sha, chunks } => {
-                self.chunks.extend(chunks);
-                sha
-            }
-            Content::Small { sha, data } if data.is_empty() => sha,
-            Content::Small { sha, data } => {
-                let len = data.len() as u32;
-                let (slot, offset) = if let Some(&(pack, offset)) = self.small.get(&sha) {
-                    (self.packs.intern(pack), offset)
-                } else if let Some(&(slot, offset)) = self.pending.get(&sha) {
-                    (slot, offset)
-                } else {
-                    let (slot, offset, sealed) = self.packer.add(&mut self.packs, &sha, &data);
-                    self.pending.insert(sha, (slot, offset));
-                    if let Some(pack) = sealed {
-                        uploader
-                            .upload(keys::pack(&pack.hash), pack.data.into())
-                            .await?;
-                    }
-                    (slot, offset)
-                };
-                self.chunks.push(ChunkRef {
-                    hash: sha,
-                    file_offset: 0,
-                    len,
-                    location: Location::Pack { pack: slot, offset },
-                });
-                sha
-            }
-        };
-        let run = Run {
-            start,
-            len: self.chunks.len() as u32 - start,
-        };
-        if let EntryKind::File { sha256, chunks, .. } = &mut scanned.entries[entry as usize].kind {
-            *sha256 = sha;
-            *chunks = run;
-        }
-        Ok(sha)
-    }
 }
 
 #[cfg(test)]

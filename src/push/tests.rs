@@ -1,5 +1,6 @@
 use super::*;
 use crate::format::name::VersionSel;
+use crate::push::walk::FileToRead;
 use crate::store::{Store, StoreOptions};
 use rand::{RngCore, SeedableRng};
 
