@@ -1,5 +1,5 @@
 //! FUSE passthrough: files whole in the disk cache are read by the kernel from their file
-//! entries, through real mounts (root, /dev/fuse) of a real S3 server or a local store.
+//! entries, through real mounts (root, /dev/fuse) of real S3 servers (moto).
 
 mod common;
 
@@ -121,7 +121,7 @@ fn files_whole_in_the_cache_are_read_by_the_kernel() {
 /// CAP_SYS_ADMIN) every read goes through the daemon, and is right.
 #[test]
 fn without_passthrough_every_read_goes_through_the_daemon_and_is_right() {
-    let env = Env::new(Kind::Local);
+    let env = Env::new(Kind::S3);
     let src = env.dir("src");
     random_files(&src, 23, 2, 6 << 20);
     env.push(&src, "ds");
@@ -265,7 +265,7 @@ fn a_damaged_file_entry_is_never_served_once_detected() {
 /// open handles keep reading the right bytes.
 #[test]
 fn evicting_files_open_by_passthrough_keeps_their_handles_right() {
-    let env = Env::new(Kind::Local);
+    let env = Env::new(Kind::S3);
     let src = env.dir("src");
     // One small file per directory, so that no read fetches its neighbours.
     for d in 0..8 {
@@ -312,7 +312,7 @@ fn evicting_files_open_by_passthrough_keeps_their_handles_right() {
 /// of serving them its bytes.
 #[test]
 fn opens_never_switch_an_inode_under_its_readers() {
-    let env = Env::new(Kind::Local);
+    let env = Env::new(Kind::S3);
     let src = env.dir("src");
     random_files(&src, 25, 1, 12 << 20);
     env.push(&src, "ds");
