@@ -6,7 +6,8 @@
 //! dropped and the manifest fetched again, never used. Images share the quota and the LRU with
 //! the other entries; one evicted while mounted stays readable (its mapping holds the pages).
 
-use super::{entry::Bad, expected_size, file_entry, DiskCache, Kind};
+use super::put::expected_size;
+use super::{entry::Bad, file_entry, DiskCache, Kind};
 use crate::format::manifest::image::{self, ImageFault};
 use crate::format::{Manifest, Sha256};
 use bytes::Bytes;

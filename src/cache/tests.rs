@@ -1,3 +1,4 @@
+use super::put::expected_size;
 use super::*;
 
 fn wait_scanned(c: &DiskCache) {
