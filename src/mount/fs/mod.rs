@@ -35,10 +35,11 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Background requests (read-ahead, async reads) the kernel keeps in flight. Each is up to
-/// 1 MiB once the mount's read-ahead is raised (`kernel::READ_AHEAD`), and each holds its reply
-/// in the daemon's memory, outside the budgets: 32 bound that to 32 MiB. 64 of them (the value
-/// for 128 KiB requests) took 64 readers' peak RSS from 102-113 MiB to 159-207; a cold 1 GiB
-/// read ran as fast with 32 (321-332 MB/s against 302-322, three reads each).
+/// 1 MiB once the mount's read-ahead is raised (`kernel::READ_AHEAD`), and each may hold a
+/// reply of its own (read from a cache entry, or put together across chunks) outside the
+/// budgets: 32 bound those to 32 MiB. 64 of them (the value for 128 KiB requests) took 64
+/// readers' peak RSS from 102-113 MiB to 159-207; a cold 1 GiB read ran as fast with 32
+/// (321-332 MB/s against 302-322, three reads each).
 const MAX_BACKGROUND: u16 = 32;
 
 /// What the filesystem serves.
