@@ -7,6 +7,7 @@ pub mod buffers;
 pub mod cache;
 pub mod catalog;
 pub mod cli;
+pub mod count;
 pub mod format;
 pub mod host;
 pub mod io_cause;

@@ -25,7 +25,7 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{}", datastore::cli::error_report(&e, json));
-            std::process::ExitCode::FAILURE
+            datastore::cli::exit_code(&e)
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Which store a command uses: `--store`, else `DATASTORE_STORE` (both handled by clap), else
+//! Which store a command uses: `--store`, else `DATASTORE_STORE` (both read in `cli`), else
 //! the `store` key of a config file, else a local directory under the user's data dir.
 //!
 //! Config files are `/etc/datastore/config.toml` and `<user config dir>/datastore/config.toml`;

@@ -2,7 +2,7 @@ use super::output::{bytes, count};
 use super::progress::Bar;
 use super::{at_least_one, Ctx};
 use crate::format::name::parse_target;
-use crate::ops::get::{get, GetProgress};
+use crate::ops::get::{get, GetOptions, GetProgress};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,12 +11,17 @@ use std::sync::Arc;
 /// Copy a version, a directory or a file to local disk, verified.
 ///
 /// Every file is checked against its SHA-256 before it is renamed into place, so nothing
-/// partial is ever left. Files already present with the right content are kept, so an
-/// interrupted get can simply be run again; a file present with other content is an error.
+/// partial is ever left. A new destination directory appears whole or not at all. An
+/// existing one is filled if it is empty or holds an earlier get of the same version (files
+/// with the right content are kept, so a get that was killed can be run again to finish);
+/// one holding anything else needs --merge. A file present with other content is an error,
+/// and what is already there is never changed. A get that fails or is interrupted (Ctrl-C,
+/// SIGTERM, SIGHUP) removes everything it wrote.
 ///
 /// Examples:
 ///   datastore get imagenet@v3 ./imagenet
 ///   datastore get imagenet/train/n01440764/img1.jpg .
+///   datastore get imagenet@v3/val ~/data --merge
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -27,6 +32,10 @@ pub struct Args {
     /// Chunks downloaded in parallel.
     #[arg(long, default_value_t = 16, value_parser = at_least_one())]
     jobs: usize,
+    /// Add the version to a destination directory that holds other things too (they are left
+    /// as they are; a file the version has with other content is still refused).
+    #[arg(long)]
+    merge: bool,
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
@@ -38,8 +47,30 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         "get",
         Arc::new(move || Bar::counters(&p.done_bytes, &p.total_bytes)),
     );
-    let r = get(&ctx.catalog, &t, &a.dest, a.jobs, &progress).await?;
+    let opts = GetOptions {
+        concurrency: a.jobs,
+        merge: a.merge,
+    };
+    // The signals are listened for before the get starts (biased: polled first).
+    let r = tokio::select! {
+        biased;
+        signal = super::interrupted() => {
+            drop(bar);
+            return Err(super::Interrupted {
+                signal,
+                what: format!("get; nothing it wrote is left in {}", a.dest.display()),
+            }
+            .into());
+        }
+        r = get(&ctx.catalog, &t, &a.dest, opts, &progress) => r?,
+    };
     drop(bar);
+    for path in &r.removed {
+        tracing::warn!(
+            "removed {}, left by an earlier get that was killed",
+            path.display()
+        );
+    }
     if ctx.json {
         super::json::print(&serde_json::json!({
             "version": r.label,
@@ -48,13 +79,24 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             "files": r.files,
             "bytes": r.bytes,
             "kept": r.kept,
+            "others": r.others,
+            "removed_leftovers": r.removed.len(),
         }));
         return Ok(ExitCode::SUCCESS);
     }
-    let kept = if r.kept > 0 {
-        format!(" ({} already present)", r.kept)
-    } else {
-        String::new()
+    let mut notes = Vec::new();
+    if r.kept > 0 {
+        notes.push(format!("{} already present", r.kept));
+    }
+    if r.others > 0 {
+        notes.push(format!(
+            "{} not in the version left as they were",
+            count(r.others, "entry")
+        ));
+    }
+    let kept = match notes.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", notes.join("; ")),
     };
     println!(
         "{}{} → {}: {}, {} downloaded{kept}",

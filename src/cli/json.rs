@@ -9,6 +9,8 @@
 use super::output::path;
 use crate::catalog::CatalogError;
 use crate::format::{EntryKind, Manifest, VersionRef};
+use crate::mount::MountError;
+use crate::ops::get::GetError;
 use crate::ops::OpenError;
 use crate::push::PushError;
 use crate::store::StoreError;
@@ -100,10 +102,17 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
             return catalog(c);
         }
         if let Some(o) = cause.downcast_ref::<OpenError>() {
-            return match o {
-                OpenError::Catalog(c) => catalog(c),
-                OpenError::NoSuchPath(..) => "path_not_found",
-            };
+            return open(o);
+        }
+        // Transparent wrappers leave what they wrap out of the chain: it is looked at here.
+        if let Some(GetError::Open(o)) = cause.downcast_ref::<GetError>() {
+            return open(o);
+        }
+        if let Some(MountError::Catalog(c)) = cause.downcast_ref::<MountError>() {
+            return catalog(c);
+        }
+        if cause.is::<super::Interrupted>() {
+            return "interrupted";
         }
         if let Some(p) = cause.downcast_ref::<PushError>() {
             return push(p);
@@ -116,6 +125,13 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
         }
     }
     "error"
+}
+
+fn open(e: &OpenError) -> &'static str {
+    match e {
+        OpenError::Catalog(c) => catalog(c),
+        OpenError::NoSuchPath(..) => "path_not_found",
+    }
 }
 
 fn catalog(e: &CatalogError) -> &'static str {
@@ -133,7 +149,7 @@ fn catalog(e: &CatalogError) -> &'static str {
 fn store(e: &StoreError) -> &'static str {
     match e {
         StoreError::Absent(_) => "no_store",
-        StoreError::BadUrl(..) => "bad_store_url",
+        StoreError::BadUrl(..) | StoreError::Setting(_) => "bad_store_url",
         _ => "store",
     }
 }

@@ -28,11 +28,28 @@ pub struct Args {
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    // -l and -R are for the files of a version: a listing of datasets or versions that
+    // ignored them would look like an answer.
+    let flags: Vec<&str> = [(a.long, "-l"), (a.recursive, "-R")]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect();
+    let are = if flags.len() == 1 { "is" } else { "are" };
+    let flags = flags.join(" ");
     let Some(target) = a.target else {
+        if !flags.is_empty() {
+            anyhow::bail!("`ls` lists datasets; {flags} {are} for the files of a version: `datastore ls NAME@latest {flags}`");
+        }
         return datasets(ctx).await;
     };
     let t = parse_target(&target)?;
     if !t.version_given && t.path.is_empty() {
+        if !flags.is_empty() {
+            anyhow::bail!(
+                "`ls {0}` lists the versions of {0}; {flags} {are} for the files of a version: `datastore ls {0}@latest {flags}`",
+                t.dataset
+            );
+        }
         return versions(ctx, &t.dataset).await;
     }
     let o = open(&ctx.catalog, &t).await?;

@@ -40,11 +40,13 @@ const GLOBAL: &str = "Global options";
 #[derive(Debug, Parser)]
 #[command(name = "datastore", version, propagate_version = true)]
 pub struct Cli {
-    /// Store URL: s3://BUCKET/PREFIX, gs://…, az://…, file:///DIR or a directory path.
-    #[arg(long, global = true, help_heading = GLOBAL, env = "DATASTORE_STORE", value_name = "URL")]
+    /// Store URL: s3://BUCKET/PREFIX, gs://…, az://…, file:///DIR or a directory path
+    /// [env: DATASTORE_STORE].
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "URL")]
     pub store: Option<String>,
-    /// Longest time one store operation may take, retries included, in seconds [default: 30].
-    #[arg(long, global = true, help_heading = GLOBAL, env = "DATASTORE_TIMEOUT", value_name = "SECS", value_parser = seconds)]
+    /// Longest time one store operation may take, retries included, in seconds [default: 30]
+    /// [env: DATASTORE_TIMEOUT].
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true)]
     pub timeout: Option<u64>,
     /// No progress bars.
     #[arg(long, short, global = true, help_heading = GLOBAL)]
@@ -86,6 +88,23 @@ fn seconds(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A variable of ours from the environment; set but empty is unset.
+fn env_setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `DATASTORE_TIMEOUT`, refused in its own name (read by clap, its mistakes were put down
+/// to --timeout).
+fn env_timeout() -> Result<Option<u64>> {
+    let Some(v) = env_setting("DATASTORE_TIMEOUT") else {
+        return Ok(None);
+    };
+    match seconds(&v) {
+        Ok(n) => Ok(Some(n)),
+        Err(why) => anyhow::bail!("DATASTORE_TIMEOUT: {why}; fix or unset it"),
+    }
+}
+
 /// A duration as people write them (30m, 1h, 2days), refused in our own words: humantime's
 /// name a position in the text and list every unit it knows.
 pub fn duration(s: &str) -> Result<Duration, String> {
@@ -114,6 +133,57 @@ pub struct Ctx {
     /// The store timeout in effect, passed on to a background mount daemon.
     pub timeout_secs: u64,
     pub config: config::Config,
+}
+
+/// A command stopped by a signal before it finished, having undone what it did.
+#[derive(Debug, thiserror::Error)]
+#[error("{} interrupted the {what}", signal_name(*signal))]
+pub struct Interrupted {
+    pub signal: i32,
+    /// The command, and what became of what it did.
+    pub what: String,
+}
+
+impl Interrupted {
+    /// The exit code of a command a signal ended: 128 + its number, as shells report it.
+    pub fn exit_code(&self) -> u8 {
+        (128 + self.signal).clamp(0, 255) as u8
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "SIGHUP",
+    }
+}
+
+/// The first of SIGINT, SIGTERM and SIGHUP to arrive, for a command that undoes its work
+/// when stopped: once this is listened for, they no longer end the process at once.
+pub async fn interrupted() -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    async fn one(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        _ = one(SignalKind::interrupt()) => libc::SIGINT,
+        _ = one(SignalKind::terminate()) => libc::SIGTERM,
+        _ = one(SignalKind::hangup()) => libc::SIGHUP,
+    }
+}
+
+/// The exit code of a command that failed with `e`: 1, or 128 + the signal that stopped it.
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<Interrupted>() {
+        Some(i) => ExitCode::from(i.exit_code()),
+        None => ExitCode::FAILURE,
+    }
 }
 
 /// The shared cache tier at `url` (`cache_url=`, else `DATASTORE_CACHE_URL`, else the config
@@ -216,18 +286,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .as_ref()
         .and_then(|o| o.store.clone())
         .or(cli.store)
+        .or_else(|| env_setting("DATASTORE_STORE"))
         .or(cfg.store.clone())
     {
         Some(u) => u,
         None => config::default_store()?,
     };
-    let timeout_secs = mount_opts
+    let given = mount_opts
         .as_ref()
         .and_then(|o| o.timeout_secs)
-        .or(cli.timeout)
-        .or(cfg.timeout_secs)
-        .unwrap_or(30)
-        .max(1);
+        .or(cli.timeout);
+    let timeout_secs = match given {
+        Some(secs) => Some(secs),
+        None => env_timeout()?.or(cfg.timeout_secs),
+    }
+    .unwrap_or(30)
+    .max(1);
     let timeout = Duration::from_secs(timeout_secs);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -88,6 +88,9 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
     let target = parse_target(&a.target)?;
     let point = mountpoint::resolve(a.mountpoint.as_deref(), &target.dataset);
     if !a.foreground {
+        // A dataset or version that is not there is named here, with its kind under --json,
+        // before a daemon (and its log) is started for it.
+        ctx.catalog.resolve(&target.dataset, target.version).await?;
         let mut args: Vec<OsString> = vec![
             "--store".into(),
             store_url.into(),
@@ -147,6 +150,11 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             args.push("-o".into());
             args.push(format!("log={}", file.display()).into());
         }
+        // A refused mount leaves no log of its own behind: its error is printed here.
+        let fresh_log = match &log {
+            LogPlace::File(f) if !f.exists() => Some(f.clone()),
+            _ => None,
+        };
         return match daemon::spawn(args) {
             Ok(label) if ctx.json => {
                 super::json::print(&serde_json::json!({
@@ -167,7 +175,12 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            Err(why) => anyhow::bail!("{why}"),
+            Err(why) => {
+                if let Some(f) = fresh_log {
+                    let _ = std::fs::remove_file(f);
+                }
+                anyhow::bail!("{why}")
+            }
         };
     }
     let mut notify = Notify::from(a.ready_fd);

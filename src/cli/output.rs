@@ -18,16 +18,7 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// `1 file`, `2 files`: a count and its noun, singular or plural (`entry` → `entries`).
-pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        return format!("1 {noun}");
-    }
-    match noun.strip_suffix('y') {
-        Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{n} {stem}ies"),
-        _ => format!("{n} {noun}s"),
-    }
-}
+pub use crate::count::count;
 
 /// A Unix time as `2026-11-24T23:31:00Z`.
 pub fn time(unix: i64) -> String {

@@ -29,9 +29,14 @@ use std::sync::Arc;
 /// again. Settings a source needs go in its URL (s3://b/p?endpoint=http://host:9000&region=x);
 /// credentials come from the environment, as for the store.
 ///
-/// Example: datastore push ./imagenet imagenet -m "add val split"
-///          datastore push s3://raw-data/imagenet imagenet
+/// A directory that holds no files is refused unless --allow-empty is given: its version
+/// would empty the dataset for every reader of its latest version.
+///
+/// Examples:
+///   datastore push ./imagenet imagenet -m "add val split"
+///   datastore push s3://raw-data/imagenet imagenet
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Directory to push, or store URL to import from.
     #[arg(value_name = "SOURCE")]
@@ -47,6 +52,9 @@ pub struct Args {
     /// Read and hash every file, even those unchanged since the last push.
     #[arg(long)]
     rehash: bool,
+    /// Push a directory that holds no files, making an empty version.
+    #[arg(long)]
+    allow_empty: bool,
     /// Import: copy the objects' content into the store rather than read them in place.
     #[arg(long)]
     copy: bool,
@@ -117,6 +125,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         concurrency: a.jobs,
         stat_dir,
         rehash: a.rehash,
+        allow_empty: a.allow_empty,
         ..Default::default()
     };
     let r = match a.url() {

@@ -1,4 +1,4 @@
-use super::output::{bytes, table, time};
+use super::output::{bytes, count, table, time};
 use super::Ctx;
 use crate::catalog::lease::{activity, State};
 use anyhow::Result;
@@ -30,6 +30,12 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         .into_iter()
         .filter(|x| a.name.as_ref().is_none_or(|n| *n == x.detail.dataset))
         .collect();
+    // Nothing under way and no version: there is no such dataset, which is not "no pushes".
+    if let (Some(n), true) = (&a.name, shown.is_empty()) {
+        if ctx.catalog.version_numbers(n).await?.is_empty() {
+            return Err(crate::catalog::CatalogError::UnknownDataset(n.clone()).into());
+        }
+    }
     if ctx.json {
         let items: Vec<serde_json::Value> = shown
             .iter()
@@ -69,9 +75,9 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     for x in &shown {
         let d = &x.detail;
         let progress = format!(
-            "{} of {} files, {} of {}",
+            "{} of {}, {} of {}",
             d.files_done,
-            d.files_total,
+            count(d.files_total, "file"),
             bytes(d.bytes_done),
             bytes(d.bytes_total)
         );

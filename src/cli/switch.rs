@@ -19,7 +19,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The mount point.
+    /// The mount point, or the name of the dataset a mount serves.
     mountpoint: PathBuf,
     /// NAME@VER: the version to serve (VER: latest, vN or N).
     target: String,
@@ -33,11 +33,7 @@ pub fn run(a: Args, quiet: bool) -> Result<ExitCode> {
             a.target
         );
     }
-    let point = mountpoint::resolve(Some(&a.mountpoint), "");
-    match mountpoint::mounted_at(&point) {
-        Some(m) if m.fstype == mountpoint::FSTYPE => {}
-        _ => anyhow::bail!("{} is not a datastore mount", point.display()),
-    }
+    let point = mountpoint::find(&a.mountpoint)?;
     let done = control::switch(&point, &a.target).map_err(|e| match e {
         control::ControlError::Refused(why) => {
             anyhow::anyhow!("cannot switch {}: {why}", point.display())

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 /// Unmount a datastore mount (also one whose daemon was killed).
 ///
-/// A relative mount point is taken under /datastores/, as for mount. The daemon serving the
-/// mount exits once it is unmounted.
+/// A relative mount point is taken under /datastores/, as for mount; a dataset's name finds
+/// the one mount serving it. The daemon serving the mount exits once it is unmounted.
 ///
 /// Examples:
 ///   datastore umount /datastores/imagenet
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The mount point.
+    /// The mount point, or the name of the dataset a mount serves.
     mountpoint: PathBuf,
     /// Detach now even if files are open there; the mount goes once they are closed.
     #[arg(short = 'l', long)]
@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let point = mountpoint::resolve(Some(&a.mountpoint), "");
+    let point = mountpoint::find(&a.mountpoint)?;
     mountpoint::unmount(&point, a.lazy)?;
     Ok(ExitCode::SUCCESS)
 }

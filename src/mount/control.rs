@@ -51,8 +51,10 @@ pub fn answer(line: &str) -> Vec<u8> {
 pub enum ControlError {
     #[error("cannot open {}: {}", .0.display(), crate::io_cause::Cause(.1))]
     Open(std::path::PathBuf, std::io::Error),
-    #[error("{} is not a datastore mount (or its daemon is older than `switch`)", .0.display())]
-    NotOurs(std::path::PathBuf),
+    #[error(transparent)]
+    NotOurs(#[from] super::mountpoint::MountPointError),
+    #[error("the daemon serving {} is older than this command; unmount it and mount it again to use it", .0.display())]
+    Older(std::path::PathBuf),
     #[error("{0}")]
     Refused(String),
     #[error("{}: {}", .0.display(), crate::io_cause::Cause(.1))]
@@ -120,9 +122,15 @@ struct Root {
 
 impl Root {
     fn open(point: &Path) -> Result<Root, ControlError> {
+        use super::mountpoint::{mounted_at, MountPointError, FSTYPE};
         use std::os::fd::FromRawFd;
-        let c = std::ffi::CString::new(point.as_os_str().as_bytes())
-            .map_err(|_| ControlError::NotOurs(point.into()))?;
+        let not_ours = || ControlError::NotOurs(MountPointError::NotOurs(point.into()));
+        // The mount table has absolute paths without links; `point` may be relative.
+        let real = std::fs::canonicalize(point).unwrap_or_else(|_| point.to_path_buf());
+        if mounted_at(&real).is_none_or(|m| m.fstype != FSTYPE) {
+            return Err(not_ours());
+        }
+        let c = std::ffi::CString::new(point.as_os_str().as_bytes()).map_err(|_| not_ours())?;
         // SAFETY: c is a valid path.
         let fd = unsafe {
             libc::open(
@@ -154,7 +162,7 @@ impl Root {
             REFUSED => Err(ControlError::Refused(text(buf))),
             _ => Err(match e.raw_os_error() {
                 Some(libc::ENOTTY | libc::EINVAL | libc::ENOSYS) => {
-                    ControlError::NotOurs(self.point.clone())
+                    ControlError::Older(self.point.clone())
                 }
                 _ => ControlError::Failed(self.point.clone(), e),
             }),
@@ -207,7 +215,10 @@ impl Orders {
             return Ok(None);
         }
         let (_, listed) = pending.remove(&pid).expect("found above");
-        let mut said = format!("following an order of {} files", listed.files.len());
+        let mut said = format!(
+            "following an order of {}",
+            crate::count::count(listed.files.len() as u64, "file")
+        );
         if let Some(skipped) = listed.skipped_line() {
             let n = listed.skipped;
             let lines = if n == 1 { "line" } else { "lines" };

@@ -112,7 +112,8 @@ pub async fn serve(
         Some((dir, size)) => Some(DiskCache::open(dir, *size)?),
     };
     let manifest = crate::read::manifests::open(catalog, disk.as_ref(), &version).await?;
-    mountpoint::prepare(&req.mountpoint, req.non_empty, &req.target.dataset)?;
+    // Held until the mount is gone, after the session below.
+    let _created = mountpoint::prepare(&req.mountpoint, req.non_empty, &req.target.dataset)?;
     let label = version.label();
     let tier = catalog.tier().cloned();
     if let Some(t) = &tier {
@@ -204,8 +205,8 @@ pub async fn serve(
     versions.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();
     tracing::info!(
-        "mounted {label} ({} entries) at {} in {:?}",
-        manifest.entries.len(),
+        "mounted {label} ({}) at {} in {:?}",
+        crate::count::count(manifest.entries.len() as u64, "entry"),
         req.mountpoint.display(),
         started.elapsed()
     );

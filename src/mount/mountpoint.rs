@@ -35,8 +35,10 @@ pub enum MountPointError {
     Serving(PathBuf, String, String),
     #[error("{0} holds a mount whose daemon has died; clear it with `datastore umount {0}`")]
     Stale(PathBuf),
-    #[error("{0} is not a datastore mount")]
+    #[error("{0} is not a datastore mount; `grep fuse.datastore /proc/self/mounts` lists the mounts here")]
     NotOurs(PathBuf),
+    #[error("{0} is mounted at {1}; say which to unmount")]
+    Several(String, String),
     #[error("{0} is busy: a process has a file or directory open there (see `fuser -vm {0}`); stop it, or use `datastore umount --lazy`")]
     InUse(PathBuf),
     #[error("cannot unmount {0}: {1}")]
@@ -99,11 +101,23 @@ pub fn mounted_at(point: &Path) -> Option<Mounted> {
     mounts().into_iter().rev().find(|m| m.point == point)
 }
 
+/// A mount point this mount created, removed again (if still empty) when the mount ends:
+/// `/datastores/NAME` is there while NAME is mounted.
+pub struct Created(Option<PathBuf>);
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
 /// Checks (and under [`ROOT`], creates) a mount point before mounting. A directory that
 /// holds files is refused unless `non_empty` allows it: a mount there would hide them, as
 /// fusermount and rclone refuse by default too. A live mount of `dataset` there is for
 /// `datastore switch`.
-pub fn prepare(point: &Path, non_empty: bool, dataset: &str) -> Result<(), MountPointError> {
+pub fn prepare(point: &Path, non_empty: bool, dataset: &str) -> Result<Created, MountPointError> {
     if let Some(m) = mounted_at(point) {
         return Err(match std::fs::metadata(point) {
             // A FUSE connection whose daemon is gone: ENOTCONN, or ECONNABORTED on newer
@@ -123,13 +137,40 @@ pub fn prepare(point: &Path, non_empty: bool, dataset: &str) -> Result<(), Mount
             if has_files && !non_empty {
                 return Err(MountPointError::NotEmpty(point.into()));
             }
-            Ok(())
+            Ok(Created(None))
         }
         Ok(_) => Err(MountPointError::NotDir(point.into())),
         Err(_) if point.starts_with(ROOT) => {
-            std::fs::create_dir_all(point).map_err(|e| MountPointError::Create(point.into(), e))
+            std::fs::create_dir_all(point).map_err(|e| MountPointError::Create(point.into(), e))?;
+            Ok(Created(Some(point.into())))
         }
         Err(_) => Err(MountPointError::Missing(point.into())),
+    }
+}
+
+/// The datastore mount `given` names: a mount point (relative under [`ROOT`]) or, where
+/// nothing is mounted there, a dataset name served by exactly one mount here.
+pub fn find(given: &Path) -> Result<PathBuf, MountPointError> {
+    let point = resolve(Some(given), "");
+    let name = given.to_str().filter(|n| !n.is_empty() && !n.contains('/'));
+    let (Some(name), None) = (name, mounted_at(&point)) else {
+        return Ok(point);
+    };
+    let serving: Vec<PathBuf> = mounts()
+        .into_iter()
+        .filter(|m| m.fstype == FSTYPE && m.source.split('@').next() == Some(name))
+        .map(|m| m.point)
+        .collect();
+    match serving.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Ok(point),
+        many => Err(MountPointError::Several(
+            name.to_string(),
+            many.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and "),
+        )),
     }
 }
 

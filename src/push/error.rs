@@ -24,6 +24,8 @@ pub enum PushError {
     Vanished(PathBuf),
     #[error("{0}: {1}")]
     BadName(PathBuf, &'static str),
+    #[error("{} holds no files: pushing it would make the latest version of '{dataset}' empty; check the path, or add --allow-empty if an empty version is meant", dir.display())]
+    Empty { dir: PathBuf, dataset: String },
     #[error("nothing to import at {0}: no objects under that prefix; check the URL")]
     NothingToImport(String),
     #[error("{0} is inside the store's own objects; import a prefix outside blobs/, packs/, manifests/, refs/ and locks/")]

@@ -58,6 +58,9 @@ pub struct PushOptions {
     pub stat_dir: Option<PathBuf>,
     /// Reads every file even where the stat cache knows it (what it learns is still kept).
     pub rehash: bool,
+    /// Push a tree that holds no files: without it, such a push is refused, since it would
+    /// make the dataset's latest version empty (most often a mistyped or unmounted path).
+    pub allow_empty: bool,
 }
 
 impl Default for PushOptions {
@@ -69,6 +72,7 @@ impl Default for PushOptions {
             gc_wait: Duration::from_secs(120),
             stat_dir: None,
             rehash: false,
+            allow_empty: false,
         }
     }
 }
@@ -166,6 +170,12 @@ pub async fn push(
     let work = |lease: Refresh| async move {
         let parent = Parent::fetch(catalog, dataset, &stats).await?;
         let (scanned, tree) = walk.finish().await?;
+        if scanned.files.is_empty() && !opts.allow_empty {
+            return Err(PushError::Empty {
+                dir: source.to_path_buf(),
+                dataset: dataset.to_string(),
+            });
+        }
         progress
             .total_bytes
             .store(scanned.total_bytes, Ordering::Relaxed);

@@ -16,6 +16,8 @@ pub struct Place {
     pub bucket: String,
     /// The endpoint requests go to, when it is not the provider's default.
     pub endpoint: Option<String>,
+    /// The setting that names the endpoint (`AWS_ENDPOINT_URL`, `endpoint=` in the URL).
+    pub endpoint_name: String,
 }
 
 impl Place {
@@ -69,6 +71,9 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
                 .to_string(),
         );
     }
+    if let Some(line) = not_a_store(place, error, status) {
+        return Some(line);
+    }
     let denied = matches!(status, Some(401 | 403))
         || matches!(
             code.as_deref(),
@@ -94,6 +99,48 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
             place.bucket,
             place.at()
         )));
+    }
+    None
+}
+
+/// An endpoint where no object store answers: nothing listening, a plain-http server asked
+/// for https, or a web server of another kind (whose page object_store would quote whole).
+fn not_a_store(place: &Place, error: &str, status: Option<u16>) -> Option<String> {
+    let endpoint = place.endpoint.as_deref().unwrap_or("the store's endpoint");
+    let name = &place.endpoint_name;
+    if error.contains("tcp connect error: Connection refused") {
+        return Some(format!(
+            "nothing is listening at {endpoint} (connection refused); check {name}, and that \
+             the server is running"
+        ));
+    }
+    if error.contains("InvalidContentType") || error.contains("corrupt message") {
+        let allow = match place.scheme {
+            "s3" => "AWS_ALLOW_HTTP=true",
+            "gs" => "GOOGLE_ALLOW_HTTP=true",
+            _ => "AZURE_ALLOW_HTTP=true",
+        };
+        return Some(format!(
+            "{endpoint} does not answer https (the TLS handshake failed): if the server is plain \
+             http, write http:// in {name} and set {allow}"
+        ));
+    }
+    let lower = error.to_ascii_lowercase();
+    let page = lower.contains("<html") || lower.contains("<!doctype");
+    let s3 = match place.scheme {
+        "s3" => "an S3",
+        "gs" => "a Cloud Storage",
+        _ => "an Azure Blob Storage",
+    };
+    let tell = |what: String| {
+        format!("{endpoint} answered {what}, not as {s3} server does; check that {name} is the address of its API")
+    };
+    if page {
+        let status = status.map_or(String::new(), |s| format!("HTTP {s} with "));
+        return Some(tell(format!("{status}a web page")));
+    }
+    if error.contains("ETag Header missing") {
+        return Some(tell("without an ETag".into()));
     }
     None
 }
@@ -206,6 +253,7 @@ mod tests {
             scheme: "s3",
             bucket: "data".into(),
             endpoint: Some("http://127.0.0.1:9000".into()),
+            endpoint_name: "AWS_ENDPOINT_URL".into(),
         }
     }
 
@@ -271,5 +319,20 @@ mod tests {
             None
         );
         assert_eq!(explain(&s3(), "connection refused"), None);
+    }
+
+    #[test]
+    fn endpoints_where_no_store_answers_are_named() {
+        let line = |e: &str| explain(&s3(), e).expect("explained");
+        let l = line("Generic S3 error: Error performing PUT http://127.0.0.1:9000/data/x/locks/push-1 in 1s, after 5 retries - HTTP error: error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)");
+        assert_eq!(l, "nothing is listening at http://127.0.0.1:9000 (connection refused); check AWS_ENDPOINT_URL, and that the server is running");
+        let l = line("HTTP error: error sending request: client error (Connect): received corrupt message of type InvalidContentType");
+        assert!(
+            l.starts_with("http://127.0.0.1:9000 does not answer https"),
+            "{l}"
+        );
+        assert!(l.ends_with("set AWS_ALLOW_HTTP=true"), "{l}");
+        let l = line("Server returned non-2xx status code: 404 Not Found: <!DOCTYPE HTML> <html lang=\"en\"> <p>File not found.</p></html>");
+        assert_eq!(l, "http://127.0.0.1:9000 answered HTTP 404 with a web page, not as an S3 server does; check that AWS_ENDPOINT_URL is the address of its API");
     }
 }

@@ -6,6 +6,7 @@
 mod explain;
 pub mod keys;
 mod open;
+mod settings;
 pub mod tier;
 
 use crate::buffers::Buffers;
@@ -46,6 +47,10 @@ impl Default for StoreOptions {
 pub enum StoreError {
     #[error("invalid store URL '{0}': {1}")]
     BadUrl(String, String),
+    /// A setting of the store (a variable, or a setting in its URL) that cannot be used, in
+    /// a line that names it and the fix.
+    #[error("{0}")]
+    Setting(String),
     /// A refusal people can fix (a missing bucket, credentials), in their words.
     #[error("{store}: {what}")]
     Refused { store: String, what: String },

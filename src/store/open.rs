@@ -1,7 +1,7 @@
 //! Opening a store from its URL: the backend it names, its settings from the environment and
 //! from the URL, and the one-line refusal a mistyped or incomplete URL gets.
 
-use super::{explain, one_line, Store, StoreError, StoreOptions};
+use super::{explain, one_line, settings, Store, StoreError, StoreOptions};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -27,11 +27,12 @@ impl Store {
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://BUCKET/PREFIX"));
             }
+            settings::check_urls("s3", bucket, &settings).map_err(StoreError::Setting)?;
             let mut client = client_options(opts, "AWS_", ClientOptions::new());
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry_config(opts));
-            for (k, v) in settings {
+            for &(k, v) in &settings {
                 if let Ok(key) = k.parse::<ClientConfigKey>() {
                     client = client.with_config(key, v);
                 } else {
@@ -46,8 +47,15 @@ impl Store {
                 scheme: "s3",
                 bucket: bucket.to_string(),
                 endpoint: builder.get_config_value(&AmazonS3ConfigKey::Endpoint),
+                endpoint_name: settings::endpoint_name("s3", &settings),
             };
-            let s3 = Arc::new(builder.build().map_err(|e| bad(&one_line(&e)))?);
+            let s3 = Arc::new(builder.build().map_err(|e| {
+                let text = one_line(&e);
+                match settings::unparsed("s3", &settings, &text) {
+                    Some(line) => StoreError::Setting(line),
+                    None => bad(&text),
+                }
+            })?);
             signer = Some(s3.clone());
             (s3, prefix.trim_matches('/').to_string())
         } else if url.starts_with("gs://") || url.starts_with("az://") || url.starts_with("abfs") {
@@ -71,10 +79,12 @@ impl Store {
                     return Err(bad(&format!("unknown setting '{k}'; {scheme}:// URLs take the settings of {vars}_* variables, in lower case without {vars}_")));
                 }
             }
+            settings::check_urls(scheme, &bucket, &settings).map_err(StoreError::Setting)?;
             place = explain::Place {
                 scheme,
                 bucket,
                 endpoint: emulator_endpoint(scheme),
+                endpoint_name: settings::endpoint_name(scheme, &settings),
             };
             let prefix = Path::from_url_path(parsed.path())
                 .map_err(|e| bad(&one_line(&e)))?
@@ -85,6 +95,9 @@ impl Store {
             }
             .map_err(|e| {
                 let text = one_line(&e);
+                if let Some(line) = settings::unparsed(scheme, &settings, &text) {
+                    return StoreError::Setting(line);
+                }
                 match text.contains("Account must be specified") {
                     true => bad("no Azure storage account: set AZURE_STORAGE_ACCOUNT_NAME (and AZURE_STORAGE_ACCOUNT_KEY, or a token)"),
                     false => bad(&text),
@@ -147,7 +160,7 @@ impl Store {
             place = explain::Place {
                 scheme: "file",
                 bucket: shown,
-                endpoint: None,
+                ..Default::default()
             };
             let local = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(&one_line(&e)))?;
             (Arc::new(local), String::new())

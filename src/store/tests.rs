@@ -165,7 +165,7 @@ async fn local_permission_errors_name_the_directory() {
     let place = explain::Place {
         scheme: "file",
         bucket: "/srv/store".into(),
-        endpoint: None,
+        ..Default::default()
     };
     let denied = object_store::Error::Generic {
         store: "LocalFileSystem",

@@ -104,12 +104,16 @@ class Dataset:
         name: str,
         message: Optional[str] = None,
         store: Optional[str] = None,
+        allow_empty: bool = False,
     ) -> "Dataset":
         """Pushes `directory` as the next version of `name`, and returns it; a tree that did
-        not change since the latest version returns that version (nothing is uploaded)."""
+        not change since the latest version returns that version (nothing is uploaded). A
+        directory holding no files is refused (BadSource) unless `allow_empty` is true."""
         args = ["push", os.fspath(directory), name]
         if message is not None:
             args += ["-m", message]
+        if allow_empty:
+            args.append("--allow-empty")
         pushed = _cli.run(args, store)
         return cls.get(pushed["version"], store)
 

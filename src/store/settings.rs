@@ -1,0 +1,199 @@
+//! The settings a store takes from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`) and from
+//! the settings of its URL, checked before the client library sees them. object_store panics
+//! on some endpoints (one without a scheme), and when a value does not parse it says which
+//! value but not which variable; here every such mistake names its variable and the fix.
+
+use object_store::aws::AmazonS3ConfigKey;
+use object_store::azure::AzureConfigKey;
+use object_store::gcp::GoogleConfigKey;
+use object_store::ClientConfigKey;
+
+/// A setting of a store: its name as the user wrote it (`AWS_ENDPOINT_URL`, or `endpoint` in
+/// the store URL), how object_store knows it (lower case, without the family's prefix for
+/// URL settings) and its value.
+struct Setting {
+    shown: String,
+    key: String,
+    value: String,
+}
+
+/// Every setting of `scheme`'s family: its variables, then the URL's settings (which win).
+fn settings(scheme: &str, url_settings: &[(&str, &str)]) -> Vec<Setting> {
+    let prefixes: &[&str] = match scheme {
+        "s3" => &["AWS_"],
+        "gs" => &["GOOGLE_"],
+        _ => &["AZURE_", "AZURITE_"],
+    };
+    let mut all: Vec<Setting> = std::env::vars()
+        .filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| Setting {
+            key: k.to_ascii_lowercase(),
+            shown: k,
+            value: v,
+        })
+        .collect();
+    all.extend(url_settings.iter().map(|(k, v)| Setting {
+        shown: format!("{k}= in the store URL"),
+        key: k.to_string(),
+        value: v.to_string(),
+    }));
+    all
+}
+
+/// Whether object_store reads `key` (of `scheme`'s family) as a URL, and whether it is the
+/// endpoint the bucket is reached at.
+fn url_kind(scheme: &str, key: &str) -> Option<bool> {
+    let proxy = |c: &ClientConfigKey| matches!(c, ClientConfigKey::ProxyUrl);
+    match scheme {
+        "s3" => match key.parse::<AmazonS3ConfigKey>().ok()? {
+            AmazonS3ConfigKey::Endpoint => Some(true),
+            AmazonS3ConfigKey::S3Endpoint
+            | AmazonS3ConfigKey::MetadataEndpoint
+            | AmazonS3ConfigKey::StsEndpoint
+            | AmazonS3ConfigKey::ContainerCredentialsFullUri => Some(false),
+            AmazonS3ConfigKey::Client(c) if proxy(&c) => Some(false),
+            _ => None,
+        },
+        "gs" => match key.parse::<GoogleConfigKey>().ok()? {
+            GoogleConfigKey::BaseUrl => Some(true),
+            GoogleConfigKey::Client(c) if proxy(&c) => Some(false),
+            _ => None,
+        },
+        _ if key == "azurite_blob_storage_url" => Some(true),
+        _ => match key.parse::<AzureConfigKey>().ok()? {
+            AzureConfigKey::Endpoint => Some(true),
+            AzureConfigKey::MsiEndpoint
+            | AzureConfigKey::AuthorityHost
+            | AzureConfigKey::FabricTokenServiceUrl => Some(false),
+            AzureConfigKey::Client(c) if proxy(&c) => Some(false),
+            _ => None,
+        },
+    }
+}
+
+/// The name of the setting that says where `scheme`'s bucket is reached (the URL's
+/// `endpoint=`, or the variable), or the family's usual variable when none is set.
+pub(super) fn endpoint_name(scheme: &str, url_settings: &[(&str, &str)]) -> String {
+    let set = settings(scheme, url_settings)
+        .into_iter()
+        .rev()
+        .find(|s| url_kind(scheme, &s.key) == Some(true));
+    match (set, scheme) {
+        (Some(s), _) => s.shown,
+        (None, "s3") => "AWS_ENDPOINT_URL".into(),
+        (None, "gs") => "GOOGLE_BASE_URL".into(),
+        (None, _) => "AZURE_STORAGE_ENDPOINT".into(),
+    }
+}
+
+/// Checks every setting of `scheme`'s family that is a URL: an http:// or https:// URL with
+/// a host, and an endpoint that does not end in the bucket (`bucket` goes in the store URL).
+pub(super) fn check_urls(
+    scheme: &str,
+    bucket: &str,
+    url_settings: &[(&str, &str)],
+) -> Result<(), String> {
+    let allow = match scheme {
+        "s3" => "AWS_ALLOW_HTTP=true",
+        "gs" => "GOOGLE_ALLOW_HTTP=true",
+        _ => "AZURE_ALLOW_HTTP=true",
+    };
+    for s in settings(scheme, url_settings) {
+        let Some(endpoint) = url_kind(scheme, &s.key) else {
+            continue;
+        };
+        let (name, v) = (&s.shown, s.value.trim());
+        if !v.contains("://") {
+            return Err(format!(
+                "{name} '{v}' has no scheme: write https://{v}, or http://{v} (which also needs {allow})"
+            ));
+        }
+        let url = url::Url::parse(v)
+            .map_err(|e| format!("{name} '{v}' is not a URL ({e}); fix or unset it"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "{name} '{v}' is not an http:// or https:// URL; fix or unset it"
+            ));
+        }
+        let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+            return Err(format!("{name} '{v}' names no host; fix or unset it"));
+        };
+        let first = url.path_segments().and_then(|mut p| p.next());
+        if endpoint && scheme == "s3" && first == Some(bucket) {
+            let port = url.port().map_or(String::new(), |p| format!(":{p}"));
+            return Err(format!(
+                "{name} '{v}' ends in the bucket '{bucket}': give the server alone ({}://{host}{port}), and the bucket in the store URL, s3://{bucket}/PREFIX",
+                url.scheme()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The variable behind a value object_store could not parse (`failed to parse "" as
+/// boolean`), as one line; `None` when the error is not of that kind.
+pub(super) fn unparsed(scheme: &str, url_settings: &[(&str, &str)], error: &str) -> Option<String> {
+    let rest = error.split("failed to parse \"").nth(1)?;
+    let (value, rest) = rest.split_once("\" as ")?;
+    let what = rest.split_whitespace().next().unwrap_or("value");
+    let known = |k: &str| match scheme {
+        _ if k.parse::<ClientConfigKey>().is_ok() => true,
+        "s3" => k.parse::<AmazonS3ConfigKey>().is_ok(),
+        "gs" => k.parse::<GoogleConfigKey>().is_ok(),
+        _ => k.parse::<AzureConfigKey>().is_ok(),
+    };
+    // The last match wins: URL settings come after variables, and override them.
+    let s = settings(scheme, url_settings)
+        .into_iter()
+        .rev()
+        .find(|s| s.value == value && known(&s.key))?;
+    let expect = match what {
+        "boolean" => "true or false".to_string(),
+        "Duration" => "a duration such as 30s".to_string(),
+        "usize" | "u32" => "a whole number".to_string(),
+        other => format!("a {other}"),
+    };
+    Some(format!(
+        "{} '{value}' is not {expect}; fix or unset it",
+        s.shown
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_urls_of_the_server_alone() {
+        let check = |v: &str| check_urls("s3", "data", &[("endpoint", v)]);
+        assert!(check("http://127.0.0.1:9000").is_ok());
+        assert!(check("https://s3.example.com/gateway/").is_ok());
+        let e = check("127.0.0.1:5099").unwrap_err();
+        assert!(e.starts_with("endpoint= in the store URL '127.0.0.1:5099' has no scheme: write https://127.0.0.1:5099"), "{e}");
+        assert!(e.contains("AWS_ALLOW_HTTP=true"), "{e}");
+        let e = check("ftp://host").unwrap_err();
+        assert!(e.contains("not an http:// or https:// URL"), "{e}");
+        let e = check("http://[::1").unwrap_err();
+        assert!(e.contains("is not a URL"), "{e}");
+        let e = check("http://127.0.0.1:9000/data").unwrap_err();
+        assert!(
+            e.contains("ends in the bucket 'data': give the server alone (http://127.0.0.1:9000)"),
+            "{e}"
+        );
+        // Settings that are not URLs are not looked at.
+        assert!(check_urls("s3", "data", &[("region", "127.0.0.1:5099")]).is_ok());
+        let e = check_urls("az", "c", &[("endpoint", "localhost")]).unwrap_err();
+        assert!(e.contains("AZURE_ALLOW_HTTP=true"), "{e}");
+    }
+
+    #[test]
+    fn a_value_that_does_not_parse_is_named() {
+        let e = "Generic Config error: failed to parse \"yes please\" as boolean";
+        let said = unparsed("s3", &[("allow_http", "yes please")], e).unwrap();
+        assert_eq!(
+            said,
+            "allow_http= in the store URL 'yes please' is not true or false; fix or unset it"
+        );
+        assert_eq!(unparsed("s3", &[], "connection refused"), None);
+    }
+}
