@@ -752,3 +752,194 @@ fn arguments_out_of_place_say_what_the_command_takes() {
     env.fails(["rm", "-r", "other"], "dataset 'other' not found");
     env.fails(["ls", "other"], "dataset 'other' not found");
 }
+
+/// Endpoint mistakes, each against a real listener of its kind on 127.0.0.1: one line that
+/// names the variable (or URL setting) and the fix, never the client library's text, a
+/// server's page, an internal key or a panic.
+#[test]
+fn endpoint_mistakes_are_named() {
+    let env = Env::new(Kind::S3);
+    let moto = common::moto_port();
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // A web server that is not S3: nginx, as the cache tier, refusing unsigned requests.
+    let web = common::nginx::Nginx::start(moto, "secret");
+    let clean = |out: &common::Output, expect: &str| {
+        assert_failed(out, expect);
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        for raw in [
+            "Generic",
+            "<html",
+            "<?xml",
+            "locks/",
+            "os error",
+            "InvalidContentType",
+        ] {
+            assert!(!out.stderr.contains(raw), "{}", out.stderr);
+        }
+    };
+    let run = |args: &[&OsStr], vars: &[(&str, String)]| {
+        let mut c = env.command(args);
+        c.args(["--timeout", "5"]);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        common::wait(c.spawn().unwrap(), Duration::from_secs(60)).unwrap()
+    };
+    let ls = [OsStr::new("ls")];
+    let push = [OsStr::new("push"), src.as_os_str(), OsStr::new("ds")];
+    let endpoint = |url: String| vec![("AWS_ENDPOINT_URL", url)];
+    for args in [&ls[..], &push[..]] {
+        // No scheme: object_store panicked on it.
+        let out = run(args, &endpoint(format!("127.0.0.1:{moto}")));
+        clean(&out, &format!("AWS_ENDPOINT_URL '127.0.0.1:{moto}' has no scheme: write https://127.0.0.1:{moto}, or http://127.0.0.1:{moto}"));
+        // Nothing listening.
+        let out = run(args, &endpoint(format!("http://127.0.0.1:{closed}")));
+        clean(&out, &format!("nothing is listening at http://127.0.0.1:{closed} (connection refused); check AWS_ENDPOINT_URL"));
+        // https:// to a plain-http server.
+        let out = run(args, &endpoint(format!("https://127.0.0.1:{moto}")));
+        clean(&out, &format!("https://127.0.0.1:{moto} does not answer https (the TLS handshake failed): if the server is plain http, write http:// in AWS_ENDPOINT_URL and set AWS_ALLOW_HTTP=true"));
+        // A web server of another kind.
+        let out = run(args, &endpoint(web.url()));
+        clean(&out, &format!("{} answered HTTP 403 with a web page, not as an S3 server does; check that AWS_ENDPOINT_URL", web.url()));
+        // The bucket written into the endpoint.
+        let bucket = env
+            .url
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let out = run(args, &endpoint(format!("http://127.0.0.1:{moto}/{bucket}")));
+        clean(&out, &format!("ends in the bucket '{bucket}': give the server alone (http://127.0.0.1:{moto}), and the bucket in the store URL"));
+        // AWS_ALLOW_HTTP set, but empty.
+        let out = run(args, &[("AWS_ALLOW_HTTP", String::new())]);
+        clean(
+            &out,
+            "AWS_ALLOW_HTTP '' is not true or false; fix or unset it",
+        );
+    }
+    no_versions(&env);
+    // The same in a store URL's settings.
+    let store = format!("{}?endpoint=127.0.0.1:{moto}", env.url);
+    let out = run(
+        &[OsStr::new("--store"), OsStr::new(&store), OsStr::new("ls")],
+        &[],
+    );
+    clean(&out, "endpoint= in the store URL '127.0.0.1:");
+
+    // Their GCS and Azure counterparts.
+    for kind in [Kind::Gcs, Kind::Azure] {
+        let env = Env::new(kind);
+        let var = match kind {
+            Kind::Gcs => "GOOGLE_BASE_URL",
+            _ => "AZURITE_BLOB_STORAGE_URL",
+        };
+        let run = |value: String| {
+            let mut c = env.command(["ls", "--timeout", "5"]);
+            c.env(var, value);
+            common::wait(c.spawn().unwrap(), Duration::from_secs(60)).unwrap()
+        };
+        let out = run(format!("127.0.0.1:{closed}"));
+        clean(&out, &format!("{var} '127.0.0.1:{closed}' has no scheme"));
+        let out = run(format!("http://127.0.0.1:{closed}"));
+        clean(&out, &format!("nothing is listening at http://127.0.0.1:{closed} (connection refused); check {var}"));
+        let out = run(web.url());
+        clean(
+            &out,
+            &format!("{} answered HTTP 403 with a web page", web.url()),
+        );
+    }
+}
+
+/// A push of a tree that holds no files would empty the dataset for every reader of its
+/// latest version: refused, naming the directory and --allow-empty, which makes it.
+#[test]
+fn an_empty_push_is_refused_unless_asked_for() {
+    for env in Env::both() {
+        let src = env.dir("src");
+        std::fs::write(src.join("f"), b"data").unwrap();
+        env.push(&src, "ds");
+        let empty = env.dir("empty");
+        std::fs::create_dir(empty.join("only-a-directory")).unwrap();
+        let line = env.fails(
+            [OsStr::new("push"), empty.as_os_str(), OsStr::new("ds")],
+            "holds no files: pushing it would make the latest version of 'ds' empty",
+        );
+        assert!(line.contains("--allow-empty"), "{line}");
+        assert_eq!(env.versions("ds"), 1, "[{:?}] a version was made", env.kind);
+        let r = env.ok([
+            OsStr::new("push"),
+            empty.as_os_str(),
+            OsStr::new("ds"),
+            OsStr::new("--allow-empty"),
+        ]);
+        assert!(r.contains("ds@v2"), "{r}");
+        assert_eq!(env.ok(["ls", "ds@latest"]), "only-a-directory/\n");
+    }
+}
+
+/// The smaller mistakes of a first hour: each gets a line that says what to do.
+#[test]
+fn small_mistakes_say_what_to_do() {
+    let env = three_versions();
+    env.fails(["ls", "ds", "-l"], "`ls ds` lists the versions of ds; -l is for the files of a version: `datastore ls ds@latest -l`");
+    env.fails(["ls", "-l", "-R"], "-l -R are for the files of a version");
+    env.fails(["status", "nope"], "dataset 'nope' not found");
+    let plain = env.dir("plain");
+    for args in [
+        vec![OsStr::new("switch"), plain.as_os_str(), OsStr::new("ds@v1")],
+        vec![OsStr::new("umount"), plain.as_os_str()],
+    ] {
+        env.fails(&args, "is not a datastore mount; `grep fuse.datastore /proc/self/mounts` lists the mounts here");
+    }
+    let list = env.scratch.path().join("list");
+    std::fs::write(&list, "f\n").unwrap();
+    let line = env.fails(
+        [
+            OsStr::new("prefetch"),
+            OsStr::new("--mount"),
+            plain.as_os_str(),
+            OsStr::new("--from-list"),
+            list.as_os_str(),
+        ],
+        "is not a datastore mount;",
+    );
+    assert!(!line.contains("older"), "{line}");
+    // --timeout and DATASTORE_TIMEOUT are each named for what they are.
+    let out = env.run(["--timeout", "-1", "ls"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("'-1' is not a number of seconds of at least 1"),
+        "{}",
+        out.stderr
+    );
+    let mut c = env.command(["ls"]);
+    c.env("DATASTORE_TIMEOUT", "soon");
+    let out = common::wait(c.spawn().unwrap(), Duration::from_secs(60)).unwrap();
+    assert_failed(
+        &out,
+        "DATASTORE_TIMEOUT: 'soon' is not a number of seconds of at least 1",
+    );
+    assert!(!out.stderr.contains("--timeout"), "{}", out.stderr);
+    // With the store in the environment, no usage line asks for --store.
+    let out = env.run(["get"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!out.stderr.contains("--store"), "{}", out.stderr);
+    // Examples are printed as written.
+    let help = env.ok(["push", "--help"]);
+    assert!(
+        help.contains("Examples:\n  datastore push ./imagenet imagenet"),
+        "{help}"
+    );
+    // Counts agree with their nouns.
+    let one = env.dir("one");
+    std::fs::write(one.join("f"), b"1").unwrap();
+    let said = env.ok([OsStr::new("push"), one.as_os_str(), OsStr::new("solo")]);
+    assert!(said.contains("1 file,"), "{said}");
+}

@@ -477,28 +477,352 @@ fn every_listing_has_a_json_form_and_errors_have_kinds() {
     );
     assert_eq!(stats["exists"], false);
 
-    let cases: &[(&[&str], &str, &str)] = &[
-        (
-            &["log", "nope"],
+    // Every command that takes a NAME, with each kind of mistake it can meet.
+    let dest = env.scratch.path().join("dest").display().to_string();
+    let mnt = env.dir("mnt").display().to_string();
+    let mut cases: Vec<(Vec<&str>, &str, &str)> = Vec::new();
+    let by_target: &[&[&str]] = &[
+        &["ls"],
+        &["du"],
+        &["get", "T", &dest],
+        &["verify"],
+        &["prefetch"],
+        &["mount", "T", &mnt],
+        &["rm"],
+        &["diff", "ds@v1"],
+    ];
+    for cmd in by_target {
+        let with = |t: &'static str| -> Vec<&str> {
+            match cmd.iter().position(|a| *a == "T") {
+                Some(i) => {
+                    let mut v = cmd.to_vec();
+                    v[i] = t;
+                    v
+                }
+                None => cmd.iter().copied().chain([t]).collect(),
+            }
+        };
+        cases.push((
+            with("nope@v1"),
             "dataset_not_found",
             "dataset 'nope' not found",
-        ),
-        (&["ls", "ds@v9"], "version_not_found", "ds@v9 not found"),
-        (&["ls", "ds@v2/missing"], "path_not_found", "has no entry"),
-        (&["log", "bad name"], "bad_name", "bad name"),
-        (
-            &["push", "/nonexistent/dir", "ds"],
-            "bad_source",
-            "does not exist",
-        ),
-    ];
-    for (args, kind, says) in cases {
+        ));
+        cases.push((with("ds@v9"), "version_not_found", "ds@v9 not found"));
+        cases.push((with("Bad@v1"), "bad_name", "Bad"));
+        if !matches!(cmd[0], "mount" | "rm" | "verify" | "diff") {
+            cases.push((with("ds@v2/missing"), "path_not_found", "has no entry"));
+        }
+    }
+    for name_only in [&["log"][..], &["status"], &["rm", "-r"]] {
+        let with = |t: &'static str| name_only.iter().copied().chain([t]).collect::<Vec<_>>();
+        cases.push((
+            with("nope"),
+            "dataset_not_found",
+            "dataset 'nope' not found",
+        ));
+        cases.push((with("Bad"), "bad_name", "Bad"));
+    }
+    cases.push((
+        vec!["push", "/nonexistent/dir", "ds"],
+        "bad_source",
+        "does not exist",
+    ));
+    cases.push((vec!["push", "/nonexistent/dir", "Bad"], "bad_name", "Bad"));
+    for (args, kind, says) in &cases {
         let (k, message) = json_error(&env, args);
         assert_eq!(k, *kind, "{args:?}: {message}");
         assert!(message.contains(says), "{args:?}: {message}");
     }
+    assert!(
+        !Path::new(&dest).exists(),
+        "a failed get made its destination"
+    );
     let empty = env.dir("empty");
     let store = format!("--store=file://{}", empty.join("none").display());
     let (k, message) = json_error(&env, &[&store, "ls"]);
     assert_eq!(k, "no_store", "{message}");
+}
+
+/// The modification time of `path`.
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Entries a get leaves unfinished (`.datastore-get-*`), anywhere under `dir`.
+fn unfinished(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(items) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for item in items.flatten() {
+            if item
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".datastore-get-")
+            {
+                found.push(item.path());
+            }
+            if item.file_type().unwrap().is_dir() {
+                stack.push(item.path());
+            }
+        }
+    }
+    found
+}
+
+/// A get into a directory that exists changes nothing that was there: the directory and
+/// its subdirectories keep their modes and times, and one holding anything the version does
+/// not have is refused without --merge, left as it was, and with --merge kept beside it.
+#[test]
+fn get_changes_nothing_it_did_not_create() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::create_dir(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"a").unwrap();
+    std::fs::write(src.join("sub/b.txt"), b"b").unwrap();
+    let long_ago = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    for d in [src.join("sub"), src.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::File::open(&d)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+    env.push(&src, "ds");
+
+    // An empty private directory, with a private subdirectory the version also has.
+    let home = env.dir("home");
+    std::fs::create_dir(home.join("sub")).unwrap();
+    for d in [home.join("sub"), home.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    get(&env, "ds", &home);
+    assert_eq!(mode(&home), 0o700, "the destination's mode was changed");
+    assert_eq!(mode(&home.join("sub")), 0o700);
+    assert_ne!(
+        mtime(&home),
+        long_ago,
+        "the destination took the version's time"
+    );
+    assert_eq!(std::fs::read(home.join("sub/b.txt")).unwrap(), b"b");
+    // Run again over the finished copy: nothing is written, nothing is touched.
+    let before = mtime(&home);
+    let again: serde_json::Value = serde_json::from_str(&env.ok([
+        OsStr::new("get"),
+        OsStr::new("ds"),
+        home.as_os_str(),
+        OsStr::new("--json"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        (again["kept"].as_u64(), again["bytes"].as_u64()),
+        (Some(2), Some(0)),
+        "{again}"
+    );
+    assert_eq!(mtime(&home), before);
+
+    // A directory holding the user's own file: refused, untouched; with --merge, beside it.
+    let mixed = env.dir("mixed");
+    std::fs::write(mixed.join("mine.txt"), b"mine").unwrap();
+    let line = env.fails(
+        [OsStr::new("get"), OsStr::new("ds"), mixed.as_os_str()],
+        "add --merge",
+    );
+    assert!(
+        line.contains(&mixed.join("mine.txt").display().to_string()),
+        "{line}"
+    );
+    let names = || {
+        let mut n: Vec<_> = std::fs::read_dir(&mixed)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(), ["mine.txt"], "a refused get wrote there");
+    let merged: serde_json::Value = serde_json::from_str(&env.ok([
+        OsStr::new("get"),
+        OsStr::new("ds"),
+        mixed.as_os_str(),
+        OsStr::new("--merge"),
+        OsStr::new("--json"),
+    ]))
+    .unwrap();
+    assert_eq!(merged["others"], 1, "{merged}");
+    assert_eq!(names(), ["a.txt", "mine.txt", "sub"]);
+    assert_eq!(std::fs::read(mixed.join("mine.txt")).unwrap(), b"mine");
+}
+
+/// Files of 96 MiB in all, each of several chunks, pushed to S3, for gets that are stopped
+/// half-way.
+fn big_dataset(env: &Env) -> std::path::PathBuf {
+    let src = env.dir("big");
+    tree::random_files(&src, 31, 4, 24 << 20);
+    env.push(&src, "big");
+    src
+}
+
+/// How a running get is stopped.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Signal(i32),
+    Kill,
+}
+
+/// Starts a get of `big` to `dest` through `proxy`, one chunk at a time, waits until it has
+/// put a whole file in place somewhere under `watch` and is writing the next, holds the link
+/// still so the get is stuck half-way, and stops it. Returns what it printed.
+fn stop_a_get(
+    env: &Env,
+    proxy: &common::proxy::Proxy,
+    dest: &Path,
+    watch: &Path,
+    stop: Stop,
+) -> common::Output {
+    use common::proxy::Faults;
+    proxy.set(Faults {
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let child = env
+        .command([
+            OsStr::new("get"),
+            OsStr::new("big"),
+            dest.as_os_str(),
+            OsStr::new("--jobs"),
+            OsStr::new("2"),
+        ])
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let whole_file = || {
+        let mut stack = vec![watch.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for item in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let t = item.file_type().unwrap();
+                if t.is_dir() {
+                    stack.push(item.path());
+                } else if t.is_file()
+                    && !item
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(".datastore-get-")
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    let start = Instant::now();
+    while !whole_file() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no file was written"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    proxy.set(Faults {
+        hang: true,
+        ..Default::default()
+    });
+    // A moment for the fetches after that file to begin and stall.
+    std::thread::sleep(Duration::from_millis(300));
+    let sig = match stop {
+        Stop::Signal(s) => s,
+        Stop::Kill => libc::SIGKILL,
+    };
+    // SAFETY: the PID of the child this test started and has not yet waited for.
+    unsafe { libc::kill(pid, sig) };
+    let out = common::wait(child, Duration::from_secs(20)).expect("the get ends when stopped");
+    proxy.set(Faults::default());
+    out
+}
+
+/// A get stopped by SIGINT, SIGTERM or SIGHUP takes away everything it wrote, into a new
+/// destination and into an existing one; one killed outright leaves its unfinished files,
+/// which the next get finds and removes, keeping what was finished.
+#[test]
+fn an_interrupted_get_leaves_nothing_and_a_rerun_cleans_up() {
+    let direct = Env::new(Kind::S3);
+    let src = big_dataset(&direct);
+    let proxy = common::proxy::Proxy::start(common::moto_port(), 31);
+    let env = direct.via(proxy.port);
+    let out_dir = env.dir("out");
+
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // Into a new destination: neither it nor the directory it was built in remains.
+        let fresh = out_dir.join("fresh");
+        let out = stop_a_get(&env, &proxy, &fresh, &out_dir, Stop::Signal(sig));
+        assert_eq!(out.status.code(), Some(128 + sig), "{out:?}");
+        assert!(
+            out.stderr
+                .contains("interrupted the get; nothing it wrote is left"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+        assert!(left.is_empty(), "signal {sig} left {left:?}");
+    }
+    // Into an existing (empty) destination: it is empty again.
+    let existing = env.dir("existing");
+    let out = stop_a_get(
+        &env,
+        &proxy,
+        &existing,
+        &existing,
+        Stop::Signal(libc::SIGINT),
+    );
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let left: Vec<_> = std::fs::read_dir(&existing).unwrap().collect();
+    assert!(left.is_empty(), "SIGINT left {left:?}");
+
+    // Killed outright into a new destination: the directory it was building is left, and the
+    // next get removes it and finishes.
+    let fresh = out_dir.join("fresh");
+    stop_a_get(&env, &proxy, &fresh, &out_dir, Stop::Kill);
+    assert!(
+        !unfinished(&out_dir).is_empty(),
+        "a killed get left nothing to find"
+    );
+    let out = env.run([OsStr::new("get"), OsStr::new("big"), fresh.as_os_str()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("left by an earlier get that was killed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(unfinished(&out_dir), Vec::<std::path::PathBuf>::new());
+    tree::assert_same(&src, &fresh);
+
+    // Killed outright into an existing destination: its finished files are kept, the file it
+    // was writing is removed.
+    stop_a_get(&env, &proxy, &existing, &existing, Stop::Kill);
+    assert!(
+        !unfinished(&existing).is_empty(),
+        "a killed get left no unfinished file"
+    );
+    let out = env.run([
+        OsStr::new("get"),
+        OsStr::new("big"),
+        existing.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(r["kept"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["removed_leftovers"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(unfinished(&existing), Vec::<std::path::PathBuf>::new());
+    tree::assert_same(&src, &existing);
 }

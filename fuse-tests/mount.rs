@@ -679,3 +679,66 @@ fn a_background_mount_says_where_it_logs() {
     unmount(&point);
     drop(guard);
 }
+
+/// A background mount under /datastores/ is unmounted by its dataset's name, and the mount
+/// point it made goes with it; a mount the daemon refuses leaves no log file of its own.
+#[test]
+fn umount_by_name_takes_the_mount_point_it_made() {
+    let env = Env::new(Kind::Local);
+    let src = env.dir("src");
+    std::fs::write(src.join("f"), b"content").unwrap();
+    let name = format!("made-{}", std::process::id());
+    env.push(&src, &name);
+    let point = Path::new("/datastores").join(&name);
+    assert!(
+        !point.exists(),
+        "{} is left from an earlier run",
+        point.display()
+    );
+    let _guard = Mounted::adopt(&point);
+    env.ok(["mount", &name]);
+    assert_eq!(std::fs::read(point.join("f")).unwrap(), b"content");
+    env.ok(["umount", &name]);
+    wait_for("the daemon to exit", Duration::from_secs(10), || {
+        daemon_pids(&point).is_empty()
+    });
+    assert!(!is_mounted(&point));
+    assert!(!point.exists(), "the mount point the mount made is left");
+
+    // Two mounts of one dataset: its name alone does not say which.
+    let (a, b) = (env.mount_point("a"), env.mount_point("b"));
+    let _guards = (Mounted::adopt(&a), Mounted::adopt(&b));
+    for p in [&a, &b] {
+        env.ok([OsStr::new("mount"), OsStr::new(&name), p.as_os_str()]);
+    }
+    let line = env.fails(["umount", &name], "say which to unmount");
+    assert!(
+        line.contains(&a.display().to_string()) && line.contains(&b.display().to_string()),
+        "{line}"
+    );
+    for p in [&a, &b] {
+        env.ok([OsStr::new("umount"), p.as_os_str()]);
+        assert!(p.exists(), "a mount point that was there before is kept");
+    }
+    // The logs of the mounts that were made, where they went to a file of their own.
+    for p in [point.as_path(), &a, &b] {
+        if let datastore::mount::daemon::LogPlace::File(f) =
+            datastore::mount::daemon::LogPlace::default_for(p)
+        {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+
+    // Refused by the daemon (the mount point holds a file): its error is printed, and no log
+    // file is left where the default one would be.
+    let full = env.mount_point("full");
+    std::fs::write(full.join("mine"), b"x").unwrap();
+    let log = datastore::mount::daemon::LogPlace::default_for(&full);
+    env.fails(
+        [OsStr::new("mount"), OsStr::new(&name), full.as_os_str()],
+        "is not empty",
+    );
+    if let datastore::mount::daemon::LogPlace::File(file) = log {
+        assert!(!file.exists(), "a refused mount left {}", file.display());
+    }
+}

@@ -534,6 +534,12 @@ impl Catalog {
                 message: String::new(),
                 state,
             },
+            // No version of it at all: it is the dataset that is not there.
+            Err(CatalogError::UnknownVersion(..))
+                if self.version_numbers(dataset).await?.is_empty() =>
+            {
+                return Err(CatalogError::UnknownDataset(dataset.into()))
+            }
             Err(e) => return Err(e),
         };
         self.store

@@ -150,9 +150,10 @@ pub async fn run(ctx: &Ctx, a: Args, opts: MountOptions, store_url: &str) -> Res
             args.push("-o".into());
             args.push(format!("log={}", file.display()).into());
         }
-        // A refused mount leaves no log of its own behind: its error is printed here.
-        let fresh_log = match &log {
-            LogPlace::File(f) if !f.exists() => Some(f.clone()),
+        // A refused mount leaves no log file of its choosing behind: its error is printed
+        // here (a file the user named is theirs).
+        let fresh_log = match (&log, &opts.log) {
+            (LogPlace::File(f), None) if !f.exists() => Some(f.clone()),
             _ => None,
         };
         return match daemon::spawn(args) {
