@@ -183,3 +183,14 @@ def test_every_error_is_an_exception_of_its_kind(tree, s3_store, tmp_path, monke
     monkeypatch.setenv("DATASTORE_BIN", str(tmp_path / "no-binary"))
     with pytest.raises(datastore.BinaryNotFound, match="cannot run"):
         datastore.Dataset.get("errs")
+
+
+def test_an_empty_directory_is_pushed_only_when_asked(tree, tmp_path):
+    datastore.Dataset.push(tree, "ds")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(datastore.BadSource, match="holds no files"):
+        datastore.Dataset.push(empty, "ds")
+    assert [v.version for v in datastore.Dataset.versions("ds")] == [1]
+    made = datastore.Dataset.push(empty, "ds", allow_empty=True)
+    assert made.version == 2 and made.files == []

@@ -66,8 +66,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     };
     drop(bar);
     for path in &r.removed {
-        tracing::warn!(
-            "removed {}, left by an earlier get that was killed",
+        eprintln!(
+            "warning: removed {}, left by an earlier get that was killed",
             path.display()
         );
     }
@@ -90,7 +90,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     }
     if r.others > 0 {
         notes.push(format!(
-            "{} not in the version left as they were",
+            "{} there before and not in the version, left alone",
             count(r.others, "entry")
         ));
     }
