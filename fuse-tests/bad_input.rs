@@ -943,3 +943,119 @@ fn small_mistakes_say_what_to_do() {
     let said = env.ok([OsStr::new("push"), one.as_os_str(), OsStr::new("solo")]);
     assert!(said.contains("1 file,"), "{said}");
 }
+
+/// Settings and arguments the object-store client panicked on (while making a request, or
+/// reading the environment): each is now one line that names what to fix, exit 1 (2 for a
+/// command line clap refuses), and never a panic.
+#[test]
+fn no_setting_or_argument_panics() {
+    use std::os::unix::ffi::OsStringExt;
+    let env = Env::new(Kind::Local);
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let s3 = [
+        ("AWS_ENDPOINT_URL", closed.clone()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "k".into()),
+        ("AWS_SECRET_ACCESS_KEY", "s".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ];
+    let azure = [
+        ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1".to_string()),
+        ("AZURE_STORAGE_ENDPOINT", closed.clone()),
+        ("AZURE_ALLOW_HTTP", "true".into()),
+        ("AZURE_CLIENT_ID", "c".into()),
+        ("AZURE_CLIENT_SECRET", "s".into()),
+        ("AZURE_AUTHORITY_HOST", closed.clone()),
+    ];
+    let long = format!("s3://b/{}", "x".repeat(100_000));
+    // Store, variables, what the line says; each with `ls`.
+    type Case<'a> = (&'a str, Vec<(&'a str, OsString)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "s3://b/x",
+            vec![("FOO", OsString::from_vec(vec![0xff]))],
+            "nothing is listening",
+        ),
+        (
+            "s3://b/x",
+            vec![("AWS_ENDPOINT_URL", format!(" {closed}").into())],
+            "AWS_ENDPOINT_URL ' http://127.0.0.1:",
+        ),
+        (
+            "s3://b/x",
+            vec![("AWS_ENDPOINT_URL", "http://%41:80".into())],
+            "names no host",
+        ),
+        (
+            "s3://b/x",
+            vec![("AWS_REGION", "eu-west-1\n".into())],
+            "AWS_REGION holds a control character",
+        ),
+        (
+            "s3://b/x",
+            vec![("AWS_ACCESS_KEY_ID", "AKIA\u{1}".into())],
+            "AWS_ACCESS_KEY_ID holds a control character",
+        ),
+        (
+            "s3://b/x",
+            vec![("AWS_ALLOW_HTTP", OsString::from_vec(vec![b't', 0xff]))],
+            "AWS_ALLOW_HTTP is not UTF-8",
+        ),
+        (
+            "s3://b/x",
+            vec![("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", ":99999".into())],
+            "is not a path",
+        ),
+        (
+            "gs://b/x",
+            vec![
+                ("GOOGLE_BASE_URL", closed.clone().into()),
+                ("GCE_METADATA_HOST", "127.0.0.1:99999".into()),
+            ],
+            "GCE_METADATA_HOST '127.0.0.1:99999' is not a HOST or HOST:PORT",
+        ),
+        (
+            "az://c/x",
+            vec![("AZURE_TENANT_ID", "a b".into())],
+            "no request can be made to the store with these settings",
+        ),
+        ("s3://b c/x", vec![], "'b c' is not a bucket name"),
+        (&long, vec![], "longer than a store URL can be"),
+    ];
+    for (store, vars, says) in &cases {
+        let mut c = env.command(["--store", store, "--timeout", "3", "ls"]);
+        let family: &[(&str, String)] = if store.starts_with("az") { &azure } else { &s3 };
+        c.envs(family.iter().map(|(k, v)| (k, v)));
+        c.envs(vars.iter().map(|(k, v)| (k, v)));
+        let out = common::wait(c.spawn().unwrap(), Duration::from_secs(60)).unwrap();
+        let shown: String = store.chars().take(40).collect();
+        assert_failed(&out, says);
+        assert_eq!(
+            out.stderr.lines().count(),
+            1,
+            "{shown} {vars:?}: {}",
+            out.stderr
+        );
+    }
+    // The launcher's own flag, given by hand.
+    let mnt = env.dir("mnt");
+    for fd in ["-1", "1", "999"] {
+        let out = env.run([
+            OsStr::new("mount"),
+            OsStr::new("ds"),
+            mnt.as_os_str(),
+            OsStr::new("--foreground"),
+            OsStr::new("--ready-fd"),
+            OsStr::new(fd),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            out.stderr.contains("is not an open descriptor past stderr"),
+            "{}",
+            out.stderr
+        );
+    }
+}

@@ -18,6 +18,14 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
+    // A panic inside the object-store client is caught at the store's door and reported
+    // there as an error that names the settings at fault; its own text would be noise.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !datastore::store::is_client_panic(info) {
+            report(info)
+        }
+    }));
     let args = datastore::cli::helper_form(std::env::args_os().collect());
     let cli = datastore::cli::Cli::parse_from(args);
     let json = cli.json;

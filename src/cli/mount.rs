@@ -69,8 +69,23 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Descriptor to report readiness on (set by the background launcher).
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = ready_fd, allow_negative_numbers = true)]
     pub ready_fd: Option<i32>,
+}
+
+/// `--ready-fd`: a descriptor this process was started with, other than the standard three
+/// (it is taken over, and closed once the mount is live).
+fn ready_fd(s: &str) -> Result<i32, String> {
+    let fd: i32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a file descriptor"))?;
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(format!(
+            "{fd} is not an open descriptor past stderr; --ready-fd is for the background mount's own use"
+        ));
+    }
+    Ok(fd)
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {

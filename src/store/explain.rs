@@ -109,6 +109,21 @@ fn not_a_store(place: &Place, error: &str, status: Option<u16>) -> Option<String
     let endpoint = place.endpoint.as_deref().unwrap_or("the store's endpoint");
     let name = &place.endpoint_name;
     if error.contains("tcp connect error: Connection refused") {
+        // The request may have gone elsewhere: to a credentials service.
+        let asked = requested_origin(error);
+        if let (Some(asked), Some(e)) = (&asked, &place.endpoint) {
+            if !e.starts_with(asked.as_str()) {
+                let family = match place.scheme {
+                    "s3" => "AWS_*",
+                    "gs" => "GOOGLE_* and GCE_METADATA_*",
+                    _ => "AZURE_*",
+                };
+                return Some(format!(
+                    "nothing is listening at {asked} (connection refused), where credentials \
+                     were asked for; check the {family} variables that name it"
+                ));
+            }
+        }
         return Some(format!(
             "nothing is listening at {endpoint} (connection refused); check {name}, and that \
              the server is running"
@@ -143,6 +158,15 @@ fn not_a_store(place: &Place, error: &str, status: Option<u16>) -> Option<String
         return Some(tell("without an ETag".into()));
     }
     None
+}
+
+/// The scheme, host and port a failed request went to, from object_store's "Error
+/// performing GET http://host:port/… in 3ms".
+fn requested_origin(error: &str) -> Option<String> {
+    let rest = error.split("Error performing ").last()?;
+    let url = rest.split_whitespace().nth(1)?;
+    let parsed = url::Url::parse(url).ok()?;
+    Some(parsed.origin().ascii_serialization())
 }
 
 /// The bucket (an Azure container) of the store URL is not there.
@@ -326,6 +350,8 @@ mod tests {
         let line = |e: &str| explain(&s3(), e).expect("explained");
         let l = line("Generic S3 error: Error performing PUT http://127.0.0.1:9000/data/x/locks/push-1 in 1s, after 5 retries - HTTP error: error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)");
         assert_eq!(l, "nothing is listening at http://127.0.0.1:9000 (connection refused); check AWS_ENDPOINT_URL, and that the server is running");
+        let l = line("Generic S3 error: Error performing POST http://127.0.0.1:5098/creds in 1s - HTTP error: error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)");
+        assert!(l.starts_with("nothing is listening at http://127.0.0.1:5098 (connection refused), where credentials were asked for"), "{l}");
         let l = line("HTTP error: error sending request: client error (Connect): received corrupt message of type InvalidContentType");
         assert!(
             l.starts_with("http://127.0.0.1:9000 does not answer https"),

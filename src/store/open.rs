@@ -10,13 +10,33 @@ use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, R
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest store URL taken.
+const MAX_URL: usize = 4096;
+
 impl Store {
     /// Opens `s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`, a plain directory path, or
     /// `memory://` (a store that lives as long as the process, for tests).
     pub fn open(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
-        // Settings after '?' stay out of messages: they may be what is wrong.
-        let shown = url.split('?').next().unwrap_or(url);
-        let bad = |why: &str| StoreError::BadUrl(shown.to_string(), why.to_string());
+        // Settings after '?' stay out of messages: they may be what is wrong. A URL too long
+        // to be one is shown by its start.
+        let shown: String = url
+            .split('?')
+            .next()
+            .unwrap_or(url)
+            .chars()
+            .take(80)
+            .collect();
+        let shown = shown.escape_debug().to_string();
+        let bad = |why: &str| StoreError::BadUrl(shown.clone(), why.to_string());
+        if url.len() > MAX_URL {
+            return Err(bad(&format!(
+                "{} bytes is longer than a store URL can be ({MAX_URL} at most)",
+                url.len()
+            )));
+        }
+        if url.chars().any(char::is_control) {
+            return Err(bad("it holds a control character (a newline?); remove it"));
+        }
         let mut place = explain::Place::default();
         let mut signer: Option<Arc<dyn object_store::signer::Signer>> = None;
         let (inner, root): (Arc<dyn ObjectStore>, String) = if url == "memory://" {
@@ -27,7 +47,11 @@ impl Store {
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://BUCKET/PREFIX"));
             }
-            settings::check_urls("s3", bucket, &settings).map_err(StoreError::Setting)?;
+            let named = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+            if !bucket.chars().all(named) {
+                return Err(bad(&format!("'{bucket}' is not a bucket name (letters, digits, dots, hyphens and underscores)")));
+            }
+            settings::check("s3", bucket, &settings).map_err(StoreError::Setting)?;
             let mut client = client_options(opts, "AWS_", ClientOptions::new());
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
@@ -79,7 +103,7 @@ impl Store {
                     return Err(bad(&format!("unknown setting '{k}'; {scheme}:// URLs take the settings of {vars}_* variables, in lower case without {vars}_")));
                 }
             }
-            settings::check_urls(scheme, &bucket, &settings).map_err(StoreError::Setting)?;
+            settings::check(scheme, &bucket, &settings).map_err(StoreError::Setting)?;
             place = explain::Place {
                 scheme,
                 bucket,
@@ -249,7 +273,11 @@ fn emulator_endpoint(scheme: &str) -> Option<String> {
 /// `GOOGLE_PROXY_URL`…), with our timeouts.
 fn client_options(opts: &StoreOptions, prefix: &str, base: ClientOptions) -> ClientOptions {
     let mut options = base;
-    for (k, v) in std::env::vars() {
+    // (Variables that are not UTF-8 are refused by `settings::check` before this.)
+    for (k, v) in std::env::vars_os() {
+        let (Some(k), Some(v)) = (k.to_str(), v.into_string().ok()) else {
+            continue;
+        };
         let Some(name) = k.strip_prefix(prefix) else {
             continue;
         };

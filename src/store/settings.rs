@@ -15,27 +15,41 @@ struct Setting {
     shown: String,
     key: String,
     value: String,
+    utf8: bool,
+}
+
+/// The prefixes of the variables of `scheme`'s family (Google's metadata server's are read
+/// by the GCS client too).
+fn prefixes(scheme: &str) -> &'static [&'static str] {
+    match scheme {
+        "s3" => &["AWS_"],
+        "gs" => &["GOOGLE_", "GCE_METADATA_"],
+        _ => &["AZURE_", "AZURITE_"],
+    }
 }
 
 /// Every setting of `scheme`'s family: its variables, then the URL's settings (which win).
+/// A value that is not UTF-8 is kept as its lossy text; [`check`] refuses it.
 fn settings(scheme: &str, url_settings: &[(&str, &str)]) -> Vec<Setting> {
-    let prefixes: &[&str] = match scheme {
-        "s3" => &["AWS_"],
-        "gs" => &["GOOGLE_"],
-        _ => &["AZURE_", "AZURITE_"],
-    };
-    let mut all: Vec<Setting> = std::env::vars()
-        .filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p)))
-        .map(|(k, v)| Setting {
-            key: k.to_ascii_lowercase(),
-            shown: k,
-            value: v,
+    let mut all: Vec<Setting> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            prefixes(scheme)
+                .iter()
+                .any(|p| k.starts_with(p))
+                .then(|| Setting {
+                    key: k.to_ascii_lowercase(),
+                    value: v.to_string_lossy().into_owned(),
+                    utf8: v.to_str().is_some(),
+                    shown: k,
+                })
         })
         .collect();
     all.extend(url_settings.iter().map(|(k, v)| Setting {
         shown: format!("{k}= in the store URL"),
         key: k.to_string(),
         value: v.to_string(),
+        utf8: true,
     }));
     all
 }
@@ -86,9 +100,12 @@ pub(super) fn endpoint_name(scheme: &str, url_settings: &[(&str, &str)]) -> Stri
     }
 }
 
-/// Checks every setting of `scheme`'s family that is a URL: an http:// or https:// URL with
-/// a host, and an endpoint that does not end in the bucket (`bucket` goes in the store URL).
-pub(super) fn check_urls(
+/// Checks every setting of `scheme`'s family before the client library sees it: text
+/// without control characters (they end up in request headers, where the library panics),
+/// and, for those it reads as URLs, an http:// or https:// URL with a host and nothing a URL
+/// cannot hold, and an endpoint that does not end in the bucket (`bucket` goes in the store
+/// URL).
+pub(super) fn check(
     scheme: &str,
     bucket: &str,
     url_settings: &[(&str, &str)],
@@ -99,14 +116,49 @@ pub(super) fn check_urls(
         _ => "AZURE_ALLOW_HTTP=true",
     };
     for s in settings(scheme, url_settings) {
+        let (name, v) = (&s.shown, s.value.as_str());
+        if !s.utf8 {
+            return Err(format!("{name} is not UTF-8 text; fix or unset it"));
+        }
+        // (The value is not shown: it may be a secret.)
+        if v.chars().any(char::is_control) {
+            return Err(format!(
+                "{name} holds a control character (a newline?); remove it"
+            ));
+        }
+        match s.key.as_str() {
+            // A path on the container credentials server, and a host:port: no URLs.
+            "aws_container_credentials_relative_uri" | "container_credentials_relative_uri" => {
+                if !v.starts_with('/') || v.contains(char::is_whitespace) {
+                    return Err(format!(
+                        "{name} '{v}' is not a path (/...); fix or unset it"
+                    ));
+                }
+                continue;
+            }
+            "gce_metadata_host" | "gce_metadata_ip" => {
+                let ok = !v.is_empty()
+                    && !v.contains(['/', '%', '@'])
+                    && url::Url::parse(&format!("http://{v}")).is_ok_and(|u| u.host().is_some());
+                if !ok {
+                    return Err(format!(
+                        "{name} '{v}' is not a HOST or HOST:PORT; fix or unset it"
+                    ));
+                }
+                continue;
+            }
+            _ => {}
+        }
         let Some(endpoint) = url_kind(scheme, &s.key) else {
             continue;
         };
-        let (name, v) = (&s.shown, s.value.trim());
         if !v.contains("://") {
             return Err(format!(
                 "{name} '{v}' has no scheme: write https://{v}, or http://{v} (which also needs {allow})"
             ));
+        }
+        if v.contains(char::is_whitespace) {
+            return Err(format!("{name} '{v}' holds a space; remove it"));
         }
         let url = url::Url::parse(v)
             .map_err(|e| format!("{name} '{v}' is not a URL ({e}); fix or unset it"))?;
@@ -115,7 +167,10 @@ pub(super) fn check_urls(
                 "{name} '{v}' is not an http:// or https:// URL; fix or unset it"
             ));
         }
-        let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        // A host written with %-escapes is decoded here but not by the HTTP client.
+        let authority = v.split("://").nth(1).and_then(|r| r.split('/').next());
+        let escaped = authority.is_some_and(|a| a.contains('%'));
+        let Some(host) = url.host_str().filter(|h| !h.is_empty() && !escaped) else {
             return Err(format!("{name} '{v}' names no host; fix or unset it"));
         };
         let first = url.path_segments().and_then(|mut p| p.next());
@@ -130,12 +185,10 @@ pub(super) fn check_urls(
     Ok(())
 }
 
-/// The variable behind a value object_store could not parse (`failed to parse "" as
-/// boolean`), as one line; `None` when the error is not of that kind.
+/// The variable behind a value object_store refused (`failed to parse "" as boolean`,
+/// `"md5" is not a valid checksum algorithm`), as one line; `None` when the error quotes no
+/// value of a setting.
 pub(super) fn unparsed(scheme: &str, url_settings: &[(&str, &str)], error: &str) -> Option<String> {
-    let rest = error.split("failed to parse \"").nth(1)?;
-    let (value, rest) = rest.split_once("\" as ")?;
-    let what = rest.split_whitespace().next().unwrap_or("value");
     let known = |k: &str| match scheme {
         _ if k.parse::<ClientConfigKey>().is_ok() => true,
         "s3" => k.parse::<AmazonS3ConfigKey>().is_ok(),
@@ -143,20 +196,27 @@ pub(super) fn unparsed(scheme: &str, url_settings: &[(&str, &str)], error: &str)
         _ => k.parse::<AzureConfigKey>().is_ok(),
     };
     // The last match wins: URL settings come after variables, and override them.
-    let s = settings(scheme, url_settings)
+    let (s, after) = settings(scheme, url_settings)
         .into_iter()
         .rev()
-        .find(|s| s.value == value && known(&s.key))?;
-    let expect = match what {
-        "boolean" => "true or false".to_string(),
-        "Duration" => "a duration such as 30s".to_string(),
-        "usize" | "u32" => "a whole number".to_string(),
-        other => format!("a {other}"),
+        .find_map(|s| {
+            let quoted = format!("\"{}\"", s.value);
+            let after = error.split_once(&quoted)?.1.trim().to_string();
+            known(&s.key).then_some((s, after))
+        })?;
+    let value = &s.value;
+    let expect = match after
+        .strip_prefix("as ")
+        .map(|t| t.split_whitespace().next().unwrap_or(""))
+    {
+        Some("boolean") => "is not true or false".to_string(),
+        Some("Duration") => "is not a duration such as 30s".to_string(),
+        Some("usize" | "u32") => "is not a whole number".to_string(),
+        Some(other) => format!("is not a {other}"),
+        None if after.is_empty() => "is not taken".to_string(),
+        None => after,
     };
-    Some(format!(
-        "{} '{value}' is not {expect}; fix or unset it",
-        s.shown
-    ))
+    Some(format!("{} '{value}' {expect}; fix or unset it", s.shown))
 }
 
 #[cfg(test)]
@@ -165,7 +225,7 @@ mod tests {
 
     #[test]
     fn endpoints_are_urls_of_the_server_alone() {
-        let check = |v: &str| check_urls("s3", "data", &[("endpoint", v)]);
+        let check = |v: &str| check("s3", "data", &[("endpoint", v)]);
         assert!(check("http://127.0.0.1:9000").is_ok());
         assert!(check("https://s3.example.com/gateway/").is_ok());
         let e = check("127.0.0.1:5099").unwrap_err();
@@ -175,14 +235,19 @@ mod tests {
         assert!(e.contains("not an http:// or https:// URL"), "{e}");
         let e = check("http://[::1").unwrap_err();
         assert!(e.contains("is not a URL"), "{e}");
+        for bad in [" http://127.0.0.1:9000", "http://%41:80"] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+        let e = super::check("s3", "data", &[("region", "eu-west-1\n")]).unwrap_err();
+        assert!(e.contains("holds a control character"), "{e}");
         let e = check("http://127.0.0.1:9000/data").unwrap_err();
         assert!(
             e.contains("ends in the bucket 'data': give the server alone (http://127.0.0.1:9000)"),
             "{e}"
         );
         // Settings that are not URLs are not looked at.
-        assert!(check_urls("s3", "data", &[("region", "127.0.0.1:5099")]).is_ok());
-        let e = check_urls("az", "c", &[("endpoint", "localhost")]).unwrap_err();
+        assert!(super::check("s3", "data", &[("region", "127.0.0.1:5099")]).is_ok());
+        let e = super::check("az", "c", &[("endpoint", "localhost")]).unwrap_err();
         assert!(e.contains("AZURE_ALLOW_HTTP=true"), "{e}");
     }
 
@@ -195,5 +260,11 @@ mod tests {
             "allow_http= in the store URL 'yes please' is not true or false; fix or unset it"
         );
         assert_eq!(unparsed("s3", &[], "connection refused"), None);
+        let e = "Generic Config error: \"md5\" is not a valid checksum algorithm";
+        let said = unparsed("s3", &[("checksum_algorithm", "md5")], e).unwrap();
+        assert_eq!(
+            said,
+            "checksum_algorithm= in the store URL 'md5' is not a valid checksum algorithm; fix or unset it"
+        );
     }
 }

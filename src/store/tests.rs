@@ -83,6 +83,22 @@ fn bad_urls_are_named() {
             .to_string();
         assert!(err.contains("did you mean s3://mybucket?"), "{err}");
     }
+    // What the HTTP client would panic on is refused first, and shown escaped and short.
+    let long = format!("s3://b/{}", "x".repeat(100_000));
+    for (url, says) in [
+        ("s3://b c/x", "'b c' is not a bucket name"),
+        ("gs://b/\u{1}x", "holds a control character"),
+        (
+            long.as_str(),
+            "100007 bytes is longer than a store URL can be",
+        ),
+    ] {
+        let err = Store::open(url, &StoreOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{err}");
+        assert!(err.len() < 300 && !err.contains('\u{1}'), "{err}");
+    }
 }
 
 #[test]
