@@ -6,9 +6,6 @@
 #[path = "../../fuse-tests/common/nginx.rs"]
 #[allow(dead_code)]
 mod nginx;
-#[path = "../../fuse-tests/common/proxy.rs"]
-#[allow(dead_code)]
-mod proxy;
 
 use crate::systems::{Mount, Setup};
 use rand::{Rng, SeedableRng};
@@ -78,7 +75,7 @@ pub fn run(
     tier: Tier,
     limit: Duration,
 ) -> Result<Outcome, String> {
-    let proxy = proxy::Proxy::start(store_port, 1);
+    let proxy = crate::proxy::Proxy::start(store_port, 1);
     let through = Setup {
         bin: s.bin.clone(),
         store: s.store.clone(),

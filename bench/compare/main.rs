@@ -12,8 +12,12 @@
 //! system costs the run that limit, never hangs it.
 
 mod fleet;
+mod links;
 mod measure;
 mod order;
+#[path = "../../fuse-tests/common/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
 mod report;
 mod setup;
 mod systems;
@@ -576,6 +580,33 @@ fn main() {
     eprintln!("==> {NODES} nodes reading one version");
     let fleet_rows = fleet_group(&s, &server, &plan, &w.join("src/fleet"));
 
+    eprintln!("==> cold reads over links shaped like object storage's");
+    // At the bucket's root: s3s-fs answers a HEAD of a directory's key with 500, which s3fs
+    // retries (see systems.rs).
+    let sharded = w.join("src/sharded");
+    let shards: Vec<PathBuf> = (0..8)
+        .map(|i| PathBuf::from(format!("shard-{i:02}.bin")))
+        .collect();
+    for (i, p) in shards.iter().enumerate() {
+        setup::random_file(&sharded.join(p), plan.big / 8, 200 + i as u64);
+    }
+    push(&s, &sharded, "shards");
+    let uploads = shards
+        .iter()
+        .map(|p| (p.display().to_string(), sharded.join(p)))
+        .collect();
+    rt.block_on(measure::upload(&plain, uploads));
+    let data = links::Data {
+        big: &s,
+        small: &s_small,
+        big_len: plan.big as u64,
+        shards,
+        small_files: &small,
+        limit: plan.limit,
+    };
+    let link_rows = links::group(&data, &rt);
+    std::env::set_var("AWS_ENDPOINT_URL", &server.endpoint);
+
     // The table.
     let ds = &scores[0];
     let size = format!("{} MiB", plan.big >> 20);
@@ -775,6 +806,7 @@ fn main() {
     ];
     let (fleet_rows, tier_ratio) = fleet_rows;
     rows.extend(fleet_rows);
+    rows.extend(link_rows);
     let readers = order::READERS;
     rows.push(one(
         format!("10. shuffled cold epoch of {n} small files, {readers} readers, no order"),

@@ -111,6 +111,35 @@ pub fn seq_read(file: &Path, limit: Duration) -> Figure {
     }
 }
 
+/// `files` read sequentially at once, one reader each, at most `limit`: their bytes ÷ the
+/// time until the last is done, MB/s.
+pub fn seq_read_all(files: &[PathBuf], limit: Duration) -> Figure {
+    let bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    let start = Instant::now();
+    let each: Vec<Figure> = std::thread::scope(|scope| {
+        let readers: Vec<_> = files
+            .iter()
+            .map(|f| scope.spawn(move || seq_read(f, limit)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Figure::Failed("a reader panicked".into()))
+            })
+            .collect()
+    });
+    let rate = bytes as f64 / 1e6 / start.elapsed().as_secs_f64();
+    match each.iter().find(|f| !f.done()) {
+        Some(Figure::Failed(e)) => Figure::Failed(e.clone()),
+        Some(_) => Figure::Partial(rate),
+        None => Figure::Done(rate),
+    }
+}
+
 /// Random 4 KiB reads of `file` by 4 jobs for `secs`: IOPS.
 pub fn rand_read(file: &Path, secs: u64) -> Figure {
     let args = [
@@ -270,9 +299,16 @@ pub fn walk(root: &Path, expected: u64, limit: Duration) -> (Figure, u64) {
 
 /// The limit for reading: `key` fetched with 16 parallel ranged GETs of 8 MiB, MB/s.
 pub async fn raw_get(store: &Store, key: &str, size: u64) -> f64 {
+    raw_get_at(store, key, size, 16).await
+}
+
+/// `key` fetched with `at_once` parallel ranged GETs, MB/s: of 8 MiB, or smaller for a
+/// small object, so that there are at least 128 to keep going (never under 1 MiB).
+pub async fn raw_get_at(store: &Store, key: &str, size: u64, at_once: usize) -> f64 {
+    let part = (size / 128).clamp(1 << 20, 8 << 20);
     let ranges: Vec<_> = (0..size)
-        .step_by(8 << 20)
-        .map(|o| o..(o + (8 << 20)).min(size))
+        .step_by(part as usize)
+        .map(|o| o..(o + part).min(size))
         .collect();
     let start = Instant::now();
     let n: u64 = futures::stream::iter(ranges)
@@ -280,7 +316,7 @@ pub async fn raw_get(store: &Store, key: &str, size: u64) -> f64 {
             let s = store.clone();
             async move { s.get_range(key, r).await.expect("raw GET").len() as u64 }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(at_once)
         .fold(0, |a, n| async move { a + n })
         .await;
     n as f64 / 1e6 / start.elapsed().as_secs_f64()
@@ -288,13 +324,18 @@ pub async fn raw_get(store: &Store, key: &str, size: u64) -> f64 {
 
 /// The limit for small files: every object fetched whole, 32 at a time, files/s and MB/s.
 pub async fn raw_get_objects(store: &Store, keys: &[String]) -> (f64, f64) {
+    raw_get_objects_at(store, keys, 32).await
+}
+
+/// Every object fetched whole, `at_once` at a time, files/s and MB/s.
+pub async fn raw_get_objects_at(store: &Store, keys: &[String], at_once: usize) -> (f64, f64) {
     let start = Instant::now();
     let bytes: u64 = futures::stream::iter(keys)
         .map(|k| {
             let s = store.clone();
             async move { s.get(k).await.expect("raw GET").len() as u64 }
         })
-        .buffer_unordered(32)
+        .buffer_unordered(at_once)
         .fold(0, |a, n| async move { a + n })
         .await;
     let secs = start.elapsed().as_secs_f64();

@@ -1,0 +1,235 @@
+//! Cold reads over links shaped like object storage's, through the test proxy in front of the
+//! servers: on loopback a server answers at once and a connection carries whatever the CPU
+//! allows, which hides what a real link costs. Each profile gets its own limit (the best of
+//! 16, 32, 64 and 128 parallel ranged GETs through the same link), and every system reads
+//! through it.
+
+use crate::measure::{self, Figure};
+use crate::proxy::{Faults, Link, Proxy};
+use crate::report::Row;
+use crate::systems::{Mount, Setup, System};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const MB: u64 = 1_000_000;
+
+/// A link, and what it stands for.
+pub struct Profile {
+    pub name: &'static str,
+    pub link: Link,
+}
+
+/// The profiles every run measures (bench/README.md says why these numbers): S3 answers in
+/// 10-30 ms and serves a connection at ~90 MB/s, so a 100 Gb/s node needs 100+ requests in
+/// flight; scaled down to what two shared cores carry through the proxy (raw GETs reached
+/// 150 MB/s of a 200 MB/s cap here): 25 ms, 5 MB/s a connection, 100 MB/s in all, so that
+/// 20 connections are needed to fill it.
+pub fn profiles() -> [Profile; 3] {
+    let s3 = Link {
+        first_byte: Duration::from_millis(25),
+        per_connection: Some(5 * MB),
+        total: Some(100 * MB),
+        ..Default::default()
+    };
+    [
+        Profile {
+            name: "S3-like",
+            link: s3.clone(),
+        },
+        Profile {
+            name: "far",
+            link: Link {
+                first_byte: Duration::from_millis(60),
+                per_connection: Some(20 * MB),
+                ..s3.clone()
+            },
+        },
+        Profile {
+            name: "S3-like, 1% stalled 2 s",
+            link: Link {
+                stalls: 0.01,
+                stall: Duration::from_secs(2),
+                ..s3
+            },
+        },
+    ]
+}
+
+/// What the link group reads: the large file and its shards on the fast server, the small
+/// files on moto.
+pub struct Data<'a> {
+    pub big: &'a Setup,
+    pub small: &'a Setup,
+    pub big_len: u64,
+    /// The shards' paths below a mount's root (the same for every system).
+    pub shards: Vec<PathBuf>,
+    /// The small files' paths below `small/` (the same for every system).
+    pub small_files: &'a [PathBuf],
+    pub limit: Duration,
+}
+
+/// Reads every file under `dir`, so that it is in the page cache.
+fn warm(dir: &std::path::Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => warm(&p),
+            Ok(t) if t.is_file() => {
+                if let Ok(mut f) = std::fs::File::open(&p) {
+                    let _ = std::io::copy(&mut f, &mut std::io::sink());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The same servers reached through `port`.
+fn through(s: &Setup, port: u16) -> Setup {
+    Setup {
+        bin: s.bin.clone(),
+        store: s.store.clone(),
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket: s.bucket.clone(),
+        work: s.work.clone(),
+    }
+}
+
+fn port_of(s: &Setup) -> u16 {
+    s.endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the server's port")
+}
+
+/// The best rate of `measure` at 16, 32, 64 and 128 requests at once, and how many gave it.
+fn best(measure: impl Fn(usize) -> f64) -> (f64, usize) {
+    [16, 32, 64, 128]
+        .into_iter()
+        .map(|n| (measure(n), n))
+        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
+}
+
+/// Every row of every profile.
+pub fn group(d: &Data, rt: &tokio::runtime::Runtime) -> Vec<Row> {
+    // The servers' files in the page cache, once: the link, not the disk under the server,
+    // is what these rows measure. (Clients start cold from an empty disk cache and a fresh
+    // mount, which has no pages; nothing here drops the page cache.)
+    warm(&d.big.work.join("s3"));
+    let mut rows = Vec::new();
+    for p in profiles() {
+        rows.extend(profile(d, &p, rt));
+    }
+    rows
+}
+
+fn profile(d: &Data, p: &Profile, rt: &tokio::runtime::Runtime) -> Vec<Row> {
+    let faults = Faults {
+        link: p.link.clone(),
+        ..Default::default()
+    };
+    let (big_link, small_link) = (
+        Proxy::start(port_of(d.big), 11),
+        Proxy::start(port_of(d.small), 12),
+    );
+    big_link.set(faults.clone());
+    small_link.set(faults);
+    let (big, small) = (
+        through(d.big, big_link.port),
+        through(d.small, small_link.port),
+    );
+    let name = p.name;
+
+    eprintln!("==> link {name}: the limit");
+    std::env::set_var("AWS_ENDPOINT_URL", &big.endpoint);
+    let plain = datastore::store::Store::open("s3://plain", &Default::default())
+        .expect("the plain bucket through the link");
+    let (raw, raw_at) = best(|n| rt.block_on(measure::raw_get_at(&plain, "big.bin", d.big_len, n)));
+    std::env::set_var("AWS_ENDPOINT_URL", &small.endpoint);
+    let plain_small = datastore::store::Store::open("s3://plain", &Default::default())
+        .expect("the plain bucket of small files through the link");
+    let keys: Vec<String> = d
+        .small_files
+        .iter()
+        .map(|f| format!("small/{}", f.display()))
+        .collect();
+    let (raw_small, raw_small_at) = best(|n| {
+        rt.block_on(measure::raw_get_objects_at(&plain_small, &keys, n))
+            .1
+    });
+    if let Some(nic) = p.link.total {
+        eprintln!(
+            "    raw GET {raw:.0} MB/s at {raw_at} at once: {:.2} of the NIC cap",
+            raw / (nic / MB) as f64
+        );
+    }
+
+    let size = format!("{} MiB", d.big_len >> 20);
+    let shard = format!("{} MiB", (d.big_len / d.shards.len() as u64) >> 20);
+    let n = d.small_files.len();
+    let mut one = Row::new(format!("L. {name}: one reader, {size}, cold"), "MB/s");
+    one.limit = Some(raw);
+    let mut eight = Row::new(
+        format!("L. {name}: 8 readers of 8 shards of {shard}, cold"),
+        "MB/s",
+    );
+    eight.limit = Some(raw);
+    let mut files = Row::new(
+        format!("L. {name}: {n} small files, 8 readers, shuffled, cold"),
+        "MB/s",
+    );
+    files.limit = Some(raw_small);
+    let mut rss = Row::new(format!("L. {name}: peak RSS, 8 readers of 8 shards"), "MiB");
+    rss.higher_is_better = false;
+    for system in System::ALL {
+        eprintln!("==> link {name}: {}", system.name());
+        let cache = d.big.work.join(format!("cache-link-{}", system.name()));
+        let fresh = |s: &Setup, dataset: &str| {
+            let _ = std::fs::remove_dir_all(&cache);
+            Mount::new(s, system, dataset, &cache)
+        };
+        one.set(
+            system,
+            match fresh(&big, "big") {
+                Ok(m) => measure::seq_read(&m.point.join("big.bin"), d.limit),
+                Err(e) => Figure::Failed(e),
+            },
+        );
+        let (f, peak) = match fresh(&big, "shards") {
+            Ok(m) => {
+                m.reset_peak();
+                let paths: Vec<PathBuf> = d.shards.iter().map(|s| m.point.join(s)).collect();
+                let f = measure::seq_read_all(&paths, d.limit);
+                (f, m.peak_rss())
+            }
+            Err(e) => (Figure::Failed(e), None),
+        };
+        eight.set(system, f);
+        if let Some(b) = peak {
+            rss.set(system, Figure::Done(b as f64 / (1 << 20) as f64));
+        }
+        files.set(
+            system,
+            match fresh(&small, "small") {
+                // The version's root is the tree; the bucket holds it under small/.
+                Ok(m) => {
+                    let root = match system {
+                        System::Datastore => m.point.clone(),
+                        _ => m.point.join("small"),
+                    };
+                    measure::small_files(&root, d.small_files, 8, d.limit).1
+                }
+                Err(e) => Figure::Failed(e),
+            },
+        );
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+    let c = big_link.counters();
+    eprintln!(
+        "    the link carried {} requests at most {} at once; small files' limit at {raw_small_at} at once",
+        c.requests.load(std::sync::atomic::Ordering::Relaxed),
+        c.max_in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    vec![one, eight, files, rss]
+}
