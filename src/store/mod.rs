@@ -9,6 +9,8 @@ mod open;
 mod settings;
 pub mod tier;
 
+pub use settings::is_client_panic;
+
 use crate::buffers::Buffers;
 use crate::format::hash::{Sha256, StreamHasher};
 use bytes::Bytes;
@@ -77,13 +79,6 @@ pub enum StoreError {
         key: String,
         detail: String,
     },
-}
-
-/// Whether a panic was raised inside the object-store client, where [`Store`] catches it and
-/// says what is wrong instead: the process's panic hook stays quiet about it.
-pub fn is_client_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
-    info.location()
-        .is_some_and(|l| l.file().contains("object_store"))
 }
 
 impl StoreError {
@@ -259,30 +254,12 @@ impl Store {
             Ok(Ok(Ok(v))) => Ok(v),
             Err(_) => Err(self.timed_out(op, key)),
             Ok(Ok(Err(e))) => Err(self.failed(op, key, e)),
-            Ok(Err(panic)) => Err(self.unusable_settings(panic)),
+            Ok(Err(panic)) => Err(settings::client_panic(&self.url, self.place.scheme, panic)),
         };
         // A missing key is an answer, not a failure of the store.
         let ok = matches!(outcome, Ok(_) | Err(StoreError::NotFound { .. }));
         crate::metrics::store_request(op, started.elapsed(), ok);
         outcome
-    }
-
-    /// The client library refused to make a request (it panicked): the settings are at fault.
-    fn unusable_settings(&self, panic: Box<dyn std::any::Any + Send>) -> StoreError {
-        let why = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("no reason given");
-        let family = match self.place.scheme {
-            "s3" => "AWS_*",
-            "gs" => "GOOGLE_*",
-            _ => "AZURE_*",
-        };
-        StoreError::Setting(format!(
-            "{}: no request can be made to the store with these settings ({why}); check the {family} variables and the store URL for characters a URL or an HTTP header cannot hold",
-            self.url
-        ))
     }
 
     fn timed_out(&self, op: &'static str, key: &str) -> StoreError {

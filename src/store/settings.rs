@@ -219,6 +219,36 @@ pub(super) fn unparsed(scheme: &str, url_settings: &[(&str, &str)], error: &str)
     Some(format!("{} '{value}' {expect}; fix or unset it", s.shown))
 }
 
+/// Whether a panic was raised inside the object-store client, where [`super::Store`] catches
+/// it and says what is wrong instead ([`client_panic`]): the process's panic hook stays quiet
+/// about it.
+pub fn is_client_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    info.location()
+        .is_some_and(|l| l.file().contains("object_store"))
+}
+
+/// The client library refused to make a request to the store at `url` (it panicked): the
+/// settings are at fault.
+pub(super) fn client_panic(
+    url: &str,
+    scheme: &str,
+    panic: Box<dyn std::any::Any + Send>,
+) -> super::StoreError {
+    let why = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no reason given");
+    let family = match scheme {
+        "s3" => "AWS_*",
+        "gs" => "GOOGLE_*",
+        _ => "AZURE_*",
+    };
+    super::StoreError::Setting(format!(
+        "{url}: no request can be made to the store with these settings ({why}); check the {family} variables and the store URL for characters a URL or an HTTP header cannot hold"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
