@@ -53,11 +53,7 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
         )));
     }
     if error.contains("URL scheme is not allowed") {
-        let var = match place.scheme {
-            "s3" => "AWS_ALLOW_HTTP=true",
-            "gs" => "GOOGLE_ALLOW_HTTP=true",
-            _ => "AZURE_ALLOW_HTTP=true",
-        };
+        let var = allow_http(place.scheme);
         let endpoint = place.endpoint.as_deref().unwrap_or("given");
         return Some(format!(
             "the endpoint {endpoint} is plain http, which is refused unless allowed: set \
@@ -104,6 +100,15 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
 }
 
 /// An endpoint where no object store answers: nothing listening, a plain-http server asked
+/// The setting that lets `scheme`'s client speak plain http.
+pub(super) fn allow_http(scheme: &str) -> &'static str {
+    match scheme {
+        "s3" => "AWS_ALLOW_HTTP=true",
+        "gs" => "GOOGLE_ALLOW_HTTP=true",
+        _ => "AZURE_ALLOW_HTTP=true",
+    }
+}
+
 /// for https, or a web server of another kind (whose page object_store would quote whole).
 fn not_a_store(place: &Place, error: &str, status: Option<u16>) -> Option<String> {
     let endpoint = place.endpoint.as_deref().unwrap_or("the store's endpoint");
@@ -130,11 +135,7 @@ fn not_a_store(place: &Place, error: &str, status: Option<u16>) -> Option<String
         ));
     }
     if error.contains("InvalidContentType") || error.contains("corrupt message") {
-        let allow = match place.scheme {
-            "s3" => "AWS_ALLOW_HTTP=true",
-            "gs" => "GOOGLE_ALLOW_HTTP=true",
-            _ => "AZURE_ALLOW_HTTP=true",
-        };
+        let allow = allow_http(place.scheme);
         return Some(format!(
             "{endpoint} does not answer https (the TLS handshake failed): if the server is plain \
              http, write http:// in {name} and set {allow}"

@@ -110,11 +110,7 @@ pub(super) fn check(
     bucket: &str,
     url_settings: &[(&str, &str)],
 ) -> Result<(), String> {
-    let allow = match scheme {
-        "s3" => "AWS_ALLOW_HTTP=true",
-        "gs" => "GOOGLE_ALLOW_HTTP=true",
-        _ => "AZURE_ALLOW_HTTP=true",
-    };
+    let allow = super::explain::allow_http(scheme);
     for s in settings(scheme, url_settings) {
         let (name, v) = (&s.shown, s.value.as_str());
         if !s.utf8 {
