@@ -99,7 +99,6 @@ pub fn explain(place: &Place, error: &str) -> Option<String> {
     None
 }
 
-/// An endpoint where no object store answers: nothing listening, a plain-http server asked
 /// The setting that lets `scheme`'s client speak plain http.
 pub(super) fn allow_http(scheme: &str) -> &'static str {
     match scheme {
@@ -109,6 +108,7 @@ pub(super) fn allow_http(scheme: &str) -> &'static str {
     }
 }
 
+/// An endpoint where no object store answers: nothing listening, a plain-http server asked
 /// for https, or a web server of another kind (whose page object_store would quote whole).
 fn not_a_store(place: &Place, error: &str, status: Option<u16>) -> Option<String> {
     let endpoint = place.endpoint.as_deref().unwrap_or("the store's endpoint");
