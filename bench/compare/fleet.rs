@@ -7,7 +7,10 @@
 #[allow(dead_code)]
 mod nginx;
 
-use crate::systems::{Mount, Setup};
+use crate::measure::Figure;
+use crate::report::Row;
+use crate::systems::{Mount, Setup, System};
+use crate::{push, setup, Plan, NODES};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -154,4 +157,113 @@ fn read_all(
         bytes += *size;
     }
     Ok(bytes)
+}
+
+/// The fleet group: [`NODES`] daemons read a version of large and small files all at once,
+/// without a tier, through the shipped tier config (1 MiB slices) and through a variant that
+/// caches whole objects; then a tenth of the small files, through each tier config. Returns the
+/// rows and the store bytes ÷ version bytes through the shipped tier.
+pub fn group(
+    s: &Setup,
+    server: &setup::Server,
+    plan: &Plan,
+    dir: &Path,
+) -> (Vec<Row>, Option<f64>) {
+    let (large, small) = plan.fleet;
+    for i in 0..large {
+        setup::random_file(
+            &dir.join(format!("large/{i:02}.bin")),
+            16 << 20,
+            100 + i as u64,
+        );
+    }
+    let small_files = setup::small_tree(&dir.join("small"), small, 3);
+    push(s, dir, "fleet");
+    let sized = |p: PathBuf| {
+        let size = std::fs::metadata(dir.join(&p)).map_or(0, |m| m.len());
+        (p, size)
+    };
+    let mut all: Vec<(PathBuf, u64)> = (0..large)
+        .map(|i| sized(PathBuf::from(format!("large/{i:02}.bin"))))
+        .collect();
+    let small_sized: Vec<(PathBuf, u64)> = small_files
+        .iter()
+        .map(|p| sized(Path::new("small").join(p)))
+        .collect();
+    all.extend(small_sized.iter().cloned());
+    // The same tenth of the small files on every node, each in its own order.
+    let tenth: Vec<(PathBuf, u64)> = small_sized.iter().step_by(10).cloned().collect();
+    let version_bytes: u64 = all.iter().map(|(_, n)| n).sum();
+    let tenth_bytes: u64 = tenth.iter().map(|(_, n)| n).sum();
+    let port: u16 = server
+        .endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the server's port");
+    let limit = plan.limit * 4;
+    let run = |files: &[(PathBuf, u64)], tier| {
+        setup::drop_caches();
+        run(s, port, "fleet", files, NODES, tier, limit)
+    };
+    let tiers = [Tier::None, Tier::Sliced, Tier::Whole];
+    let full: Vec<_> = tiers.iter().map(|&t| run(&all, t)).collect();
+    let part: Vec<_> = tiers[1..].iter().map(|&t| run(&tenth, t)).collect();
+    let figure = |r: &Result<Outcome, String>, f: &dyn Fn(&Outcome) -> f64| match r {
+        Ok(o) => Figure::Done(f(o)),
+        Err(e) => Figure::Failed(e.clone()),
+    };
+    let mb = version_bytes >> 20;
+    let names = [
+        "no tier",
+        "one nginx tier, 1 MiB slices (shipped)",
+        "one nginx tier, whole objects",
+    ];
+    let mut rows = Vec::new();
+    for (r, name) in full.iter().zip(names) {
+        let mut row = Row::new(
+            format!(
+                "9. {NODES} nodes read a {mb} MiB version at once, {name}: store bytes ÷ version"
+            ),
+            "×",
+        );
+        row.higher_is_better = false;
+        row.set(
+            System::Datastore,
+            figure(r, &|o| o.store_bytes as f64 / version_bytes as f64),
+        );
+        rows.push(row);
+    }
+    for (r, name) in full.iter().zip(names) {
+        let mut row = Row::new(
+            format!("9. {NODES} nodes read a {mb} MiB version at once, {name}: all nodes' rate"),
+            "MB/s",
+        );
+        row.set(System::Datastore, figure(r, &|o| o.rate_mb()));
+        rows.push(row);
+    }
+    for (r, name) in part.iter().zip(&names[1..]) {
+        let mut row = Row::new(
+            format!("9. {NODES} nodes read a tenth of the small files, {name}: store bytes ÷ bytes read once"),
+            "×",
+        );
+        row.higher_is_better = false;
+        row.set(
+            System::Datastore,
+            figure(r, &|o| o.store_bytes as f64 / tenth_bytes as f64),
+        );
+        rows.push(row);
+        let mut row = Row::new(
+            format!("9. {NODES} nodes read a tenth of the small files, {name}: time"),
+            "s",
+        );
+        row.higher_is_better = false;
+        row.set(System::Datastore, figure(r, &|o| o.secs));
+        rows.push(row);
+    }
+    let tier_ratio = full[1]
+        .as_ref()
+        .ok()
+        .map(|o| o.store_bytes as f64 / version_bytes as f64);
+    (rows, tier_ratio)
 }

@@ -19,246 +19,42 @@ mod order;
 #[allow(dead_code)]
 mod proxy;
 mod report;
+mod rounds;
 mod setup;
 mod systems;
 
 use measure::Figure;
 use report::{Row, Target};
+use rounds::{median, score, Beside, Scores};
 use setup::Wide;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use systems::{Mount, Setup, System};
 
-struct Plan {
-    big: usize,
-    small: usize,
-    wide: Wide,
-    limit: Duration,
-    rand_secs: u64,
+pub struct Plan {
+    pub big: usize,
+    pub small: usize,
+    pub wide: Wide,
+    pub limit: Duration,
+    pub rand_secs: u64,
     /// The fleet group's version: this many 16 MiB files and this many small ones.
-    fleet: (usize, usize),
+    pub fleet: (usize, usize),
 }
 
 /// Daemons in the fleet group, each a node with its own disk cache.
-const NODES: usize = 16;
-
-/// What one system scored.
-#[derive(Default)]
-struct Scores {
-    cold: Option<Figure>,
-    warm: Option<Figure>,
-    page: Option<Figure>,
-    rand: Option<Figure>,
-    rand_disk: Option<Figure>,
-    walk: Option<Figure>,
-    small_cold: Option<Figure>,
-    small_cold_mb: Option<Figure>,
-    small_warm: Option<Figure>,
-    small_warm_mb: Option<Figure>,
-    rss_cold: Option<Figure>,
-    rss_warm: Option<Figure>,
-    rss_small: Option<Figure>,
-}
-
-fn mib(bytes: Option<u64>) -> Option<Figure> {
-    bytes.map(|b| Figure::Done(b as f64 / (1 << 20) as f64))
-}
-
-/// Runs every workload on `system`, the large file from `big`'s server and the small files
-/// from `small`'s; a mount that fails fails its figures, not the run.
-fn score(
-    big: &Setup,
-    small_on: &Setup,
-    system: System,
-    plan: &Plan,
-    small: &[PathBuf],
-    beside: &mut Beside,
-) -> Scores {
-    let mut r = Scores::default();
-    let cache = big.work.join(format!("cache-{}", system.name()));
-    let failed = |e: String| Some(Figure::Failed(e));
-    let mount = |dataset: &str| Mount::new(big, system, dataset, &cache);
-    eprintln!("==> {}: sequential, cold", system.name());
-    // Rounds, each from an empty disk cache, with a raw GET right before each: the server
-    // shares this machine's cores, and its cost per byte moves by half between reads a
-    // minute apart, so one cold figure against one raw figure was a ratio of two draws.
-    let (mut cold, mut rss) = (vec![], None::<Figure>);
-    for _ in 0..ROUNDS {
-        beside.raw_get();
-        let _ = std::fs::remove_dir_all(&cache);
-        match mount("big") {
-            Ok(m) => {
-                setup::drop_caches();
-                m.reset_peak();
-                cold.push(measure::seq_read(&m.point.join("big.bin"), plan.limit));
-                let peak = mib(m.peak_rss());
-                if peak.as_ref().and_then(Figure::value) > rss.as_ref().and_then(Figure::value) {
-                    rss = peak;
-                }
-                // s3fs and rclone finish writing their cache files in the background.
-                std::thread::sleep(Duration::from_secs(2));
-            }
-            Err(e) => {
-                cold.push(Figure::Failed(e));
-                break;
-            }
-        }
-        if !cold.iter().all(Figure::done) {
-            break;
-        }
-    }
-    (r.cold, r.rss_cold) = (Some(median_figure(cold)), rss);
-    eprintln!(
-        "==> {}: sequential warm, page cache, random 4 KiB",
-        system.name()
-    );
-    match mount("big") {
-        Ok(m) => {
-            let file = m.point.join("big.bin");
-            m.reset_peak();
-            let (mut warm, mut page) = (vec![], vec![]);
-            for _ in 0..ROUNDS {
-                beside.sequential();
-                setup::drop_caches();
-                warm.push(measure::seq_read(&file, plan.limit));
-                page.push(measure::seq_read(&file, plan.limit));
-                if !warm.iter().chain(&page).all(Figure::done) {
-                    break;
-                }
-            }
-            (r.warm, r.page) = (Some(median_figure(warm)), Some(median_figure(page)));
-            // From the page cache the previous read filled, as on local disk; then from the
-            // disk cache, which is not a like-for-like figure (a passthrough file's reads are
-            // its backing file's, whose read-ahead one open shared by every job drives).
-            r.rand = Some(measure::rand_read(&file, plan.rand_secs));
-            setup::drop_caches();
-            r.rand_disk = Some(measure::rand_read(&file, plan.rand_secs));
-            r.rss_warm = mib(m.peak_rss());
-        }
-        Err(e) => r.warm = failed(e),
-    }
-    eprintln!("==> {}: small files", system.name());
-    let cache = big.work.join(format!("cache-{}-small", system.name()));
-    match Mount::new(small_on, system, "small", &cache) {
-        Ok(m) => {
-            let root = match system {
-                System::Datastore => m.point.clone(),
-                _ => m.point.join("small"),
-            };
-            m.reset_peak();
-            setup::drop_caches();
-            let entries = 1 + 100 + small.len() as u64;
-            r.walk = Some(measure::walk(&root, entries, plan.limit).0);
-            setup::drop_caches();
-            let (f, b) = measure::small_files(&root, small, 8, plan.limit);
-            (r.small_cold, r.small_cold_mb) = (Some(f), Some(b));
-            std::thread::sleep(Duration::from_secs(2));
-            let (mut files, mut mb) = (vec![], vec![]);
-            for _ in 0..ROUNDS {
-                beside.small_files(small);
-                setup::drop_caches();
-                let (f, b) = measure::small_files(&root, small, 8, plan.limit);
-                // Rounds only for a system that reads the tree in seconds.
-                let quick = f.done() && f.value().is_some_and(|v| small.len() as f64 / v < 10.0);
-                files.push(f);
-                mb.push(b);
-                if !quick {
-                    break;
-                }
-            }
-            (r.small_warm, r.small_warm_mb) = (Some(median_figure(files)), Some(median_figure(mb)));
-            r.rss_small = mib(m.peak_rss());
-        }
-        Err(e) => r.small_cold = failed(e),
-    }
-    r
-}
+pub const NODES: usize = 16;
 
 /// What one `datastore push` did.
-struct Pushed {
-    secs: f64,
-    uploaded_bytes: u64,
+pub struct Pushed {
+    pub secs: f64,
+    pub uploaded_bytes: u64,
     /// Bytes of files read and hashed (the stat cache spares unchanged files).
-    hashed_bytes: u64,
-}
-
-/// Rounds of the sequential and warm workloads. Local disk (and the raw GET, for cold reads)
-/// is read beside every round, so both sides of a ratio see this VM in the same state: one
-/// local figure taken minutes earlier moved the warm ratios by a quarter between runs with the
-/// same code (the host caches its disk), and the raw GET rate moved by half (the server shares
-/// the cores).
-const ROUNDS: usize = 3;
-
-/// The figures taken beside each system's rounds, local disk's and the raw GET's; the table
-/// gives their medians.
-struct Beside {
-    big: PathBuf,
-    small_dir: PathBuf,
-    limit: Duration,
-    /// The large file's plain object, for the raw GET.
-    plain: datastore::store::Store,
-    big_len: u64,
-    rt: tokio::runtime::Handle,
-    raw: Vec<f64>,
-    seq: Vec<f64>,
-    page: Vec<f64>,
-    small: Vec<f64>,
-    small_mb: Vec<f64>,
-}
-
-impl Beside {
-    /// The large file fetched from the server with 16 parallel ranged GETs.
-    fn raw_get(&mut self) {
-        let rate = self
-            .rt
-            .block_on(measure::raw_get(&self.plain, "big.bin", self.big_len));
-        self.raw.push(rate);
-    }
-
-    /// A sequential read of the large file with the page cache dropped, then from it.
-    fn sequential(&mut self) {
-        setup::drop_caches();
-        self.seq
-            .extend(measure::seq_read(&self.big, self.limit).value());
-        self.page
-            .extend(measure::seq_read(&self.big, self.limit).value());
-    }
-
-    /// The small files read by 8 readers with the page cache dropped.
-    fn small_files(&mut self, files: &[PathBuf]) {
-        setup::drop_caches();
-        let (f, b) = measure::small_files(&self.small_dir, files, 8, self.limit);
-        self.small.extend(f.value());
-        self.small_mb.extend(b.value());
-    }
-
-    fn median(xs: &[f64]) -> Option<f64> {
-        let m = median(xs.iter().copied());
-        m.is_finite().then_some(m)
-    }
-}
-
-/// The median of rounds of one figure; a round that did not finish is the figure.
-fn median_figure(rounds: Vec<Figure>) -> Figure {
-    if let Some(f) = rounds.iter().find(|f| !f.done()) {
-        return f.clone();
-    }
-    Figure::Done(median(rounds.iter().filter_map(Figure::value)))
-}
-
-/// The median of `xs` (NaN if a run failed and gave NaN, or if there are none).
-fn median(xs: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = xs.collect();
-    if v.is_empty() || v.iter().any(|x| x.is_nan()) {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    pub hashed_bytes: u64,
 }
 
 /// `datastore push`, timed.
-fn push(s: &Setup, dir: &Path, name: &str) -> Pushed {
+pub fn push(s: &Setup, dir: &Path, name: &str) -> Pushed {
     let t = Instant::now();
     let out = Command::new(&s.bin)
         .env("AWS_ENDPOINT_URL", &s.endpoint)
@@ -281,115 +77,6 @@ fn push(s: &Setup, dir: &Path, name: &str) -> Pushed {
         uploaded_bytes: field("uploaded_bytes"),
         hashed_bytes: field("hashed_bytes"),
     }
-}
-
-/// The fleet group: [`NODES`] daemons read a version of large and small files all at once,
-/// without a tier, through the shipped tier config (1 MiB slices) and through a variant that
-/// caches whole objects; then a tenth of the small files, through each tier config. Returns the
-/// rows and the store bytes ÷ version bytes through the shipped tier.
-fn fleet_group(
-    s: &Setup,
-    server: &setup::Server,
-    plan: &Plan,
-    dir: &Path,
-) -> (Vec<Row>, Option<f64>) {
-    let (large, small) = plan.fleet;
-    for i in 0..large {
-        setup::random_file(
-            &dir.join(format!("large/{i:02}.bin")),
-            16 << 20,
-            100 + i as u64,
-        );
-    }
-    let small_files = setup::small_tree(&dir.join("small"), small, 3);
-    push(s, dir, "fleet");
-    let sized = |p: PathBuf| {
-        let size = std::fs::metadata(dir.join(&p)).map_or(0, |m| m.len());
-        (p, size)
-    };
-    let mut all: Vec<(PathBuf, u64)> = (0..large)
-        .map(|i| sized(PathBuf::from(format!("large/{i:02}.bin"))))
-        .collect();
-    let small_sized: Vec<(PathBuf, u64)> = small_files
-        .iter()
-        .map(|p| sized(Path::new("small").join(p)))
-        .collect();
-    all.extend(small_sized.iter().cloned());
-    // The same tenth of the small files on every node, each in its own order.
-    let tenth: Vec<(PathBuf, u64)> = small_sized.iter().step_by(10).cloned().collect();
-    let version_bytes: u64 = all.iter().map(|(_, n)| n).sum();
-    let tenth_bytes: u64 = tenth.iter().map(|(_, n)| n).sum();
-    let port: u16 = server
-        .endpoint
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the server's port");
-    let limit = plan.limit * 4;
-    let run = |files: &[(PathBuf, u64)], tier| {
-        setup::drop_caches();
-        fleet::run(s, port, "fleet", files, NODES, tier, limit)
-    };
-    let tiers = [fleet::Tier::None, fleet::Tier::Sliced, fleet::Tier::Whole];
-    let full: Vec<_> = tiers.iter().map(|&t| run(&all, t)).collect();
-    let part: Vec<_> = tiers[1..].iter().map(|&t| run(&tenth, t)).collect();
-    let figure = |r: &Result<fleet::Outcome, String>, f: &dyn Fn(&fleet::Outcome) -> f64| match r {
-        Ok(o) => Figure::Done(f(o)),
-        Err(e) => Figure::Failed(e.clone()),
-    };
-    let mb = version_bytes >> 20;
-    let names = [
-        "no tier",
-        "one nginx tier, 1 MiB slices (shipped)",
-        "one nginx tier, whole objects",
-    ];
-    let mut rows = Vec::new();
-    for (r, name) in full.iter().zip(names) {
-        let mut row = Row::new(
-            format!(
-                "9. {NODES} nodes read a {mb} MiB version at once, {name}: store bytes ÷ version"
-            ),
-            "×",
-        );
-        row.higher_is_better = false;
-        row.set(
-            System::Datastore,
-            figure(r, &|o| o.store_bytes as f64 / version_bytes as f64),
-        );
-        rows.push(row);
-    }
-    for (r, name) in full.iter().zip(names) {
-        let mut row = Row::new(
-            format!("9. {NODES} nodes read a {mb} MiB version at once, {name}: all nodes' rate"),
-            "MB/s",
-        );
-        row.set(System::Datastore, figure(r, &|o| o.rate_mb()));
-        rows.push(row);
-    }
-    for (r, name) in part.iter().zip(&names[1..]) {
-        let mut row = Row::new(
-            format!("9. {NODES} nodes read a tenth of the small files, {name}: store bytes ÷ bytes read once"),
-            "×",
-        );
-        row.higher_is_better = false;
-        row.set(
-            System::Datastore,
-            figure(r, &|o| o.store_bytes as f64 / tenth_bytes as f64),
-        );
-        rows.push(row);
-        let mut row = Row::new(
-            format!("9. {NODES} nodes read a tenth of the small files, {name}: time"),
-            "s",
-        );
-        row.higher_is_better = false;
-        row.set(System::Datastore, figure(r, &|o| o.secs));
-        rows.push(row);
-    }
-    let tier_ratio = full[1]
-        .as_ref()
-        .ok()
-        .map(|o| o.store_bytes as f64 / version_bytes as f64);
-    (rows, tier_ratio)
 }
 
 fn main() {
@@ -578,7 +265,7 @@ fn main() {
     let (epoch_plain, epoch_ordered) = order::epoch(&s_small, &small, plan.limit, w);
 
     eprintln!("==> {NODES} nodes reading one version");
-    let fleet_rows = fleet_group(&s, &server, &plan, &w.join("src/fleet"));
+    let fleet_rows = fleet::group(&s, &server, &plan, &w.join("src/fleet"));
 
     eprintln!("==> cold reads over links shaped like object storage's");
     // At the bucket's root: s3s-fs answers a HEAD of a directory's key with 500, which s3fs
