@@ -103,3 +103,44 @@ need_s3s_fs() {
     echo "==> installing s3s-fs $S3S_FS_VERSION into bench/.tools (a few minutes, once)"
     cargo install --locked --quiet s3s-fs --version "$S3S_FS_VERSION" --features binary --root "$ROOT/bench/.tools"
 }
+
+# Mountpoint for Amazon S3 (mount-s3) in bench/.tools, for bench/ (never in CI). crates.io has
+# no mount-s3 (its mountpoint-s3 is a placeholder), so this builds it from the source, by
+# default GitHub's tag v$MOUNTPOINT_S3_VERSION, or MOUNTPOINT_S3_REPO's (a local clone, bare or
+# not) tag, or its HEAD if it has no such tag, provided that is $MOUNTPOINT_S3_VERSION. The
+# C runtime (aws-crt, git submodules) comes from the crates.io package of mountpoint-s3-crt-sys,
+# which ships those sources; RUSTUP_TOOLCHAIN=stable passes over the pinned rust-toolchain.toml,
+# and --cap-lints keeps the path crates' warnings out of the output.
+MOUNTPOINT_S3_VERSION=1.24.0
+need_mountpoint_s3() {
+    if [ -x "$ROOT/bench/.tools/bin/mount-s3" ]; then return 0; fi
+    need_debian_packages cmake libclang-dev libfuse3-dev pkg-config
+    echo "==> building mount-s3 $MOUNTPOINT_S3_VERSION into bench/.tools (15 to 20 minutes, once)"
+    local tmp src rev crt
+    tmp="$(mktemp -d)"
+    src="$tmp/mountpoint-s3"
+    if [ -n "${MOUNTPOINT_S3_REPO:-}" ]; then
+        rev="v$MOUNTPOINT_S3_VERSION"
+        git -C "$MOUNTPOINT_S3_REPO" rev-parse -q --verify "$rev^{commit}" >/dev/null || rev=HEAD
+        mkdir "$src"
+        git -C "$MOUNTPOINT_S3_REPO" archive "$rev" | tar -x -C "$src"
+    else
+        git clone -q --depth 1 --branch "v$MOUNTPOINT_S3_VERSION" https://github.com/awslabs/mountpoint-s3 "$src"
+    fi
+    if ! grep -qx "version = \"$MOUNTPOINT_S3_VERSION\"" "$src/mountpoint-s3/Cargo.toml"; then
+        echo "need_mountpoint_s3: ${MOUNTPOINT_S3_REPO:-the clone} is not mount-s3 $MOUNTPOINT_S3_VERSION" >&2
+        rm -rf "$tmp"
+        exit 1
+    fi
+    crt="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$src/mountpoint-s3-crt-sys/Cargo.toml" | head -n 1)"
+    mkdir -p "$tmp/crt/src"
+    touch "$tmp/crt/src/lib.rs"
+    printf '[package]\nname = "crt"\nversion = "0.0.0"\n[dependencies]\nmountpoint-s3-crt-sys = "=%s"\n[workspace]\n' \
+        "$crt" >"$tmp/crt/Cargo.toml"
+    cargo vendor -q --manifest-path "$tmp/crt/Cargo.toml" "$tmp/vendor" >/dev/null
+    mkdir -p "$src/mountpoint-s3-crt-sys/crt"
+    cp -a "$tmp/vendor/mountpoint-s3-crt-sys/crt/." "$src/mountpoint-s3-crt-sys/crt/"
+    RUSTUP_TOOLCHAIN=stable RUSTFLAGS="${RUSTFLAGS:-} --cap-lints allow" \
+        cargo install --locked --quiet --path "$src/mountpoint-s3" --bin mount-s3 --root "$ROOT/bench/.tools"
+    rm -rf "$tmp"
+}

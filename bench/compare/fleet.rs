@@ -79,13 +79,7 @@ pub fn run(
     limit: Duration,
 ) -> Result<Outcome, String> {
     let proxy = crate::proxy::Proxy::start(store_port, 1);
-    let through = Setup {
-        bin: s.bin.clone(),
-        store: s.store.clone(),
-        endpoint: format!("http://127.0.0.1:{}", proxy.port),
-        bucket: s.bucket.clone(),
-        work: s.work.clone(),
-    };
+    let through = s.through(proxy.port);
     let nginx = match tier {
         Tier::None => None,
         Tier::Sliced => Some(nginx::Nginx::start(proxy.port, SECRET)),

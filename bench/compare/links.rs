@@ -4,12 +4,13 @@
 //! 16, 32, 64 and 128 parallel ranged GETs through the same link), and every system reads
 //! through it.
 
+use crate::dlio;
 use crate::measure::{self, Figure};
 use crate::proxy::{Faults, Link, Proxy};
 use crate::report::Row;
 use crate::systems::{Mount, Setup, System};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MB: u64 = 1_000_000;
 
@@ -17,6 +18,30 @@ const MB: u64 = 1_000_000;
 pub struct Profile {
     pub name: &'static str,
     pub link: Link,
+    /// Whether MLPerf Storage's engine trains over it too (the S3-like profile: a DLIO run
+    /// costs a minute a system).
+    pub dlio: bool,
+}
+
+impl Profile {
+    /// The link in words, for the results' headings.
+    pub fn describe(&self) -> String {
+        let mb = |r: Option<u64>| r.map_or("no cap".to_string(), |r| format!("{} MB/s", r / MB));
+        let mut s = format!(
+            "{} ms to first byte, {} a connection, {} in all",
+            self.link.first_byte.as_millis(),
+            mb(self.link.per_connection),
+            mb(self.link.total)
+        );
+        if self.link.stalls > 0.0 {
+            s += &format!(
+                ", {}% of requests stalled {} s",
+                self.link.stalls * 100.0,
+                self.link.stall.as_secs_f64()
+            );
+        }
+        s
+    }
 }
 
 /// The profiles every run measures (bench/README.md says why these numbers): S3 answers in
@@ -35,6 +60,7 @@ pub fn profiles() -> [Profile; 3] {
         Profile {
             name: "S3-like",
             link: s3.clone(),
+            dlio: true,
         },
         Profile {
             name: "far",
@@ -43,6 +69,7 @@ pub fn profiles() -> [Profile; 3] {
                 per_connection: Some(20 * MB),
                 ..s3.clone()
             },
+            dlio: false,
         },
         Profile {
             name: "S3-like, 1% stalled 2 s",
@@ -51,6 +78,7 @@ pub fn profiles() -> [Profile; 3] {
                 stall: Duration::from_secs(2),
                 ..s3
             },
+            dlio: false,
         },
     ]
 }
@@ -66,6 +94,8 @@ pub struct Data<'a> {
     /// The small files' paths below `small/` (the same for every system).
     pub small_files: &'a [PathBuf],
     pub limit: Duration,
+    /// DLIO's workload, on the small files' server.
+    pub dlio: &'a dlio::Workload<'a>,
 }
 
 /// Reads every file under `dir`, so that it is in the page cache.
@@ -84,23 +114,22 @@ fn warm(dir: &std::path::Path) {
     }
 }
 
-/// The same servers reached through `port`.
-fn through(s: &Setup, port: u16) -> Setup {
-    Setup {
-        bin: s.bin.clone(),
-        store: s.store.clone(),
-        endpoint: format!("http://127.0.0.1:{port}"),
-        bucket: s.bucket.clone(),
-        work: s.work.clone(),
-    }
-}
-
 fn port_of(s: &Setup) -> u16 {
     s.endpoint
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .expect("the server's port")
+}
+
+/// Runs `f`, and the mean number of requests `link` had in flight meanwhile: how much of
+/// the link's bandwidth-delay product a system kept busy.
+fn in_flight<T>(link: &Proxy, f: impl FnOnce() -> T) -> (T, f64) {
+    let c = link.counters();
+    let (before, t) = (c.in_flight_ns_now(), Instant::now());
+    let v = f();
+    let ns = c.in_flight_ns_now().saturating_sub(before);
+    (v, ns as f64 / t.elapsed().as_nanos().max(1) as f64)
 }
 
 /// The best rate of `measure` at 16, 32, 64 and 128 requests at once, and how many gave it.
@@ -135,9 +164,13 @@ fn profile(d: &Data, p: &Profile, rt: &tokio::runtime::Runtime) -> Vec<Row> {
     );
     big_link.set(faults.clone());
     small_link.set(faults);
+    let on_link = |s: &Setup, port| Setup {
+        nic: p.link.total,
+        ..s.through(port)
+    };
     let (big, small) = (
-        through(d.big, big_link.port),
-        through(d.small, small_link.port),
+        on_link(d.big, big_link.port),
+        on_link(d.small, small_link.port),
     );
     let name = p.name;
 
@@ -180,6 +213,17 @@ fn profile(d: &Data, p: &Profile, rt: &tokio::runtime::Runtime) -> Vec<Row> {
         "MB/s",
     );
     files.limit = Some(raw_small);
+    // What each system kept in flight, beside what the limit needed.
+    let mut one_n = Row::new(
+        format!("L. {name}: one reader, requests in flight (mean; limit: the raw GETs' best)"),
+        "requests",
+    );
+    one_n.limit = Some(raw_at as f64);
+    let mut eight_n = Row::new(
+        format!("L. {name}: 8 readers of 8 shards, requests in flight (mean)"),
+        "requests",
+    );
+    eight_n.limit = Some(raw_at as f64);
     let mut rss = Row::new(format!("L. {name}: peak RSS, 8 readers of 8 shards"), "MiB");
     rss.higher_is_better = false;
     for system in System::ALL {
@@ -189,18 +233,21 @@ fn profile(d: &Data, p: &Profile, rt: &tokio::runtime::Runtime) -> Vec<Row> {
             let _ = std::fs::remove_dir_all(&cache);
             Mount::new(s, system, dataset, &cache)
         };
-        one.set(
-            system,
-            match fresh(&big, "big") {
-                Ok(m) => measure::seq_read(&m.point.join("big.bin"), d.limit),
-                Err(e) => Figure::Failed(e),
-            },
-        );
+        match fresh(&big, "big") {
+            Ok(m) => {
+                let file = m.point.join("big.bin");
+                let (f, n) = in_flight(&big_link, || measure::seq_read(&file, d.limit));
+                one.set(system, f);
+                one_n.set(system, Figure::Done(n));
+            }
+            Err(e) => one.set(system, Figure::Failed(e)),
+        }
         let (f, peak) = match fresh(&big, "shards") {
             Ok(m) => {
                 m.reset_peak();
                 let paths: Vec<PathBuf> = d.shards.iter().map(|s| m.point.join(s)).collect();
-                let f = measure::seq_read_all(&paths, d.limit);
+                let (f, n) = in_flight(&big_link, || measure::seq_read_all(&paths, d.limit));
+                eight_n.set(system, Figure::Done(n));
                 (f, m.peak_rss())
             }
             Err(e) => (Figure::Failed(e), None),
@@ -231,5 +278,15 @@ fn profile(d: &Data, p: &Profile, rt: &tokio::runtime::Runtime) -> Vec<Row> {
         c.requests.load(std::sync::atomic::Ordering::Relaxed),
         c.max_in_flight.load(std::sync::atomic::Ordering::Relaxed)
     );
-    vec![one, eight, files, rss]
+    let mut rows = vec![one, one_n, eight, eight_n, files, rss];
+    if p.dlio {
+        eprintln!("==> link {name}: DLIO's limit");
+        let keys = d.dlio.keys();
+        let (limit, _) = best(|n| {
+            rt.block_on(measure::raw_get_objects_at(&plain_small, &keys, n))
+                .1
+        });
+        rows.extend(dlio::rows(d.dlio, name, &small, limit));
+    }
+    rows
 }

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// One workload's figures.
+#[derive(Clone)]
 pub struct Row {
     pub workload: String,
     pub unit: &'static str,
@@ -16,8 +17,8 @@ pub struct Row {
     pub limit: Option<f64>,
     /// The same work on local disk (or tmpfs).
     pub local: Option<f64>,
-    /// datastore, s3fs, rclone; `None` where not measured.
-    pub systems: [Option<Figure>; 3],
+    /// Each of [`System::ALL`]'s figures, in its order; `None` where not measured.
+    pub systems: [Option<Figure>; System::ALL.len()],
 }
 
 impl Row {
@@ -28,7 +29,7 @@ impl Row {
             higher_is_better: true,
             limit: None,
             local: None,
-            systems: [None, None, None],
+            systems: Default::default(),
         }
     }
 
@@ -88,13 +89,24 @@ fn opt(v: Option<f64>) -> String {
 /// The table, the targets and the footnotes, in markdown.
 pub fn markdown(rows: &[Row], targets: &[Target], limit_secs: u64) -> String {
     let mut s = String::new();
-    s.push_str("| workload | unit | limit (raw GET/PUT) | local | datastore | s3fs | rclone | ds/limit | ds/local | ds/s3fs | ds/rclone |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    // datastore first, then each peer; the ratios are datastore's to each.
+    let peers = [System::Mountpoint, System::S3fs, System::Rclone];
+    s.push_str("| workload | unit | limit (raw GET/PUT) | local | datastore |");
+    for p in peers {
+        let _ = write!(s, " {} |", p.name());
+    }
+    s.push_str(" ds/limit | ds/local |");
+    for p in peers {
+        let _ = write!(s, " ds/{} |", p.name());
+    }
+    s.push('\n');
+    s.push_str(&"|---".repeat(6 + 2 * peers.len()));
+    s.push_str("|\n");
     let mut failures = Vec::new();
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {} | {} |",
             r.workload,
             r.unit,
             if r.higher_is_better {
@@ -104,14 +116,21 @@ pub fn markdown(rows: &[Row], targets: &[Target], limit_secs: u64) -> String {
             },
             opt(r.limit),
             opt(r.local),
-            cell(&r.systems[0]),
-            cell(&r.systems[1]),
-            cell(&r.systems[2]),
-            opt(r.ratio(r.limit)),
-            opt(r.ratio(r.local)),
-            opt(r.ratio(r.get(System::S3fs))),
-            opt(r.ratio(r.get(System::Rclone))),
+            cell(&r.systems[System::Datastore as usize]),
         );
+        for p in peers {
+            let _ = write!(s, " {} |", cell(&r.systems[p as usize]));
+        }
+        let _ = write!(
+            s,
+            " {} | {} |",
+            opt(r.ratio(r.limit)),
+            opt(r.ratio(r.local))
+        );
+        for p in peers {
+            let _ = write!(s, " {} |", opt(r.ratio(r.get(p))));
+        }
+        s.push('\n');
         for (sys, f) in System::ALL.iter().zip(&r.systems) {
             if let Some(Figure::Failed(e)) = f {
                 let line = format!("{} / {}: {e}", r.workload, sys.name());
@@ -127,6 +146,9 @@ pub fn markdown(rows: &[Row], targets: &[Target], limit_secs: u64) -> String {
     );
     for f in failures {
         let _ = writeln!(s, "- failed: {f}");
+    }
+    if targets.is_empty() {
+        return s;
     }
     s.push_str("\n| target | measured | met |\n|---|---|---|\n");
     for t in targets {
@@ -146,16 +168,17 @@ pub fn json(rows: &[Row]) -> serde_json::Value {
     let rows: Vec<_> = rows
         .iter()
         .map(|r| {
-            serde_json::json!({
+            let mut row = serde_json::json!({
                 "workload": r.workload,
                 "unit": r.unit,
                 "higher_is_better": r.higher_is_better,
                 "limit": r.limit,
                 "local": r.local,
-                "datastore": r.get(System::Datastore),
-                "s3fs": r.get(System::S3fs),
-                "rclone": r.get(System::Rclone),
-            })
+            });
+            for s in System::ALL {
+                row[s.name()] = serde_json::json!(r.get(s));
+            }
+            row
         })
         .collect();
     serde_json::json!({ "rows": rows })
@@ -191,12 +214,16 @@ pub fn machine(dir: &Path) -> String {
         dir.display()
     ));
     format!(
-        "{} cores ({}), {mem} RAM, disk {disk}, Linux {}; {}, {}, {}, s3s-fs 0.14.1",
+        "{} cores ({}), {mem} RAM, disk {disk}, Linux {}; {}, {}, {}, {}, s3s-fs 0.14.1",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu.trim(),
         sh("uname -r"),
         sh("s3fs --version 2>&1 | head -1 | grep -o 'V[0-9.]*' | sed 's/^V/s3fs /'"),
         sh("rclone version 2>&1 | head -1"),
         sh("fio --version"),
+        sh(&format!(
+            "{}/bench/.tools/bin/mount-s3 --version 2>&1 | head -1",
+            env!("CARGO_MANIFEST_DIR")
+        )),
     )
 }

@@ -1,5 +1,5 @@
-//! The three ways of reading the data under test, mounted and unmounted the same way:
-//! datastore (a pushed version), s3fs and rclone mount (the same files as plain objects).
+//! The ways of reading the data under test, mounted and unmounted the same way: datastore (a
+//! pushed version), and Mountpoint-S3, s3fs and rclone mount (the same files as plain objects).
 
 use crate::setup::Owned;
 use std::path::{Path, PathBuf};
@@ -11,16 +11,23 @@ pub enum System {
     Datastore,
     S3fs,
     Rclone,
+    Mountpoint,
 }
 
 impl System {
-    pub const ALL: [System; 3] = [System::Datastore, System::S3fs, System::Rclone];
+    pub const ALL: [System; 4] = [
+        System::Datastore,
+        System::S3fs,
+        System::Rclone,
+        System::Mountpoint,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             System::Datastore => "datastore",
             System::S3fs => "s3fs",
             System::Rclone => "rclone",
+            System::Mountpoint => "mountpoint-s3",
         }
     }
 }
@@ -35,6 +42,23 @@ pub struct Setup {
     pub endpoint: String,
     pub bucket: String,
     pub work: PathBuf,
+    /// The link's cap over all connections (bytes/s), where one is set: what a user tells a
+    /// client of the node's NIC.
+    pub nic: Option<u64>,
+}
+
+impl Setup {
+    /// The same servers reached through a proxy listening on `port`.
+    pub fn through(&self, port: u16) -> Setup {
+        Setup {
+            bin: self.bin.clone(),
+            store: self.store.clone(),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: self.bucket.clone(),
+            work: self.work.clone(),
+            nic: self.nic,
+        }
+    }
 }
 
 /// A live mount of one system; unmounted, and its daemon ended, when dropped.
@@ -107,8 +131,9 @@ impl Mount {
                     .map_err(|e| e.to_string())?;
                 m.child = Some(Owned(child));
             }
+            System::Mountpoint => m.child = Some(mountpoint(s, &point, cache)?),
         }
-        wait_mounted(&point)?;
+        wait_mounted_by(&point, m.child.as_mut())?;
         Ok(m)
     }
 
@@ -219,6 +244,34 @@ impl Drop for Mount {
     }
 }
 
+/// Mountpoint-S3 with its defaults for a read-only mount, its disk cache in `cache` (as every
+/// system here gets one) and, over a shaped link, its throughput target set to the link's cap
+/// (as a user on such a node would: its default is the EC2 instance's NIC, 10 Gb/s elsewhere).
+fn mountpoint(s: &Setup, point: &Path, cache: &Path) -> Result<Owned, String> {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/.tools/bin/mount-s3");
+    let mut c = Command::new(&bin);
+    c.env_remove("AWS_CA_BUNDLE")
+        .arg(&s.bucket)
+        .arg(point)
+        .args(["--read-only", "--foreground", "--force-path-style"])
+        .args(["--region", "us-east-1", "--endpoint-url", &s.endpoint])
+        .arg("--cache")
+        .arg(cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(nic) = s.nic {
+        c.arg("--maximum-throughput-gbps")
+            .arg(mountpoint_gbps(nic).to_string());
+    }
+    let child = c.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
+    Ok(Owned(child))
+}
+
+/// Mountpoint-S3's throughput target for a cap of `bytes_per_sec`.
+fn mountpoint_gbps(bytes_per_sec: u64) -> u64 {
+    (bytes_per_sec * 8).div_ceil(1_000_000_000).max(1)
+}
+
 /// Whether process `pid` runs (exists and is not a zombie).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -238,8 +291,19 @@ pub fn is_mounted(p: &Path) -> bool {
 }
 
 fn wait_mounted(point: &Path) -> Result<(), String> {
+    wait_mounted_by(point, None)
+}
+
+/// Waits for `point` to be mounted by `child` (a client that mounts in the foreground), and
+/// says so at once if it exits instead.
+fn wait_mounted_by(point: &Path, mut child: Option<&mut Owned>) -> Result<(), String> {
     let start = Instant::now();
     while !is_mounted(point) {
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(status)) = c.0.try_wait() {
+                return Err(format!("it exited ({status}) without mounting"));
+            }
+        }
         if start.elapsed() > Duration::from_secs(60) {
             return Err(format!("{} never mounted", point.display()));
         }
