@@ -100,7 +100,7 @@ pub fn markdown(rows: &[Row], targets: &[Target], limit_secs: u64) -> String {
         let _ = write!(s, " ds/{} |", p.name());
     }
     s.push('\n');
-    s.push_str(&"|---".repeat(6 + 2 * peers.len()));
+    s.push_str(&"|---".repeat(7 + 2 * peers.len()));
     s.push_str("|\n");
     let mut failures = Vec::new();
     for r in rows {
