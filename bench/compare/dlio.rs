@@ -83,26 +83,13 @@ pub fn train(
 /// plain objects under `dlio/` beside it.
 pub struct Workload<'a> {
     pub local: &'a Path,
-    /// The files' bytes and how many there are.
+    /// The plain objects' keys, one a file.
+    pub keys: Vec<String>,
+    /// The files' bytes.
     pub bytes: u64,
-    pub files: usize,
     /// Samples (files) a batch.
     pub batch: usize,
     pub limit: Duration,
-}
-
-impl Workload<'_> {
-    /// The plain objects' keys.
-    pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = std::fs::read_dir(self.local.join("train"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| format!("dlio/train/{}", e.file_name().to_string_lossy()))
-            .collect();
-        keys.sort();
-        keys
-    }
 }
 
 /// The rows of one profile: DLIO's AU on the cold and the warm epoch, and its samples/s cold
@@ -111,11 +98,11 @@ impl Workload<'_> {
 /// that best raw rate in MB/s, which sets the compute time a batch: the data rate it asks
 /// for is 0.8 of the limit, so that the link could keep the accelerator busy.
 pub fn rows(w: &Workload, name: &str, link: &Setup, limit_mb: f64) -> Vec<Row> {
-    let per_file = w.bytes as f64 / w.files as f64;
+    let per_file = w.bytes as f64 / w.keys.len() as f64;
     let compute = w.batch as f64 * per_file / (0.8 * limit_mb * 1e6);
     let what = format!(
         "L. {name}: DLIO unet3d, {} files of {} MiB, {compute:.2} s compute a batch of {}",
-        w.files,
+        w.keys.len(),
         (per_file as u64) >> 20,
         w.batch
     );
@@ -136,14 +123,8 @@ pub fn rows(w: &Workload, name: &str, link: &Setup, limit_mb: f64) -> Vec<Row> {
         eprintln!("==> DLIO: {}", system.name());
         let cache = link.work.join(format!("cache-dlio-{}", system.name()));
         let _ = std::fs::remove_dir_all(&cache);
-        let result = Mount::new(link, system, "dlio", &cache).and_then(|m| {
-            // The version's root is the workload's folder; the bucket holds it under dlio/.
-            let data = match system {
-                System::Datastore => m.point.clone(),
-                _ => m.point.join("dlio"),
-            };
-            train(&data, &scratch, compute, timeout)
-        });
+        let result = Mount::new(link, system, "dlio", &cache)
+            .and_then(|m| train(&m.dataset_root("dlio"), &scratch, compute, timeout));
         match result {
             Ok([c, h]) => {
                 cold.set(system, Figure::Done(c.au_pct));

@@ -265,12 +265,8 @@ fn profile(d: &Data, p: &Profile, rt: &tokio::runtime::Runtime) -> Vec<Row> {
         files.set(
             system,
             match fresh(&small, "small") {
-                // The version's root is the tree; the bucket holds it under small/.
                 Ok(m) => {
-                    let root = match system {
-                        System::Datastore => m.point.clone(),
-                        _ => m.point.join("small"),
-                    };
+                    let root = m.dataset_root("small");
                     measure::small_files(&root, d.small_files, 8, d.limit).1
                 }
                 Err(e) => Figure::Failed(e),
@@ -287,9 +283,8 @@ fn profile(d: &Data, p: &Profile, rt: &tokio::runtime::Runtime) -> Vec<Row> {
     let mut rows = vec![one, one_n, eight, eight_n, files, rss];
     if p.dlio {
         eprintln!("==> link {name}: DLIO's limit");
-        let keys = d.dlio.keys();
         let (limit, _) = best(|n| {
-            rt.block_on(measure::raw_get_objects_at(&plain_small, &keys, n))
+            rt.block_on(measure::raw_get_objects_at(&plain_small, &d.dlio.keys, n))
                 .1
         });
         rows.extend(dlio::rows(d.dlio, name, &small, limit));

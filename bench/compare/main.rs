@@ -309,12 +309,12 @@ fn main() {
         .iter()
         .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
         .sum();
-    let dlio_n = dlio_files.len();
+    let dlio_keys = dlio_files.iter().map(|(k, _)| k.clone()).collect();
     rt.block_on(measure::upload(&small_plain, dlio_files));
     let workload = dlio::Workload {
         local: &dlio_dir,
+        keys: dlio_keys,
         bytes: dlio_bytes,
-        files: dlio_n,
         batch: 4,
         limit: plan.limit,
     };

@@ -108,10 +108,7 @@ pub fn score(
     let cache = big.work.join(format!("cache-{}-small", system.name()));
     match Mount::new(small_on, system, "small", &cache) {
         Ok(m) => {
-            let root = match system {
-                System::Datastore => m.point.clone(),
-                _ => m.point.join("small"),
-            };
+            let root = m.dataset_root("small");
             m.reset_peak();
             setup::drop_caches();
             let entries = 1 + 100 + small.len() as u64;

@@ -171,6 +171,15 @@ impl Mount {
         })
     }
 
+    /// The folder of a dataset whose plain objects sit under `prefix/` in the bucket: a
+    /// datastore version's root is the dataset itself.
+    pub fn dataset_root(&self, prefix: &str) -> PathBuf {
+        match self.system {
+            System::Datastore => self.point.clone(),
+            _ => self.point.join(prefix),
+        }
+    }
+
     /// The process serving the mount: the one whose arguments name the mount point.
     pub fn pid(&self) -> Option<u32> {
         let want = self.point.to_string_lossy();
